@@ -1,0 +1,593 @@
+//! Per-thread counter cells: the hot path of the ledger.
+//!
+//! Every thread books into a [`Slab`] of its own: one [`Counter`] per scope, written by that
+//! thread alone with plain (relaxed load + relaxed store) updates, and summed by readers. No
+//! cache line shared between threads is written on an ordinary allocation or free.
+//!
+//! Slabs are never freed. A thread takes a free slab (or makes one) on its first allocation, and
+//! gives it back when its thread-local storage is torn down; the next thread reuses it and keeps
+//! adding to the same monotonic counters. The memory held by the ledger is therefore bounded by
+//! the largest number of threads alive at once, not by the number ever started.
+//!
+//! # Peaks
+//!
+//! A per-scope high-water mark cannot be summed from per-thread cells, so each cell also keeps
+//! its net bytes since it last *published* them. When that pending amount passes
+//! ±[`PUBLISH_THRESHOLD`], the cell adds it to the scope's shared `published` total with one
+//! atomic add and raises the scope's `peak` with `fetch_max`. With `k` threads booking to a scope
+//! at the same time, `published` differs from the true live bytes by less than
+//! `k × PUBLISH_THRESHOLD`, which bounds the error of the peak (see [`crate::ScopeStats`]). While
+//! a single cell has published to a scope, its own running maximum *is* the scope's, so the peak
+//! of a scope booked by one thread at a time is exact.
+//!
+//! # Thread teardown
+//!
+//! The hot-path state ([`ThreadState`]) is a `const` thread-local without a destructor, so it
+//! stays readable for the whole life of the thread, during thread-local destruction included.
+//! A second thread-local ([`SlabOwner`]) has the destructor that gives the slab back; after it
+//! ran, the thread books through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ptr;
+
+use crate::primitive::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::registry::{MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
+use crate::tag::Tag;
+
+/// Net bytes a cell may hold back from its scope's shared total before publishing them.
+///
+/// Small enough that the peak of a scope is known within 64 KiB per concurrent thread; large
+/// enough that a churn of small blocks (which oscillates around zero) never publishes at all.
+pub const PUBLISH_THRESHOLD: i64 = 64 * 1024;
+
+/// Scopes per page of counters; a thread's counters for scopes `64 * i .. 64 * (i + 1)` live in
+/// page `i`, created the first time the thread books to one of them.
+const PAGE_SCOPES: usize = 64;
+const PAGES: usize = MAX_SCOPES / PAGE_SCOPES;
+
+/// What one thread has booked to one scope. Written only by the thread that holds the slab.
+///
+/// All fields are atomics so that readers may load them while the owner writes; the owner uses
+/// relaxed loads and stores (plain moves on every mainstream target), never read-modify-write.
+#[derive(Default)]
+pub(crate) struct Counter {
+    allocs: AtomicU64,
+    frees: AtomicU64,
+    reallocs: AtomicU64,
+    /// Bytes brought into the scope by this cell: allocations and realloc growth.
+    bytes_in: AtomicU64,
+    /// Bytes taken out of the scope by this cell: frees and realloc shrinkage.
+    bytes_out: AtomicU64,
+    /// `bytes_in - bytes_out` as of the last publish.
+    published_net: AtomicI64,
+    /// Highest `bytes_in - bytes_out` since the last publish.
+    net_max: AtomicI64,
+}
+
+/// Adds `by` to a counter that only the calling thread writes.
+#[inline(always)]
+fn bump(cell: &AtomicU64, by: u64) -> u64 {
+    // Relaxed: the calling thread is the only writer (it holds the slab, handed over with
+    // acquire/release), so a load and a store cannot lose an update; readers only need each value
+    // to be one that was stored, and join/idle gives them the final one.
+    let v = cell.load(Ordering::Relaxed).wrapping_add(by);
+    cell.store(v, Ordering::Relaxed);
+    v
+}
+
+impl Counter {
+    #[inline(always)]
+    fn net(bytes_in: u64, bytes_out: u64) -> i64 {
+        bytes_in.wrapping_sub(bytes_out) as i64
+    }
+
+    #[inline(always)]
+    fn grew(&self, scope: Tag, bytes_in: u64) {
+        let net = Self::net(bytes_in, self.bytes_out.load(Ordering::Relaxed));
+        if net > self.net_max.load(Ordering::Relaxed) {
+            self.net_max.store(net, Ordering::Relaxed);
+        }
+        if net.wrapping_sub(self.published_net.load(Ordering::Relaxed)) > PUBLISH_THRESHOLD {
+            self.publish(scope, net);
+        }
+    }
+
+    #[inline(always)]
+    fn shrank(&self, scope: Tag, bytes_out: u64) {
+        let net = Self::net(self.bytes_in.load(Ordering::Relaxed), bytes_out);
+        if self.published_net.load(Ordering::Relaxed).wrapping_sub(net) > PUBLISH_THRESHOLD {
+            self.publish(scope, net);
+        }
+    }
+
+    #[inline(always)]
+    fn on_alloc(&self, scope: Tag, size: u64) {
+        bump(&self.allocs, 1);
+        let bytes_in = bump(&self.bytes_in, size);
+        self.grew(scope, bytes_in);
+    }
+
+    #[inline(always)]
+    fn on_dealloc(&self, scope: Tag, size: u64) {
+        bump(&self.frees, 1);
+        let bytes_out = bump(&self.bytes_out, size);
+        self.shrank(scope, bytes_out);
+    }
+
+    #[inline(always)]
+    fn on_realloc(&self, scope: Tag, old: u64, new: u64) {
+        bump(&self.reallocs, 1);
+        if new >= old {
+            let bytes_in = bump(&self.bytes_in, new - old);
+            self.grew(scope, bytes_in);
+        } else {
+            let bytes_out = bump(&self.bytes_out, old - new);
+            self.shrank(scope, bytes_out);
+        }
+    }
+
+    /// Moves this cell's pending bytes into the scope's shared total and raises the peak.
+    #[cold]
+    #[inline(never)]
+    fn publish(&self, scope: Tag, net: i64) {
+        let slot = &SLOTS[usize::from(scope)];
+        let me = self as *const Counter as usize;
+        let published_net = self.published_net.load(Ordering::Relaxed);
+        let net_max = self.net_max.load(Ordering::Relaxed);
+        let new = slot.publish(me, net.wrapping_sub(published_net));
+        // While this cell is the only one that ever published to the scope, `published` is
+        // exactly this cell's `published_net`, so this cell's running maximum is the scope's.
+        let candidate = if slot.writer.load(Ordering::Acquire) == me {
+            new.max(net_max)
+        } else {
+            new
+        };
+        slot.peak.fetch_max(candidate, Ordering::Relaxed);
+        self.published_net.store(net, Ordering::Relaxed);
+        self.net_max.store(net, Ordering::Relaxed);
+    }
+
+    /// Publishes whatever is pending; used when the slab is given back.
+    fn flush(&self, scope: Tag) {
+        let net = Self::net(
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        if net != self.published_net.load(Ordering::Relaxed) {
+            self.publish(scope, net);
+        }
+    }
+}
+
+/// `writer` values that are not cell addresses.
+const NO_WRITER: usize = 0;
+const SHARED_WRITER: usize = 1;
+const MANY_WRITERS: usize = usize::MAX;
+
+/// The shared, per-scope state: the published total and peak, and the counters of bookings made
+/// without a slab (after thread-local teardown, or when a slab could not be allocated).
+///
+/// Updated with atomic read-modify-writes, but only on the rare paths: a publish (every
+/// [`PUBLISH_THRESHOLD`] bytes of net movement per thread) or a booking without a slab.
+#[repr(align(64))]
+pub(crate) struct ScopeSlot {
+    allocs: AtomicU64,
+    frees: AtomicU64,
+    reallocs: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Sum of all published nets (and of all shared bookings).
+    published: AtomicI64,
+    /// Highest value of `published` seen at a publish, or of a single writer's running maximum.
+    peak: AtomicI64,
+    /// Who has published so far: nobody, one cell (its address), the shared path, or many.
+    writer: AtomicUsize,
+}
+
+impl ScopeSlot {
+    #[allow(clippy::declare_interior_mutable_const)] // only used to build the `SLOTS` array
+    const NEW: ScopeSlot = ScopeSlot {
+        allocs: AtomicU64::new(0),
+        frees: AtomicU64::new(0),
+        reallocs: AtomicU64::new(0),
+        bytes_in: AtomicU64::new(0),
+        bytes_out: AtomicU64::new(0),
+        published: AtomicI64::new(0),
+        peak: AtomicI64::new(0),
+        writer: AtomicUsize::new(NO_WRITER),
+    };
+
+    /// Adds `delta` to the published total on behalf of `writer`; returns the new total.
+    fn publish(&self, writer: usize, delta: i64) -> i64 {
+        // Register before adding: a writer that finds `writer == itself` after its own add then
+        // knows that every earlier add to `published` was its own. Another writer's registration
+        // is sequenced before that writer's add (AcqRel below), so it is visible to any add that
+        // comes later in `published`'s modification order.
+        let current = self.writer.load(Ordering::Acquire);
+        if current != writer && current != MANY_WRITERS {
+            let claimed = current == NO_WRITER
+                && self
+                    .writer
+                    .compare_exchange(NO_WRITER, writer, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !claimed {
+                self.writer.store(MANY_WRITERS, Ordering::Release);
+            }
+        }
+        self.published
+            .fetch_add(delta, Ordering::AcqRel)
+            .wrapping_add(delta)
+    }
+
+    /// Books an operation through the shared atomics: exact, and its own publish.
+    #[cold]
+    fn book_shared(&self, allocs: u64, frees: u64, reallocs: u64, bytes_in: u64, bytes_out: u64) {
+        // Relaxed: independent monotonic counters; readers sum them after a join or while idle.
+        self.allocs.fetch_add(allocs, Ordering::Relaxed);
+        self.frees.fetch_add(frees, Ordering::Relaxed);
+        self.reallocs.fetch_add(reallocs, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        let new = self.publish(SHARED_WRITER, bytes_in.wrapping_sub(bytes_out) as i64);
+        self.peak.fetch_max(new, Ordering::Relaxed);
+    }
+}
+
+/// One per scope id, in static memory: no allocation, and every scope's line is its own.
+static SLOTS: [ScopeSlot; MAX_SCOPES] = [ScopeSlot::NEW; MAX_SCOPES];
+
+/// A page of counters for 64 consecutive scope ids.
+#[repr(C, align(64))]
+struct Page {
+    cells: [Counter; PAGE_SCOPES],
+}
+
+/// A thread's counters. Never freed; reused by later threads.
+#[repr(C, align(64))]
+struct Slab {
+    /// Next slab in the list of all slabs (set before the slab is pushed, never changed after).
+    next: *const Slab,
+    /// Held by a live thread.
+    in_use: AtomicBool,
+    /// `pages[i]` holds scopes `64 * i ..`; null until the holder first books to one of them.
+    pages: [AtomicPtr<Page>; PAGES],
+    /// Page 0 (the unscoped root, the crate's own scope and the first user scopes), inline so
+    /// that most threads never allocate a page.
+    first: Page,
+}
+
+/// Head of the list of all slabs ever made.
+static SLABS: AtomicPtr<Slab> = AtomicPtr::new(ptr::null_mut());
+
+/// The hot-path thread-local state. `const`-initialised and without a destructor, so access is a
+/// plain TLS load and it stays valid during thread-local teardown.
+pub(crate) struct ThreadState {
+    /// Null before the first booking, [`RELEASED`] after the slab was given back.
+    slab: Cell<*const Slab>,
+    /// The scope new blocks are booked to.
+    scope: Cell<Tag>,
+}
+
+/// Marks a thread whose slab was given back at thread-local teardown.
+const RELEASED: *const Slab = 1 as *const Slab;
+
+std::thread_local! {
+    static STATE: ThreadState = const {
+        ThreadState { slab: Cell::new(ptr::null()), scope: Cell::new(ROOT_SCOPE_ID) }
+    };
+}
+
+/// Gives the thread's slab back when its thread-local storage is destroyed.
+struct SlabOwner;
+
+impl Drop for SlabOwner {
+    fn drop(&mut self) {
+        release_thread_slab();
+    }
+}
+
+/// Gives this thread's slab back; from now on the thread books through the shared slots.
+pub(crate) fn release_thread_slab() {
+    let _ = STATE.try_with(|state| {
+        let slab = state.slab.replace(RELEASED);
+        if !slab.is_null() && slab != RELEASED {
+            // SAFETY:
+            // - slabs are never freed, and this thread holds this one (`in_use`), so the
+            //   reference is valid and no other thread writes its counters.
+            unsafe { release(&*slab) };
+        }
+    });
+}
+
+std::thread_local! {
+    static OWNER: SlabOwner = const { SlabOwner };
+}
+
+/// The scope new blocks of this thread are booked to.
+#[inline(always)]
+pub(crate) fn current_scope() -> Tag {
+    STATE
+        .try_with(|s| s.scope.get())
+        .unwrap_or(ROOT_SCOPE_ID)
+}
+
+/// Makes `scope` current on this thread; returns the previous one.
+#[inline]
+pub(crate) fn set_current_scope(scope: Tag) -> Tag {
+    STATE
+        .try_with(|s| s.scope.replace(scope))
+        .unwrap_or(ROOT_SCOPE_ID)
+}
+
+/// Finds this thread's counter for `scope`, or `None` if the thread has no slab (torn down, or
+/// out of memory), in which case the caller books through the shared slot.
+#[inline(always)]
+fn counter<A: GlobalAlloc>(inner: &A, slab: *const Slab, scope: Tag) -> Option<&'static Counter> {
+    if slab as usize > RELEASED as usize {
+        // SAFETY:
+        // - `slab` is neither null nor `RELEASED`, so it is the slab this thread acquired; slabs
+        //   are never freed.
+        let slab = unsafe { &*slab };
+        let index = usize::from(scope);
+        // Relaxed: this thread is the only one that stores page pointers into its slab.
+        let page = slab.pages[index / PAGE_SCOPES].load(Ordering::Relaxed);
+        if !page.is_null() {
+            // SAFETY:
+            // - a non-null page pointer points to a page that is never freed.
+            return Some(unsafe { &(*page).cells[index % PAGE_SCOPES] });
+        }
+    }
+    counter_slow(inner, slab, scope)
+}
+
+#[cold]
+#[inline(never)]
+fn counter_slow<A: GlobalAlloc>(
+    inner: &A,
+    slab: *const Slab,
+    scope: Tag,
+) -> Option<&'static Counter> {
+    let slab = if slab.is_null() {
+        acquire(inner)?
+    } else if slab == RELEASED {
+        return None;
+    } else {
+        // SAFETY:
+        // - see `counter`: this thread's slab, never freed.
+        unsafe { &*slab }
+    };
+    let index = usize::from(scope);
+    let pages = &slab.pages[index / PAGE_SCOPES];
+    let mut page = pages.load(Ordering::Relaxed);
+    if page.is_null() {
+        page = alloc_zeroed_internal::<Page, A>(inner)?;
+        // Release: readers that find the page (acquire) see its zeroed cells.
+        pages.store(page, Ordering::Release);
+    }
+    // SAFETY:
+    // - the page pointer is non-null and pages are never freed.
+    Some(unsafe { &(*page).cells[index % PAGE_SCOPES] })
+}
+
+/// Allocates a zeroed `T` from the inner allocator for the ledger's own use, booked to the
+/// crate's own scope. Such blocks are never freed, so they carry no tag.
+fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
+    let layout = Layout::new::<T>();
+    // SAFETY:
+    // - `layout` has a non-zero size (`Page` and `Slab` hold counters).
+    let ptr = unsafe { inner.alloc_zeroed(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return None;
+    }
+    SLOTS[usize::from(OWN_SCOPE_ID)].book_shared(1, 0, 0, layout.size() as u64, 0);
+    Some(ptr)
+}
+
+/// Gives this thread a slab: a free one from the list, else a new one.
+#[cold]
+fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
+    let slab = take_free_slab().or_else(|| new_slab(inner))?;
+    STATE
+        .try_with(|s| s.slab.set(slab))
+        .ok()?;
+    // Registering the destructor may allocate; the slab is in place, so such allocations are
+    // booked through it like any other. If thread-local storage is already being torn down the
+    // destructor cannot be registered: give the slab back at once and book through the shared
+    // slots from now on.
+    if OWNER.try_with(|_| ()).is_err() {
+        let _ = STATE.try_with(|s| s.slab.set(RELEASED));
+        release(slab);
+        return None;
+    }
+    Some(slab)
+}
+
+fn take_free_slab() -> Option<&'static Slab> {
+    // Acquire: pairs with the release in `new_slab`'s push, making the slab's fields visible.
+    let mut cursor = SLABS.load(Ordering::Acquire);
+    while !cursor.is_null() {
+        // SAFETY:
+        // - every pointer in the list is a slab that is never freed.
+        let slab = unsafe { &*cursor };
+        // Acquire: see every counter the previous holder wrote before it released the slab.
+        if !slab.in_use.load(Ordering::Relaxed)
+            && slab
+                .in_use
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(slab);
+        }
+        cursor = slab.next.cast_mut();
+    }
+    None
+}
+
+fn new_slab<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
+    let raw = alloc_zeroed_internal::<Slab, A>(inner)?;
+    // SAFETY:
+    // - `raw` is a fresh, zeroed, properly aligned allocation of a `Slab`; all-zero is a valid
+    //   `Slab` (null pointers, false, zero counters), and nothing else can see it yet.
+    let slab = unsafe { &mut *raw };
+    *slab.in_use.get_mut() = true;
+    let first = ptr::addr_of!(slab.first).cast_mut();
+    *slab.pages[0].get_mut() = first;
+    let mut head = SLABS.load(Ordering::Relaxed);
+    loop {
+        slab.next = head;
+        // Release: a reader that loads this head sees the slab's initialised fields.
+        match SLABS.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(actual) => head = actual,
+        }
+    }
+    // SAFETY:
+    // - `raw` is now in the list and never freed; from here on it is only shared.
+    Some(unsafe { &*raw })
+}
+
+/// Publishes the slab's pending bytes and marks it free.
+fn release(slab: &Slab) {
+    for (page_index, page) in slab.pages.iter().enumerate() {
+        let page = page.load(Ordering::Relaxed);
+        if page.is_null() {
+            continue;
+        }
+        // SAFETY:
+        // - non-null page pointers point to pages that are never freed.
+        let page = unsafe { &*page };
+        for (i, cell) in page.cells.iter().enumerate() {
+            // Both bounds come from `PAGES * PAGE_SCOPES == MAX_SCOPES <= 65_536`.
+            cell.flush((page_index * PAGE_SCOPES + i) as Tag);
+        }
+    }
+    // Release: the next holder (acquire) sees every counter written so far.
+    slab.in_use.store(false, Ordering::Release);
+}
+
+/// Books a new block of `size` bytes to the current scope; returns that scope.
+#[inline(always)]
+pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> Tag {
+    let (slab, scope) = STATE
+        .try_with(|s| (s.slab.get(), s.scope.get()))
+        .unwrap_or((RELEASED, ROOT_SCOPE_ID));
+    match counter(inner, slab, scope) {
+        Some(cell) => cell.on_alloc(scope, size as u64),
+        None => SLOTS[usize::from(scope)].book_shared(1, 0, 0, size as u64, 0),
+    }
+    scope
+}
+
+#[inline(always)]
+fn this_thread_slab() -> *const Slab {
+    STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED)
+}
+
+/// Books the free of a block of `size` bytes owned by `scope`.
+#[inline(always)]
+pub(crate) fn on_dealloc<A: GlobalAlloc>(inner: &A, scope: Tag, size: usize) {
+    match counter(inner, this_thread_slab(), scope) {
+        Some(cell) => cell.on_dealloc(scope, size as u64),
+        None => SLOTS[usize::from(scope)].book_shared(0, 1, 0, 0, size as u64),
+    }
+}
+
+/// Books a resize of a block owned by `scope` from `old` to `new` bytes.
+#[inline(always)]
+pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: Tag, old: usize, new: usize) {
+    match counter(inner, this_thread_slab(), scope) {
+        Some(cell) => cell.on_realloc(scope, old as u64, new as u64),
+        None => {
+            let (grow, shrink) = if new >= old {
+                ((new - old) as u64, 0)
+            } else {
+                (0, (old - new) as u64)
+            };
+            SLOTS[usize::from(scope)].book_shared(0, 0, 1, grow, shrink);
+        }
+    }
+}
+
+/// Summed counters of one scope, as read by [`read_totals`].
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct Totals {
+    pub allocs: u64,
+    pub frees: u64,
+    pub reallocs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub peak: i64,
+}
+
+/// Slab usage, for snapshots.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct SlabUsage {
+    pub in_use: usize,
+    pub total: usize,
+}
+
+/// Sums every thread's counters for scopes `0..scopes`.
+pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
+    let scopes = scopes.min(MAX_SCOPES).min(out.len());
+    let mut usage = SlabUsage::default();
+    // Writers of each scope, read before the cells so that a cell's running maximum is only used
+    // when that cell was the scope's single publisher.
+    for (id, total) in out.iter_mut().enumerate().take(scopes) {
+        let slot = &SLOTS[id];
+        *total = Totals {
+            allocs: slot.allocs.load(Ordering::Relaxed),
+            frees: slot.frees.load(Ordering::Relaxed),
+            reallocs: slot.reallocs.load(Ordering::Relaxed),
+            bytes_in: slot.bytes_in.load(Ordering::Relaxed),
+            bytes_out: slot.bytes_out.load(Ordering::Relaxed),
+            peak: slot.peak.load(Ordering::Relaxed),
+        };
+    }
+    let mut cursor = SLABS.load(Ordering::Acquire);
+    while !cursor.is_null() {
+        // SAFETY:
+        // - every pointer in the list is a slab that is never freed.
+        let slab = unsafe { &*cursor };
+        usage.total += 1;
+        if slab.in_use.load(Ordering::Relaxed) {
+            usage.in_use += 1;
+        }
+        for (page_index, page) in slab.pages.iter().enumerate() {
+            let first_id = page_index * PAGE_SCOPES;
+            if first_id >= scopes {
+                break;
+            }
+            // Acquire: pairs with the release that published the page.
+            let page = page.load(Ordering::Acquire);
+            if page.is_null() {
+                continue;
+            }
+            // SAFETY:
+            // - non-null page pointers point to pages that are never freed.
+            let page = unsafe { &*page };
+            for (i, cell) in page.cells.iter().enumerate().take(scopes - first_id) {
+                let id = first_id + i;
+                let total = &mut out[id];
+                total.allocs = total.allocs.wrapping_add(cell.allocs.load(Ordering::Relaxed));
+                total.frees = total.frees.wrapping_add(cell.frees.load(Ordering::Relaxed));
+                total.reallocs = total
+                    .reallocs
+                    .wrapping_add(cell.reallocs.load(Ordering::Relaxed));
+                total.bytes_in = total
+                    .bytes_in
+                    .wrapping_add(cell.bytes_in.load(Ordering::Relaxed));
+                total.bytes_out = total
+                    .bytes_out
+                    .wrapping_add(cell.bytes_out.load(Ordering::Relaxed));
+                let writer = SLOTS[id].writer.load(Ordering::Acquire);
+                let me = cell as *const Counter as usize;
+                if writer == me || writer == NO_WRITER {
+                    total.peak = total.peak.max(cell.net_max.load(Ordering::Relaxed));
+                }
+            }
+        }
+        cursor = slab.next.cast_mut();
+    }
+    usage
+}

@@ -1,0 +1,138 @@
+//! The wrapper allocator.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+
+use crate::counters;
+use crate::tag;
+
+/// A global allocator that books every block to the scope that allocated it, then forwards to
+/// `A` (jemalloc, the system allocator, or any other [`GlobalAlloc`]).
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+///
+/// fn main() {
+///     let names: Vec<String> = memledger::in_scope("names", || {
+///         (0..100).map(|i| i.to_string()).collect()
+///     });
+///     let snap = memledger::snapshot();
+///     assert_eq!(snap.scope("names").unwrap().live_bytes, 100 * 24 + names.iter().map(|s| s.capacity() as u64).sum::<u64>());
+/// }
+/// ```
+///
+/// # What it costs
+///
+/// Each block carries its owner in a 2-byte trailer, so `A` is asked for `size + 2` bytes at the
+/// same alignment. Each allocation, free or resize updates a counter cell of the calling thread
+/// (no lock, no atomic read-modify-write, no shared cache line); see `BENCHMARKS.md` for the
+/// measured time and memory overhead.
+///
+/// The ledger's books are process-wide: a `Ledger` used as the `#[global_allocator]` books every
+/// allocation of the program. A `Ledger` can also be called directly as a [`GlobalAlloc`] (its
+/// blocks are booked to the same books).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ledger<A> {
+    inner: A,
+}
+
+impl<A> Ledger<A> {
+    /// Wraps `inner`.
+    pub const fn new(inner: A) -> Self {
+        Ledger { inner }
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+// SAFETY:
+// - every block handed out comes from `A` for a layout of the caller's alignment and at least the
+//   caller's size (`size + TAG_SIZE`), so it satisfies the caller's layout;
+// - `dealloc` and `realloc` rebuild that same outer layout from the caller's layout, as `A`
+//   requires;
+// - the booking never unwinds: the counter code contains no panicking operation and no
+//   allocation through the global allocator.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY:
+        // - `outer` has a non-zero size (at least `TAG_SIZE`).
+        let block = unsafe { self.inner.alloc(outer) };
+        if !block.is_null() {
+            let scope = counters::on_alloc(&self.inner, layout.size());
+            // SAFETY:
+            // - `block` holds `outer.size() == layout.size() + TAG_SIZE` bytes.
+            unsafe { tag::write(block, layout.size(), scope) };
+        }
+        block
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY:
+        // - `outer` has a non-zero size (at least `TAG_SIZE`).
+        let block = unsafe { self.inner.alloc_zeroed(outer) };
+        if !block.is_null() {
+            let scope = counters::on_alloc(&self.inner, layout.size());
+            // SAFETY:
+            // - `block` holds `layout.size() + TAG_SIZE` bytes; the trailer lies past the
+            //   caller's zeroed bytes.
+            unsafe { tag::write(block, layout.size(), scope) };
+        }
+        block
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - the caller guarantees `ptr` was allocated by this allocator with `layout`, so its
+        //   trailer is at `ptr + layout.size()` and the outer layout was valid when it was made.
+        let (scope, outer) = unsafe {
+            (
+                tag::read(ptr, layout.size()),
+                tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
+            )
+        };
+        // SAFETY:
+        // - `ptr` was allocated by `self.inner` with `outer` (see `alloc`).
+        unsafe { self.inner.dealloc(ptr, outer) };
+        counters::on_dealloc(&self.inner, scope, layout.size());
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(new_outer) = tag::outer_layout(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY:
+        // - as in `dealloc`: `ptr` is a live block of this allocator allocated with `layout`.
+        let (scope, outer) = unsafe {
+            (
+                tag::read(ptr, layout.size()),
+                tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
+            )
+        };
+        // SAFETY:
+        // - `ptr` was allocated by `self.inner` with `outer`;
+        // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
+        let block = unsafe { self.inner.realloc(ptr, outer, new_outer.size()) };
+        if !block.is_null() {
+            // SAFETY:
+            // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is untouched,
+            //   trailer included.
+            unsafe { tag::write(block, new_size, scope) };
+            counters::on_realloc(&self.inner, scope, layout.size(), new_size);
+        }
+        block
+    }
+}

@@ -1,0 +1,97 @@
+//! A ledger of heap memory per component.
+//!
+//! `memledger` is a wrapper [`#[global_allocator]`](GlobalAlloc) that books every heap block to
+//! the *scope* that allocated it. Scopes are set per thread by guards; the books say, for each
+//! scope, how many bytes it holds now, its high-water mark, and how many blocks it allocated,
+//! freed and resized: exactly, to the byte, whichever thread frees a block and in whatever scope.
+//!
+//! # Quick start
+//!
+//! Install the ledger over jemalloc (or `std::alloc::System`):
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: memledger::Ledger<tikv_jemallocator::Jemalloc> =
+//!     memledger::Ledger::new(tikv_jemallocator::Jemalloc);
+//! # fn main() {}
+//! ```
+//!
+//! Scope the components:
+//!
+//! ```
+//! # use std::collections::HashMap;
+//! fn build_project_index(files: usize) -> HashMap<String, Vec<u32>> {
+//!     let _g = memledger::scope!("project_indexes"); // booked to "project_indexes" until `_g` drops
+//!     let mut index = HashMap::new();
+//!     for file in 0..files as u32 {
+//!         index.entry(format!("symbol_{}", file % 100)).or_insert_with(Vec::new).push(file);
+//!     }
+//!     index
+//! }
+//!
+//! let global = memledger::in_scope("global_index", || vec![0u64; 10_000]); // closure form
+//! let project = build_project_index(1_000);
+//!
+//! let snap: memledger::Snapshot = memledger::snapshot();
+//! let s: &memledger::ScopeStats = snap.scope("project_indexes").unwrap();
+//! println!("{} live bytes, {} at peak, {} allocations, {} frees",
+//!          s.live_bytes, s.peak_bytes, s.allocations, s.deallocations);
+//! println!("{snap}"); // the whole breakdown as a table
+//! # drop((global, project));
+//! ```
+//!
+//! # Scopes
+//!
+//! - Scopes nest: `scope!("parse")` entered inside `scope!("project_indexes")` books to
+//!   `project_indexes/parse`. [`Snapshot::subtree`] sums a scope and its descendants.
+//! - Outside every guard, blocks are booked to the unscoped root (path [`UNSCOPED`], `""`).
+//! - A block stays booked to its owner until it is freed, on any thread, in any scope; `realloc`
+//!   keeps it with its owner at the new size.
+//! - The crate's own memory (its registry, per-thread counters, snapshots) is booked to
+//!   [`OWN_SCOPE`], so nothing is hidden.
+//! - There is room for [`MAX_SCOPES`] scopes (three are reserved). Past that, entering a new scope
+//!   books to [`OVERFLOW_SCOPE`] and counts a refusal ([`Snapshot::refused_scopes`]): never a
+//!   panic.
+//!
+//! # Guarantees
+//!
+//! The allocation path takes no lock, allocates nothing through the global allocator, never
+//! panics, and writes only counters of the calling thread. Blocks allocated and freed during and
+//! after thread-local teardown are still booked exactly. A program that starts and ends any
+//! number of threads holds counters only for the largest number alive at once.
+//!
+//! `ScopeStats` documents exactly when each figure is exact.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod counters;
+mod ledger;
+mod primitive;
+mod registry;
+mod scope;
+mod snapshot;
+mod tag;
+
+pub use crate::ledger::Ledger;
+pub use crate::registry::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
+pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard};
+pub use crate::snapshot::{snapshot, ScopeStats, Snapshot, SubtreeStats};
+
+/// jemalloc, re-exported for `Ledger<memledger::Jemalloc>` (feature `jemalloc`, on by default).
+#[cfg(feature = "jemalloc")]
+pub use tikv_jemallocator::Jemalloc;
+
+/// Support for the crate's macros. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::CallSite;
+
+    /// Gives the calling thread's counter slab back, exactly as thread-local teardown does; the
+    /// thread then books through the shared per-scope atomics. Lets tests reach that path
+    /// deterministically, since the order of thread-local destructors is the platform's.
+    pub fn release_thread_slab() {
+        crate::counters::release_thread_slab();
+    }
+}

@@ -1,0 +1,140 @@
+//! Entering and leaving scopes: the RAII guard, the closure form and the `scope!` macro.
+
+use core::marker::PhantomData;
+
+use crate::counters;
+use crate::registry::{self, CallSite};
+use crate::tag::Tag;
+
+/// Books the current thread's allocations to a scope until dropped, then restores the scope that
+/// was current before.
+///
+/// Made by [`scope!`](crate::scope!) or [`enter`]. A guard belongs to the thread that made it: it
+/// is neither `Send` nor `Sync`, because the scope it sets is a property of that thread.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(memledger::scope!("not_send"));
+/// ```
+///
+/// ```compile_fail
+/// fn assert_sync<T: Sync>(_: &T) {}
+/// let guard = memledger::scope!("not_sync");
+/// assert_sync(&guard);
+/// ```
+///
+/// Guards nest: a scope entered while another is current becomes its child, named by its path
+/// (`"project_indexes/parse"`). Drop guards in the reverse order of creation (as scoped `let`
+/// bindings do); a guard dropped out of order still restores exactly the scope that was current
+/// when it was made.
+#[must_use = "the scope ends when the guard is dropped: bind it with `let _guard = ...`"]
+#[derive(Debug)]
+pub struct ScopeGuard {
+    previous: Tag,
+    /// `*const ()` makes the guard `!Send` and `!Sync`.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ScopeGuard {
+    #[inline]
+    fn set(scope: Tag) -> ScopeGuard {
+        ScopeGuard {
+            previous: counters::set_current_scope(scope),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for ScopeGuard {
+    #[inline]
+    fn drop(&mut self) {
+        counters::set_current_scope(self.previous);
+    }
+}
+
+/// Enters the scope `name`, a child of the current scope, until the returned guard is dropped.
+///
+/// `name` may hold several segments separated by `/` (`"project_indexes/parse"` enters
+/// `project_indexes`, then `parse` within it); empty segments are ignored, so an empty name leaves
+/// the current scope unchanged. [`scope!`](crate::scope!) does the same with a name known at
+/// compile time and caches the lookup at its call site; `enter` looks the name up in the registry
+/// (a mutex and a hash lookup) each time.
+///
+/// ```
+/// let _guard = memledger::enter("global_index");
+/// let index: Vec<u64> = (0..1000).collect();
+/// # drop(index);
+/// ```
+pub fn enter(name: &str) -> ScopeGuard {
+    let parent = counters::current_scope();
+    let child = registry::with_registry(|registry| registry.resolve(parent, name));
+    ScopeGuard::set(child)
+}
+
+/// Runs `f` with the scope `name` (a child of the current scope) entered, and returns its result.
+///
+/// ```
+/// let index = memledger::in_scope("global_index", || vec![0u64; 1024]);
+/// assert_eq!(index.len(), 1024);
+/// ```
+pub fn in_scope<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    let _guard = enter(name);
+    f()
+}
+
+/// The path of the scope that is current on this thread (`""` outside every guard).
+///
+/// ```
+/// let _outer = memledger::scope!("project_indexes");
+/// let _inner = memledger::scope!("parse");
+/// assert_eq!(memledger::current_scope(), "project_indexes/parse");
+/// ```
+pub fn current_scope() -> String {
+    let id = counters::current_scope();
+    registry::with_registry(|registry| {
+        let scopes = registry.scopes();
+        let mut segments = Vec::new();
+        let mut cursor = id;
+        while cursor != registry::ROOT_SCOPE_ID {
+            let meta = &scopes[usize::from(cursor)];
+            segments.push(&*meta.name);
+            cursor = meta.parent;
+        }
+        segments.reverse();
+        segments.join("/")
+    })
+}
+
+#[doc(hidden)]
+impl CallSite {
+    /// Enters this call site's scope under the current scope.
+    #[inline]
+    pub fn enter(&'static self) -> ScopeGuard {
+        let parent = counters::current_scope();
+        ScopeGuard::set(self.resolve(parent))
+    }
+}
+
+/// Enters a scope until the end of the enclosing block: every heap block allocated meanwhile on
+/// this thread is booked to it, until freed, whichever thread frees it.
+///
+/// The name is a `&'static str` known at compile time; the call site caches its scope id, so
+/// entering costs two thread-local accesses and an atomic load once the scope is registered.
+/// Inside another scope, the new scope is its child (`"project_indexes/parse"`). See [`enter`] for
+/// names only known at run time.
+///
+/// ```
+/// fn build_project_index() -> Vec<String> {
+///     let _g = memledger::scope!("project_indexes");
+///     (0..100).map(|i| format!("symbol_{i}")).collect()
+/// }
+/// let index = build_project_index();
+/// # drop(index);
+/// ```
+#[macro_export]
+macro_rules! scope {
+    ($name:expr) => {{
+        static CALLSITE: $crate::__private::CallSite = $crate::__private::CallSite::new($name);
+        CALLSITE.enter()
+    }};
+}

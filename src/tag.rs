@@ -1,0 +1,66 @@
+//! The tag store: how a block remembers the scope that owns it.
+//!
+//! Each block carries its owner's id in a 2-byte trailer at `ptr + layout.size()`. `dealloc` and
+//! `realloc` receive the caller's layout, so the trailer is found without any lookup, and the
+//! pointer and alignment handed to the caller are exactly those of the inner allocator.
+//!
+//! Everything that knows where the tag lives is in this module, so that another attribution
+//! strategy (per-scope arenas, a page map) can replace it without touching the counters.
+
+use core::alloc::Layout;
+
+/// A scope id as stored in a block. Ids are always below [`crate::registry::MAX_SCOPES`].
+pub(crate) type Tag = u16;
+
+/// Bytes added to every block.
+pub(crate) const TAG_SIZE: usize = core::mem::size_of::<Tag>();
+
+/// Mask that maps any 16-bit value into the scope table, so that a tag damaged by a buffer
+/// overrun in user code is booked to some scope instead of indexing out of bounds.
+const TAG_MASK: Tag = (crate::registry::MAX_SCOPES - 1) as Tag;
+
+/// The layout the inner allocator is asked for when the caller asks for `size` bytes at `align`.
+///
+/// Returns `None` when `size + TAG_SIZE`, rounded up to `align`, would exceed `isize::MAX`:
+/// the allocation then fails (null), as it would for a layout that is too large.
+#[inline(always)]
+pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
+    // A valid `Layout` has `align` a power of two and `size` rounded up to `align` at most
+    // `isize::MAX`; both callers pass the parts of a valid layout, so only the added bytes need a
+    // check: `size + TAG_SIZE <= isize::MAX - (align - 1)`.
+    if size > (isize::MAX as usize) - (align - 1) - TAG_SIZE {
+        return None;
+    }
+    // SAFETY:
+    // - `align` comes from a valid `Layout`, so it is a non-zero power of two;
+    // - the check above keeps `size + TAG_SIZE`, rounded up to `align`, within `isize::MAX`.
+    Some(unsafe { Layout::from_size_align_unchecked(size + TAG_SIZE, align) })
+}
+
+/// Writes the owner of the block at `ptr` whose caller-visible size is `size`.
+///
+/// # Safety
+///
+/// - `ptr` points to a block of at least `size + TAG_SIZE` writable bytes.
+#[inline(always)]
+pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: Tag) {
+    // SAFETY:
+    // - the caller guarantees `size + TAG_SIZE` bytes, so the trailer is in bounds;
+    // - the trailer has no alignment of its own: an unaligned write is always allowed.
+    unsafe { ptr.add(size).cast::<Tag>().write_unaligned(tag) }
+}
+
+/// Reads the owner of the block at `ptr` whose caller-visible size is `size`.
+///
+/// # Safety
+///
+/// - `ptr` was returned by this crate's allocator for a layout of size `size` (so a trailer was
+///   written at `ptr + size`), and the block has not been freed.
+#[inline(always)]
+pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> Tag {
+    // SAFETY:
+    // - the caller guarantees the block holds a trailer at `ptr + size`;
+    // - an unaligned read is always allowed.
+    let raw = unsafe { ptr.add(size).cast::<Tag>().read_unaligned() };
+    raw & TAG_MASK
+}
