@@ -307,9 +307,7 @@ std::thread_local! {
 /// The scope new blocks of this thread are booked to.
 #[inline(always)]
 pub(crate) fn current_scope() -> Tag {
-    STATE
-        .try_with(|s| s.scope.get())
-        .unwrap_or(ROOT_SCOPE_ID)
+    STATE.try_with(|s| s.scope.get()).unwrap_or(ROOT_SCOPE_ID)
 }
 
 /// Makes `scope` current on this thread; returns the previous one.
@@ -388,9 +386,7 @@ fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
 #[cold]
 fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let slab = take_free_slab().or_else(|| new_slab(inner))?;
-    STATE
-        .try_with(|s| s.slab.set(slab))
-        .ok()?;
+    STATE.try_with(|s| s.slab.set(slab)).ok()?;
     // Registering the destructor may allocate; the slab is in place, so such allocations are
     // booked through it like any other. If thread-local storage is already being torn down the
     // destructor cannot be registered: give the slab back at once and book through the shared
@@ -569,7 +565,9 @@ pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
             for (i, cell) in page.cells.iter().enumerate().take(scopes - first_id) {
                 let id = first_id + i;
                 let total = &mut out[id];
-                total.allocs = total.allocs.wrapping_add(cell.allocs.load(Ordering::Relaxed));
+                total.allocs = total
+                    .allocs
+                    .wrapping_add(cell.allocs.load(Ordering::Relaxed));
                 total.frees = total.frees.wrapping_add(cell.frees.load(Ordering::Relaxed));
                 total.reallocs = total
                     .reallocs

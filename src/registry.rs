@@ -75,7 +75,9 @@ pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R 
 fn lock() -> MutexGuard<'static, Option<Registry>> {
     // The registry is consistent after every statement that can panic (an allocation failure
     // aborts rather than unwinds), so a poisoned lock is still safe to use.
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Registry {

@@ -3,9 +3,9 @@
 use core::fmt;
 
 use crate::counters::{self, PUBLISH_THRESHOLD};
-use crate::registry::{self, OVERFLOW_SCOPE, UNSCOPED};
 #[cfg(doc)]
 use crate::registry::OWN_SCOPE;
+use crate::registry::{self, OVERFLOW_SCOPE, UNSCOPED};
 
 /// What one scope holds and has done, as of a [`Snapshot`].
 ///

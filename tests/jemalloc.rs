@@ -30,12 +30,18 @@ fn ledger_within_jemalloc_allocated() {
         ledger_after <= allocated_after,
         "{ledger_after} > {allocated_after}"
     );
-    let booked = memledger::snapshot().scope("jemalloc_stats").unwrap().live_bytes;
+    let booked = memledger::snapshot()
+        .scope("jemalloc_stats")
+        .unwrap()
+        .live_bytes;
     let expected: u64 = data.iter().map(|v| v.capacity() as u64).sum::<u64>() + 2000 * 24;
     assert_eq!(booked, expected);
     drop(data);
     assert_eq!(
-        memledger::snapshot().scope("jemalloc_stats").unwrap().live_bytes,
+        memledger::snapshot()
+            .scope("jemalloc_stats")
+            .unwrap()
+            .live_bytes,
         0
     );
 }

@@ -337,7 +337,9 @@ pub fn nesting(prefix: &str) {
     let snap = memledger::snapshot();
     assert_eq!(snap.scope(&outer_path).unwrap().live_bytes, 1000);
     assert_eq!(
-        snap.scope(&format!("{outer_path}/inner")).unwrap().live_bytes,
+        snap.scope(&format!("{outer_path}/inner"))
+            .unwrap()
+            .live_bytes,
         1000
     );
     let deepest = format!("{outer_path}/inner/deeper/still");
@@ -347,7 +349,12 @@ pub fn nesting(prefix: &str) {
         snap.parent(&deepest).unwrap().path,
         format!("{outer_path}/inner/deeper")
     );
-    assert_eq!(snap.scope(&format!("{outer_path}/inner/deeper")).unwrap().live_bytes, 0);
+    assert_eq!(
+        snap.scope(&format!("{outer_path}/inner/deeper"))
+            .unwrap()
+            .live_bytes,
+        0
+    );
     let subtree = snap.subtree(&outer_path).unwrap();
     assert_eq!(subtree.live_bytes, 3000);
     assert_eq!(subtree.allocations, 3);
@@ -363,7 +370,13 @@ pub fn nesting(prefix: &str) {
         // SAFETY: live blocks allocated with `layout`.
         unsafe { dealloc(ptr, layout) };
     }
-    assert_eq!(memledger::snapshot().subtree(&outer_path).unwrap().live_bytes, 0);
+    assert_eq!(
+        memledger::snapshot()
+            .subtree(&outer_path)
+            .unwrap()
+            .live_bytes,
+        0
+    );
 }
 
 /// The closure form returns its value and restores the scope; guards restore in any order.
@@ -440,7 +453,11 @@ pub fn peak_single_thread(prefix: &str) {
         if step % 500 == 0 {
             let snap = memledger::snapshot();
             let s = snap.scope(&path).unwrap();
-            assert_eq!((s.live_bytes, s.peak_bytes), (current, highest), "step {step}");
+            assert_eq!(
+                (s.live_bytes, s.peak_bytes),
+                (current, highest),
+                "step {step}"
+            );
         }
     }
     for (ptr, layout) in live {
@@ -571,9 +588,17 @@ pub fn thread_local_teardown(prefix: &'static str) {
     let n = THREADS as u64;
     for label in ["first", "second"] {
         let early = stats(&format!("{prefix}/{label}_early"));
-        assert_eq!((early.live, early.allocs, early.frees), (0, n, n), "{label}");
+        assert_eq!(
+            (early.live, early.allocs, early.frees),
+            (0, n, n),
+            "{label}"
+        );
         let late = stats(&format!("{prefix}/{label}_late"));
-        assert_eq!((late.live, late.allocs, late.frees), (777 * n, n, 0), "{label}");
+        assert_eq!(
+            (late.live, late.allocs, late.frees),
+            (777 * n, n, 0),
+            "{label}"
+        );
     }
     assert_eq!(stats(&format!("{prefix}/elsewhere")), Expected::default());
     let blocks = std::mem::take(&mut *LATE_BLOCKS.lock().unwrap());
@@ -640,6 +665,31 @@ pub fn after_release(prefix: &str) {
     reference.check("after the main thread freed the rest");
 }
 
+/// Layouts too large once the tag is added fail with null, as any too-large request does: no
+/// panic, nothing booked, and a failed resize leaves the block and its owner intact.
+pub fn huge_layouts_fail_cleanly(prefix: &str) {
+    let path = format!("{prefix}/huge");
+    let huge = Layout::from_size_align(isize::MAX as usize - 1, 1).unwrap();
+    let ptr = {
+        let _g = memledger::enter(&path);
+        // SAFETY: non-zero size.
+        unsafe { alloc(huge) }
+    };
+    assert!(ptr.is_null());
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let block = alloc_in(&path, layout, false);
+    fill(block, 64, 0xAB);
+    // SAFETY: live block, its layout, non-zero size.
+    let moved = unsafe { realloc(block, layout, isize::MAX as usize - 4) };
+    assert!(moved.is_null());
+    check_fill(block, 64, 0xAB);
+    let s = stats(&path);
+    assert_eq!((s.live, s.allocs, s.reallocs), (64, 1, 0));
+    // SAFETY: the failed realloc left the block live with its layout.
+    unsafe { dealloc(block, layout) };
+    assert_eq!(stats(&path).live, 0);
+}
+
 /// Generates one `#[test]` per suite function, each under its own top-level scope.
 #[macro_export]
 macro_rules! exactness_suite {
@@ -667,6 +717,10 @@ macro_rules! exactness_suite {
         #[test]
         fn peak_many_threads() {
             common::peak_many_threads(concat!($prefix, "_peak8"));
+        }
+        #[test]
+        fn huge_layouts_fail_cleanly() {
+            common::huge_layouts_fail_cleanly(concat!($prefix, "_huge"));
         }
         #[test]
         fn after_release() {

@@ -1,0 +1,56 @@
+//! Filling the scope table: past `MAX_SCOPES`, entries go to the overflow scope and are counted,
+//! and their blocks are still booked exactly. Its own binary, since the table never empties.
+
+use std::alloc::{alloc, dealloc, Layout};
+
+#[global_allocator]
+static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+
+#[test]
+fn a_full_table_books_to_the_overflow_scope() {
+    let registered = memledger::snapshot().scopes().len();
+    let room = memledger::MAX_SCOPES - registered;
+    // Fill every remaining id: `room - 1` scopes under one parent, plus the parent.
+    let parent = memledger::enter("many");
+    for i in 0..room - 1 {
+        let _g = memledger::enter(&format!("s{i}"));
+    }
+    drop(parent);
+    let snap = memledger::snapshot();
+    assert_eq!(snap.scopes().len(), memledger::MAX_SCOPES);
+    assert_eq!(snap.refused_scopes(), 0);
+    let overflow_before = snap.scope(memledger::OVERFLOW_SCOPE).unwrap().clone();
+
+    let layout = Layout::from_size_align(1234, 8).unwrap();
+    let blocks: Vec<*mut u8> = (0..3)
+        .map(|i| {
+            let _g = memledger::enter(&format!("one_too_many_{i}"));
+            // Nested inside a refused scope: refused too.
+            let _inner = memledger::scope!("inner");
+            // SAFETY: non-zero size.
+            unsafe { alloc(layout) }
+        })
+        .collect();
+    // An existing scope can still be entered.
+    let existing = {
+        let _g = memledger::enter("many/s0");
+        // SAFETY: non-zero size.
+        unsafe { alloc(layout) }
+    };
+    let snap = memledger::snapshot();
+    assert_eq!(snap.scopes().len(), memledger::MAX_SCOPES);
+    assert_eq!(snap.refused_scopes(), 6);
+    let overflow = snap.scope(memledger::OVERFLOW_SCOPE).unwrap();
+    assert_eq!(overflow.live_bytes - overflow_before.live_bytes, 3 * 1234);
+    assert_eq!(overflow.allocations - overflow_before.allocations, 3);
+    assert_eq!(snap.scope("many/s0").unwrap().live_bytes, 1234);
+    assert!(snap.to_string().contains("6 scope entries refused"));
+    for ptr in blocks.into_iter().chain([existing]) {
+        // SAFETY: live blocks allocated with `layout`.
+        unsafe { dealloc(ptr, layout) };
+    }
+    let snap = memledger::snapshot();
+    let overflow = snap.scope(memledger::OVERFLOW_SCOPE).unwrap();
+    assert_eq!(overflow.live_bytes, overflow_before.live_bytes);
+    assert_eq!(snap.scope("many/s0").unwrap().live_bytes, 0);
+}
