@@ -50,6 +50,8 @@ const PAGES: usize = MAX_SCOPES / PAGE_SCOPES;
 ///
 /// All fields are atomics so that readers may load them while the owner writes; the owner uses
 /// relaxed loads and stores (plain moves on every mainstream target), never read-modify-write.
+/// One cache line per cell, so a cell is found with a shift.
+#[repr(C, align(64))]
 #[derive(Default)]
 pub(crate) struct Counter {
     allocs: AtomicU64,
@@ -57,20 +59,30 @@ pub(crate) struct Counter {
     reallocs: AtomicU64,
     /// Bytes brought into the scope by this cell: allocations and realloc growth.
     bytes_in: AtomicU64,
-    /// Bytes taken out of the scope by this cell: frees and realloc shrinkage.
-    bytes_out: AtomicU64,
-    /// `bytes_in - bytes_out` as of the last publish.
-    published_net: AtomicI64,
-    /// Highest `bytes_in - bytes_out` since the last publish.
+    /// Bytes brought in minus bytes taken out (frees and realloc shrinkage) by this cell.
+    net: AtomicI64,
+    /// Highest `net` since the last publish.
     net_max: AtomicI64,
+    /// `net` as of the last publish.
+    published_net: AtomicI64,
 }
 
 /// Adds `by` to a counter that only the calling thread writes.
 #[inline(always)]
-fn bump(cell: &AtomicU64, by: u64) -> u64 {
+fn bump_u64(cell: &AtomicU64, by: u64) {
     // Relaxed: the calling thread is the only writer (it holds the slab, handed over with
     // acquire/release), so a load and a store cannot lose an update; readers only need each value
     // to be one that was stored, and join/idle gives them the final one.
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// As [`bump_u64`], for the signed net; returns the new value.
+#[inline(always)]
+fn bump_i64(cell: &AtomicI64, by: i64) -> i64 {
+    // Relaxed: single writer, as in `bump_u64`.
     let v = cell.load(Ordering::Relaxed).wrapping_add(by);
     cell.store(v, Ordering::Relaxed);
     v
@@ -78,24 +90,23 @@ fn bump(cell: &AtomicU64, by: u64) -> u64 {
 
 impl Counter {
     #[inline(always)]
-    fn net(bytes_in: u64, bytes_out: u64) -> i64 {
-        bytes_in.wrapping_sub(bytes_out) as i64
-    }
-
-    #[inline(always)]
-    fn grew(&self, scope: Tag, bytes_in: u64) {
-        let net = Self::net(bytes_in, self.bytes_out.load(Ordering::Relaxed));
+    fn grew(&self, scope: Tag, by: u64) {
+        bump_u64(&self.bytes_in, by);
+        let net = bump_i64(&self.net, by as i64);
+        // `net_max - published_net` never exceeds the threshold (passing it publishes, which
+        // resets both), so `net` can only pass the threshold when it also passes `net_max`: a
+        // churn below its high-water mark costs one comparison.
         if net > self.net_max.load(Ordering::Relaxed) {
             self.net_max.store(net, Ordering::Relaxed);
-        }
-        if net.wrapping_sub(self.published_net.load(Ordering::Relaxed)) > PUBLISH_THRESHOLD {
-            self.publish(scope, net);
+            if net.wrapping_sub(self.published_net.load(Ordering::Relaxed)) > PUBLISH_THRESHOLD {
+                self.publish(scope, net);
+            }
         }
     }
 
     #[inline(always)]
-    fn shrank(&self, scope: Tag, bytes_out: u64) {
-        let net = Self::net(self.bytes_in.load(Ordering::Relaxed), bytes_out);
+    fn shrank(&self, scope: Tag, by: u64) {
+        let net = bump_i64(&self.net, (by as i64).wrapping_neg());
         if self.published_net.load(Ordering::Relaxed).wrapping_sub(net) > PUBLISH_THRESHOLD {
             self.publish(scope, net);
         }
@@ -103,27 +114,23 @@ impl Counter {
 
     #[inline(always)]
     fn on_alloc(&self, scope: Tag, size: u64) {
-        bump(&self.allocs, 1);
-        let bytes_in = bump(&self.bytes_in, size);
-        self.grew(scope, bytes_in);
+        bump_u64(&self.allocs, 1);
+        self.grew(scope, size);
     }
 
     #[inline(always)]
     fn on_dealloc(&self, scope: Tag, size: u64) {
-        bump(&self.frees, 1);
-        let bytes_out = bump(&self.bytes_out, size);
-        self.shrank(scope, bytes_out);
+        bump_u64(&self.frees, 1);
+        self.shrank(scope, size);
     }
 
     #[inline(always)]
     fn on_realloc(&self, scope: Tag, old: u64, new: u64) {
-        bump(&self.reallocs, 1);
+        bump_u64(&self.reallocs, 1);
         if new >= old {
-            let bytes_in = bump(&self.bytes_in, new - old);
-            self.grew(scope, bytes_in);
+            self.grew(scope, new - old);
         } else {
-            let bytes_out = bump(&self.bytes_out, old - new);
-            self.shrank(scope, bytes_out);
+            self.shrank(scope, old - new);
         }
     }
 
@@ -131,7 +138,7 @@ impl Counter {
     #[cold]
     #[inline(never)]
     fn publish(&self, scope: Tag, net: i64) {
-        let slot = &SLOTS[usize::from(scope)];
+        let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
         let me = self as *const Counter as usize;
         let published_net = self.published_net.load(Ordering::Relaxed);
         let net_max = self.net_max.load(Ordering::Relaxed);
@@ -150,10 +157,7 @@ impl Counter {
 
     /// Publishes whatever is pending; used when the slab is given back.
     fn flush(&self, scope: Tag) {
-        let net = Self::net(
-            self.bytes_in.load(Ordering::Relaxed),
-            self.bytes_out.load(Ordering::Relaxed),
-        );
+        let net = self.net.load(Ordering::Relaxed);
         if net != self.published_net.load(Ordering::Relaxed) {
             self.publish(scope, net);
         }
@@ -267,6 +271,9 @@ pub(crate) struct ThreadState {
     slab: Cell<*const Slab>,
     /// The scope new blocks are booked to.
     scope: Cell<Tag>,
+    /// This thread's counter for `scope`, or null when it has none yet (no slab, no page, or the
+    /// slab was given back). Saves the slab and page lookups on allocation.
+    cell: Cell<*const Counter>,
 }
 
 /// Marks a thread whose slab was given back at thread-local teardown.
@@ -274,7 +281,11 @@ const RELEASED: *const Slab = 1 as *const Slab;
 
 std::thread_local! {
     static STATE: ThreadState = const {
-        ThreadState { slab: Cell::new(ptr::null()), scope: Cell::new(ROOT_SCOPE_ID) }
+        ThreadState {
+            slab: Cell::new(ptr::null()),
+            scope: Cell::new(ROOT_SCOPE_ID),
+            cell: Cell::new(ptr::null()),
+        }
     };
 }
 
@@ -290,6 +301,7 @@ impl Drop for SlabOwner {
 /// Gives this thread's slab back; from now on the thread books through the shared slots.
 pub(crate) fn release_thread_slab() {
     let _ = STATE.try_with(|state| {
+        state.cell.set(ptr::null());
         let slab = state.slab.replace(RELEASED);
         if !slab.is_null() && slab != RELEASED {
             // SAFETY:
@@ -314,29 +326,77 @@ pub(crate) fn current_scope() -> Tag {
 #[inline]
 pub(crate) fn set_current_scope(scope: Tag) -> Tag {
     STATE
-        .try_with(|s| s.scope.replace(scope))
+        .try_with(|s| {
+            s.cell
+                .set(counter(s.slab.get(), scope).map_or(ptr::null(), |c| c as *const Counter));
+            s.scope.replace(scope)
+        })
         .unwrap_or(ROOT_SCOPE_ID)
 }
 
-/// Finds this thread's counter for `scope`, or `None` if the thread has no slab (torn down, or
-/// out of memory), in which case the caller books through the shared slot.
+/// This thread's counter for `scope` if the thread has a slab with that scope's page; `None`
+/// sends the caller to [`book_slow`].
 #[inline(always)]
-fn counter<A: GlobalAlloc>(inner: &A, slab: *const Slab, scope: Tag) -> Option<&'static Counter> {
-    if slab as usize > RELEASED as usize {
-        // SAFETY:
-        // - `slab` is neither null nor `RELEASED`, so it is the slab this thread acquired; slabs
-        //   are never freed.
-        let slab = unsafe { &*slab };
-        let index = usize::from(scope);
-        // Relaxed: this thread is the only one that stores page pointers into its slab.
-        let page = slab.pages[index / PAGE_SCOPES].load(Ordering::Relaxed);
-        if !page.is_null() {
-            // SAFETY:
-            // - a non-null page pointer points to a page that is never freed.
-            return Some(unsafe { &(*page).cells[index % PAGE_SCOPES] });
+fn counter(slab: *const Slab, scope: Tag) -> Option<&'static Counter> {
+    if slab as usize <= RELEASED as usize {
+        return None;
+    }
+    // SAFETY:
+    // - `slab` is neither null nor `RELEASED`, so it is the slab this thread acquired; slabs are
+    //   never freed.
+    let slab = unsafe { &*slab };
+    let index = usize::from(scope) % MAX_SCOPES;
+    // Relaxed: this thread is the only one that stores page pointers into its slab.
+    let page = slab.pages[index / PAGE_SCOPES].load(Ordering::Relaxed);
+    if page.is_null() {
+        return None;
+    }
+    // SAFETY:
+    // - a non-null page pointer points to a page that is never freed.
+    Some(unsafe { &(*page).cells[index % PAGE_SCOPES] })
+}
+
+/// An operation to book.
+#[derive(Clone, Copy)]
+enum Op {
+    Alloc(u64),
+    Dealloc(u64),
+    Realloc(u64, u64),
+}
+
+impl Op {
+    #[inline(always)]
+    fn apply(self, cell: &Counter, scope: Tag) {
+        match self {
+            Op::Alloc(size) => cell.on_alloc(scope, size),
+            Op::Dealloc(size) => cell.on_dealloc(scope, size),
+            Op::Realloc(old, new) => cell.on_realloc(scope, old, new),
         }
     }
-    counter_slow(inner, slab, scope)
+}
+
+/// Books `op` when the fast path found no counter: makes the slab or page it lacks, or books
+/// through the shared slot when the thread has no slab.
+#[cold]
+#[inline(never)]
+fn book_slow<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
+    let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
+    if let Some(cell) = counter(slab, scope).or_else(|| counter_slow(inner, slab, scope)) {
+        let _ = STATE.try_with(|s| {
+            if s.scope.get() == scope {
+                s.cell.set(cell);
+            }
+        });
+        op.apply(cell, scope);
+        return;
+    }
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    match op {
+        Op::Alloc(size) => slot.book_shared(1, 0, 0, size, 0),
+        Op::Dealloc(size) => slot.book_shared(0, 1, 0, 0, size),
+        Op::Realloc(old, new) if new >= old => slot.book_shared(0, 0, 1, new - old, 0),
+        Op::Realloc(old, new) => slot.book_shared(0, 0, 1, 0, old - new),
+    }
 }
 
 #[cold]
@@ -355,7 +415,7 @@ fn counter_slow<A: GlobalAlloc>(
         // - see `counter`: this thread's slab, never freed.
         unsafe { &*slab }
     };
-    let index = usize::from(scope);
+    let index = usize::from(scope) % MAX_SCOPES;
     let pages = &slab.pages[index / PAGE_SCOPES];
     let mut page = pages.load(Ordering::Relaxed);
     if page.is_null() {
@@ -465,44 +525,49 @@ fn release(slab: &Slab) {
 /// Books a new block of `size` bytes to the current scope; returns that scope.
 #[inline(always)]
 pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> Tag {
-    let (slab, scope) = STATE
-        .try_with(|s| (s.slab.get(), s.scope.get()))
-        .unwrap_or((RELEASED, ROOT_SCOPE_ID));
-    match counter(inner, slab, scope) {
-        Some(cell) => cell.on_alloc(scope, size as u64),
-        None => SLOTS[usize::from(scope)].book_shared(1, 0, 0, size as u64, 0),
+    let (cell, scope) = STATE
+        .try_with(|s| (s.cell.get(), s.scope.get()))
+        .unwrap_or((ptr::null(), ROOT_SCOPE_ID));
+    let op = Op::Alloc(size as u64);
+    // SAFETY:
+    // - a non-null cached cell is this thread's counter for the current scope, in a slab this
+    //   thread holds; cells are never freed.
+    match unsafe { cell.as_ref() } {
+        Some(cell) => op.apply(cell, scope),
+        None => book_slow(inner, scope, op),
     }
     scope
 }
 
+/// Books `op` on a block owned by `scope`.
 #[inline(always)]
-fn this_thread_slab() -> *const Slab {
-    STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED)
+fn book<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
+    let (cell, current, slab) = STATE
+        .try_with(|s| (s.cell.get(), s.scope.get(), s.slab.get()))
+        .unwrap_or((ptr::null(), ROOT_SCOPE_ID, RELEASED));
+    let cell = if scope == current && !cell.is_null() {
+        // SAFETY:
+        // - as in `on_alloc`: the cached, never-freed counter of this thread for `scope`.
+        Some(unsafe { &*cell })
+    } else {
+        counter(slab, scope)
+    };
+    match cell {
+        Some(cell) => op.apply(cell, scope),
+        None => book_slow(inner, scope, op),
+    }
 }
 
 /// Books the free of a block of `size` bytes owned by `scope`.
 #[inline(always)]
 pub(crate) fn on_dealloc<A: GlobalAlloc>(inner: &A, scope: Tag, size: usize) {
-    match counter(inner, this_thread_slab(), scope) {
-        Some(cell) => cell.on_dealloc(scope, size as u64),
-        None => SLOTS[usize::from(scope)].book_shared(0, 1, 0, 0, size as u64),
-    }
+    book(inner, scope, Op::Dealloc(size as u64));
 }
 
 /// Books a resize of a block owned by `scope` from `old` to `new` bytes.
 #[inline(always)]
 pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: Tag, old: usize, new: usize) {
-    match counter(inner, this_thread_slab(), scope) {
-        Some(cell) => cell.on_realloc(scope, old as u64, new as u64),
-        None => {
-            let (grow, shrink) = if new >= old {
-                ((new - old) as u64, 0)
-            } else {
-                (0, (old - new) as u64)
-            };
-            SLOTS[usize::from(scope)].book_shared(0, 0, 1, grow, shrink);
-        }
-    }
+    book(inner, scope, Op::Realloc(old as u64, new as u64));
 }
 
 /// Summed counters of one scope, as read by [`read_totals`].
@@ -572,12 +637,10 @@ pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
                 total.reallocs = total
                     .reallocs
                     .wrapping_add(cell.reallocs.load(Ordering::Relaxed));
-                total.bytes_in = total
-                    .bytes_in
-                    .wrapping_add(cell.bytes_in.load(Ordering::Relaxed));
-                total.bytes_out = total
-                    .bytes_out
-                    .wrapping_add(cell.bytes_out.load(Ordering::Relaxed));
+                let bytes_in = cell.bytes_in.load(Ordering::Relaxed);
+                let net = cell.net.load(Ordering::Relaxed) as u64;
+                total.bytes_in = total.bytes_in.wrapping_add(bytes_in);
+                total.bytes_out = total.bytes_out.wrapping_add(bytes_in.wrapping_sub(net));
                 let writer = SLOTS[id].writer.load(Ordering::Acquire);
                 let me = cell as *const Counter as usize;
                 if writer == me || writer == NO_WRITER {

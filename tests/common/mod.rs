@@ -23,10 +23,13 @@ pub struct Expected {
     pub freed: u64,
 }
 
+/// Live blocks (address → owner index and size) and what each scope should show.
+type ReferenceState = (HashMap<usize, (usize, usize)>, Vec<Expected>);
+
 /// A naive ledger: every live block with its owner and size.
 pub struct Reference {
     scopes: Vec<String>,
-    state: Mutex<(HashMap<usize, (usize, usize)>, Vec<Expected>)>,
+    state: Mutex<ReferenceState>,
 }
 
 impl Reference {
