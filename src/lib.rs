@@ -19,6 +19,8 @@
 //! Scope the components:
 //!
 //! ```
+//! # #[global_allocator]
+//! # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
 //! # use std::collections::HashMap;
 //! fn build_project_index(files: usize) -> HashMap<String, Vec<u32>> {
 //!     let _g = memledger::scope!("project_indexes"); // booked to "project_indexes" until `_g` drops
@@ -29,6 +31,7 @@
 //!     index
 //! }
 //!
+//! # fn main() {
 //! let global = memledger::in_scope("global_index", || vec![0u64; 10_000]); // closure form
 //! let project = build_project_index(1_000);
 //!
@@ -36,8 +39,14 @@
 //! let s: &memledger::ScopeStats = snap.scope("project_indexes").unwrap();
 //! println!("{} live bytes, {} at peak, {} allocations, {} frees",
 //!          s.live_bytes, s.peak_bytes, s.allocations, s.deallocations);
+//! assert!(s.live_bytes >= 1_000 * 4);
+//! assert_eq!(snap.scope("global_index").unwrap().live_bytes, 80_000);
 //! println!("{snap}"); // the whole breakdown as a table
-//! # drop((global, project));
+//!
+//! drop(project); // frees are credited to "project_indexes", wherever they happen
+//! assert_eq!(memledger::snapshot().scope("project_indexes").unwrap().live_bytes, 0);
+//! # drop(global);
+//! # }
 //! ```
 //!
 //! # Scopes
