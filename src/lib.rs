@@ -104,3 +104,8 @@ pub mod __private {
         crate::counters::release_thread_slab();
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -270,10 +270,24 @@ impl fmt::Display for Snapshot {
             };
             format!("{}{}", "  ".repeat(depth), name)
         };
+        // A scope is shown when it or any descendant has activity, so that every row sits under
+        // its real parent. Children come after parents: one backward pass marks the ancestors.
+        let mut shown: Vec<bool> = self
+            .scopes
+            .iter()
+            .map(|s| s.allocations + s.reallocations + s.deallocations > 0)
+            .collect();
+        for i in (1..self.scopes.len()).rev() {
+            if shown[i] {
+                shown[self.parents[i]] = true;
+            }
+        }
         let rows: Vec<&ScopeStats> = self
             .scopes
             .iter()
-            .filter(|s| s.allocations + s.reallocations + s.deallocations > 0)
+            .zip(&shown)
+            .filter(|(_, &shown)| shown)
+            .map(|(s, _)| s)
             .collect();
         let width = rows
             .iter()

@@ -22,8 +22,28 @@ fn run_batch() {
     }
 }
 
+/// Holds `BATCH + 2` threads alive at once, more than the batches below ever overlap (a batch,
+/// this thread and the harness's), so that the slab count reaches its high-water mark first.
+fn overlap_all() {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(BATCH + 2));
+    let handles: Vec<_> = (0..BATCH + 2)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let v = vec![0u8; 10];
+                barrier.wait();
+                drop(v);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 #[test]
 fn hundred_thousand_threads_hold_bounded_memory() {
+    overlap_all();
     let mut own_at_10k = None;
     for batch in 0..TOTAL / BATCH {
         run_batch();
@@ -41,9 +61,9 @@ fn hundred_thousand_threads_hold_bounded_memory() {
     assert_eq!(churn.allocated_bytes, batches * bytes_per_batch);
     assert_eq!(churn.live_bytes, 0);
     let (own_then, slabs_then) = own_at_10k.unwrap();
-    // At most one slab per thread alive at once: the batch, this thread, and the harness's.
+    // At most one slab per thread alive at once.
     assert!(
-        snap.thread_slabs() <= BATCH + 4,
+        snap.thread_slabs() <= BATCH + 4 + 2,
         "{} slabs",
         snap.thread_slabs()
     );

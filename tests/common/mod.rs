@@ -726,6 +726,10 @@ macro_rules! exactness_suite {
             common::huge_layouts_fail_cleanly(concat!($prefix, "_huge"));
         }
         #[test]
+        fn display_keeps_the_tree() {
+            common::display_keeps_the_tree(concat!($prefix, "_display"));
+        }
+        #[test]
         fn after_release() {
             common::after_release(concat!($prefix, "_released"));
         }
@@ -734,4 +738,28 @@ macro_rules! exactness_suite {
             common::thread_local_teardown(concat!($prefix, "_tls"));
         }
     };
+}
+
+/// The table shows a scope without blocks of its own when a descendant has some, so that every
+/// row sits under its real parent.
+pub fn display_keeps_the_tree(prefix: &str) {
+    let layout = Layout::from_size_align(10, 1).unwrap();
+    let ptr = alloc_in(
+        &format!("{prefix}/parent_without_blocks/child"),
+        layout,
+        false,
+    );
+    let table = memledger::snapshot().to_string();
+    let parent_row = table
+        .lines()
+        .position(|l| l.trim_start().starts_with("parent_without_blocks"))
+        .expect("the parent has a row");
+    assert!(table
+        .lines()
+        .nth(parent_row + 1)
+        .unwrap()
+        .trim_start()
+        .starts_with("child"));
+    // SAFETY: live block with its layout.
+    unsafe { dealloc(ptr, layout) };
 }
