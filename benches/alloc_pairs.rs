@@ -1,0 +1,197 @@
+//! Cost of one allocation and its free, for the ledger and its baselines, in one run.
+//!
+//! Every allocator is called directly through [`GlobalAlloc`], not installed as the global
+//! allocator, so that all variants are measured by the same binary on the same machine state and
+//! their figures can be compared as ratios. The binary's own global allocator is bare jemalloc,
+//! so that criterion's allocations neither go through the variants nor show up in their books.
+//!
+//! - `pair/<variant>/<size>`: allocate `size` bytes and free them at once. jemalloc's thread
+//!   cache serves the same slot every time, so this is the shortest possible path.
+//! - `churn/<variant>`: a ring of 256 live blocks; each step frees the oldest block and allocates
+//!   one of a pseudo-random small size (8..=512 bytes, the same sequence for every variant).
+//!   Closer to a real program: several size classes in flight, blocks outliving the call.
+//!
+//! Each measured iteration is one free plus one allocation, so the reported time is the cost of
+//! one pair.
+
+use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use memledger::Ledger;
+use stats_alloc::INSTRUMENTED_SYSTEM;
+use tikv_jemallocator::Jemalloc;
+
+#[global_allocator]
+static GLOBAL: Jemalloc = Jemalloc;
+
+static JEMALLOC: Jemalloc = Jemalloc;
+static SYSTEM: System = System;
+static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
+static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+
+/// Sizes of the `pair` group: a few size classes from tiny to one that jemalloc serves as a
+/// large allocation.
+const PAIR_SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 65536];
+
+/// Live blocks in the churn ring. A power of two, so that the slot is a mask of the step.
+const RING: usize = 256;
+/// Length of the size sequence, a power of two; longer than the ring, so a slot sees many sizes.
+const SEQUENCE: usize = 4096;
+/// Alignment of every churn block: what most Rust allocations (`Box<u64>`, `Vec<usize>`) ask for.
+const ALIGN: usize = 8;
+
+/// The allocators under test, each with its name in the report and whether the measurement runs
+/// inside a scope.
+///
+/// A macro rather than a list of trait objects: each variant is its own monomorphised code, as
+/// it would be behind `#[global_allocator]`.
+macro_rules! for_each_variant {
+    ($bench:ident, $group:expr $(, $arg:expr)*) => {{
+        $bench($group, "jemalloc", &JEMALLOC, false $(, $arg)*);
+        $bench($group, "system", &SYSTEM, false $(, $arg)*);
+        // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
+        // static over the system allocator is the one instance there can be.
+        $bench($group, "stats_alloc", &INSTRUMENTED_SYSTEM, false $(, $arg)*);
+        $bench($group, "ledger_system", &LEDGER_SYSTEM, false $(, $arg)*);
+        $bench($group, "ledger_jemalloc", &LEDGER_JEMALLOC, false $(, $arg)*);
+        $bench($group, "ledger_jemalloc_scoped", &LEDGER_JEMALLOC, true $(, $arg)*);
+    }};
+}
+
+/// Allocates through `allocator` behind a call boundary.
+///
+/// A `#[global_allocator]` is reached through `__rust_alloc`, a call that is never inlined into
+/// the program; without the boundary the benchmark loop could hoist parts of an allocator
+/// (thread-local addresses, constant checks) out of the loop, which no real caller gets.
+#[inline(never)]
+fn alloc_via<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
+    // SAFETY:
+    // - every layout used here has a non-zero size.
+    let ptr = unsafe { allocator.alloc(layout) };
+    if ptr.is_null() {
+        handle_alloc_error(layout);
+    }
+    ptr
+}
+
+/// Frees through `allocator` behind a call boundary (see [`alloc_via`]).
+///
+/// # Safety
+///
+/// - `ptr` was returned by `allocator` for `layout` and has not been freed.
+#[inline(never)]
+unsafe fn dealloc_via<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
+    // SAFETY:
+    // - guaranteed by the caller.
+    unsafe { allocator.dealloc(ptr, layout) }
+}
+
+/// xorshift64: deterministic, so every variant sees the same sizes in the same order.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The churn's size sequence: small sizes in 8..=512, the range where most of a program's blocks
+/// fall and where the allocator's fast path is taken.
+fn churn_layouts() -> Vec<Layout> {
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    (0..SEQUENCE)
+        .map(|_| {
+            let size = 8 + (xorshift(&mut state) % 505) as usize;
+            Layout::from_size_align(size, ALIGN).expect("small sizes make valid layouts")
+        })
+        .collect()
+}
+
+fn bench_pair<A: GlobalAlloc + Sync>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    allocator: &'static A,
+    scoped: bool,
+    size: usize,
+) {
+    let layout = Layout::from_size_align(size, ALIGN).expect("pair sizes make valid layouts");
+    group.bench_with_input(BenchmarkId::new(name, size), &layout, |b, &layout| {
+        let _guard = scoped.then(|| memledger::scope!("bench"));
+        b.iter(|| {
+            let allocator = black_box(allocator);
+            let layout = black_box(layout);
+            let ptr = black_box(alloc_via(allocator, layout));
+            // SAFETY:
+            // - `ptr` was just allocated by `allocator` with `layout`.
+            unsafe { dealloc_via(allocator, ptr, layout) };
+        });
+    });
+}
+
+fn bench_churn<A: GlobalAlloc + Sync>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    allocator: &'static A,
+    scoped: bool,
+    layouts: &[Layout],
+) {
+    group.bench_function(name, |b| {
+        let _guard = scoped.then(|| memledger::scope!("bench"));
+        let allocator = black_box(allocator);
+        // The ring starts full, so that every measured step is exactly one free and one
+        // allocation.
+        let mut ring: Vec<(*mut u8, Layout)> = layouts[..RING]
+            .iter()
+            .map(|&layout| (alloc_via(allocator, layout), layout))
+            .collect();
+        let mut step = RING;
+        b.iter(|| {
+            let slot = &mut ring[step % RING];
+            // SAFETY:
+            // - every ring slot holds a live block of `allocator` with the layout stored beside
+            //   it.
+            unsafe { dealloc_via(allocator, black_box(slot.0), slot.1) };
+            let layout = black_box(layouts[step % SEQUENCE]);
+            *slot = (black_box(alloc_via(allocator, layout)), layout);
+            step = step.wrapping_add(1);
+        });
+        for (ptr, layout) in ring {
+            // SAFETY:
+            // - as above; each block is freed once, here, after the measurement.
+            unsafe { dealloc_via(allocator, ptr, layout) };
+        }
+    });
+}
+
+fn pairs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pair");
+    group.throughput(Throughput::Elements(1));
+    for size in PAIR_SIZES {
+        for_each_variant!(bench_pair, &mut group, size);
+    }
+    group.finish();
+}
+
+fn churn(c: &mut Criterion) {
+    let layouts = churn_layouts();
+    let mut group = c.benchmark_group("churn");
+    group.throughput(Throughput::Elements(1));
+    for_each_variant!(bench_churn, &mut group, &layouts);
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Short: the machines this runs on are noisy, and the figures that matter are the ratios
+    // between variants measured minutes apart in one run.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = churn, pairs
+}
+criterion_main!(benches);

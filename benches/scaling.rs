@@ -1,0 +1,231 @@
+//! How the small-size churn scales with threads, for the ledger and its baselines.
+//!
+//! Each thread runs the churn of `alloc_pairs` (a ring of 256 live blocks; each step frees the
+//! oldest and allocates a pseudo-random small size) on its own ring, so the threads share nothing
+//! but the allocator. The ledger variant puts every thread in the same scope: the case where a
+//! design that writes a shared counter per call would contend. `stats_alloc` is that design
+//! (global atomics), shown for comparison.
+//!
+//! Reported: wall time from the release of all threads until the last one is joined, and the
+//! throughput in pairs (one free and one allocation) per second over all threads together. With
+//! perfect scaling the throughput grows with the thread count up to the number of cores and then
+//! stays flat.
+//!
+//! `MEMLEDGER_BENCH_MAX_THREADS=n` drops the thread counts above `n`.
+
+use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use memledger::Ledger;
+use stats_alloc::INSTRUMENTED_SYSTEM;
+use tikv_jemallocator::Jemalloc;
+
+#[global_allocator]
+static GLOBAL: Jemalloc = Jemalloc;
+
+static JEMALLOC: Jemalloc = Jemalloc;
+static SYSTEM: System = System;
+static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+
+/// Churn steps each thread runs per measured iteration.
+///
+/// Large enough that spawning and joining the threads (tens of microseconds) is amortised, small
+/// enough that criterion's minimum of 55 iterations per benchmark fits its measurement time even
+/// with 16 threads on 2 cores (16 × 20 000 steps × ~25 ns / 2 cores ≈ 4 ms per iteration).
+const STEPS: u64 = 20_000;
+
+/// Thread counts measured, before the machine's own parallelism is added.
+const THREAD_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
+/// The most threads measured, whatever the machine.
+const MAX_THREADS: usize = 32;
+
+const RING: usize = 256;
+const SEQUENCE: usize = 4096;
+const ALIGN: usize = 8;
+
+/// xorshift64: deterministic, so every variant sees the same sizes in the same order.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Small sizes in 8..=512, the same sequence as `alloc_pairs`.
+fn churn_layouts() -> Vec<Layout> {
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    (0..SEQUENCE)
+        .map(|_| {
+            let size = 8 + (xorshift(&mut state) % 505) as usize;
+            Layout::from_size_align(size, ALIGN).expect("small sizes make valid layouts")
+        })
+        .collect()
+}
+
+/// Allocates through `allocator` behind a call boundary, as `__rust_alloc` is for a
+/// `#[global_allocator]`.
+#[inline(never)]
+fn alloc_via<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
+    // SAFETY:
+    // - every layout used here has a non-zero size.
+    let ptr = unsafe { allocator.alloc(layout) };
+    if ptr.is_null() {
+        handle_alloc_error(layout);
+    }
+    ptr
+}
+
+/// Frees through `allocator` behind a call boundary.
+///
+/// # Safety
+///
+/// - `ptr` was returned by `allocator` for `layout` and has not been freed.
+#[inline(never)]
+unsafe fn dealloc_via<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
+    // SAFETY:
+    // - guaranteed by the caller.
+    unsafe { allocator.dealloc(ptr, layout) }
+}
+
+/// One thread's churn: fills a ring, waits for the start, runs `steps` steps, frees the ring.
+///
+/// `offset` shifts the thread's place in the size sequence, so that threads do not allocate the
+/// same size class at the same moment.
+fn churn_thread<A: GlobalAlloc>(
+    allocator: &A,
+    layouts: &[Layout],
+    offset: usize,
+    steps: u64,
+    start: &Barrier,
+) {
+    let allocator = black_box(allocator);
+    let mut ring: Vec<(*mut u8, Layout)> = (0..RING)
+        .map(|i| {
+            let layout = layouts[(offset + i) % SEQUENCE];
+            (alloc_via(allocator, layout), layout)
+        })
+        .collect();
+    start.wait();
+    let mut step = offset + RING;
+    for _ in 0..steps {
+        let slot = &mut ring[step % RING];
+        // SAFETY:
+        // - every ring slot holds a live block of `allocator` with the layout stored beside it.
+        unsafe { dealloc_via(allocator, black_box(slot.0), slot.1) };
+        let layout = black_box(layouts[step % SEQUENCE]);
+        *slot = (black_box(alloc_via(allocator, layout)), layout);
+        step = step.wrapping_add(1);
+    }
+    for (ptr, layout) in ring {
+        // SAFETY:
+        // - as above; each block is freed once.
+        unsafe { dealloc_via(allocator, ptr, layout) };
+    }
+}
+
+/// Runs `threads` churn threads of `steps` steps each; returns the time from their common start
+/// until all are joined.
+fn run<A: GlobalAlloc + Sync>(
+    allocator: &A,
+    scoped: bool,
+    layouts: &[Layout],
+    threads: usize,
+    steps: u64,
+) -> Duration {
+    let start = Barrier::new(threads + 1);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start = &start;
+                s.spawn(move || {
+                    // Every thread enters the same call site, so all book to the one scope.
+                    let _guard = scoped.then(|| memledger::scope!("bench"));
+                    churn_thread(allocator, layouts, t * 397, steps, start);
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for handle in handles {
+            handle.join().expect("a churn thread panicked");
+        }
+        began.elapsed()
+    })
+}
+
+/// The thread counts to measure: the fixed list, the machine's parallelism if larger (at most
+/// [`MAX_THREADS`]), all capped by `MEMLEDGER_BENCH_MAX_THREADS`.
+fn thread_counts() -> Vec<usize> {
+    let mut counts = THREAD_COUNTS.to_vec();
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > *counts.last().expect("the list is not empty") {
+        counts.push(cores.min(MAX_THREADS));
+    }
+    if let Ok(cap) = std::env::var("MEMLEDGER_BENCH_MAX_THREADS") {
+        let cap: usize = cap
+            .trim()
+            .parse()
+            .expect("MEMLEDGER_BENCH_MAX_THREADS must be a whole number of threads");
+        counts.retain(|&n| n <= cap.max(1));
+    }
+    counts
+}
+
+fn bench_variant<A: GlobalAlloc + Sync>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    allocator: &'static A,
+    scoped: bool,
+    layouts: &[Layout],
+    threads: usize,
+) {
+    group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+        // One spawn per batch of iterations rather than per iteration: each thread runs the
+        // steps of all `iters` iterations in one go, which keeps thread start-up out of the
+        // figure however small an iteration is.
+        b.iter_custom(|iters| run(allocator, scoped, layouts, threads, iters * STEPS));
+    });
+}
+
+fn scaling(c: &mut Criterion) {
+    let layouts = churn_layouts();
+    let mut group = c.benchmark_group("scaling");
+    for threads in thread_counts() {
+        group.throughput(Throughput::Elements(threads as u64 * STEPS));
+        let g = &mut group;
+        let l = &layouts[..];
+        bench_variant(g, "jemalloc", &JEMALLOC, false, l, threads);
+        bench_variant(
+            g,
+            "ledger_jemalloc_scoped",
+            &LEDGER_JEMALLOC,
+            true,
+            l,
+            threads,
+        );
+        // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
+        // static over the system allocator is the one instance there can be.
+        bench_variant(g, "stats_alloc", &INSTRUMENTED_SYSTEM, false, l, threads);
+        bench_variant(g, "system", &SYSTEM, false, l, threads);
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Ten samples of two seconds per case keep the whole run within a few minutes, 16 threads on
+    // 2 cores included; each sample already averages millions of operations.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    targets = scaling
+}
+criterion_main!(benches);
