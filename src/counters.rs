@@ -14,18 +14,19 @@
 //! A per-scope high-water mark cannot be summed from per-thread cells, so each cell also keeps
 //! its net bytes since it last *published* them. When that pending amount passes
 //! ±[`PUBLISH_THRESHOLD`], the cell adds it to the scope's shared `published` total with one
-//! atomic add and raises the scope's `peak` with `fetch_max`. With `k` threads booking to a scope
-//! at the same time, `published` differs from the true live bytes by less than
-//! `k × PUBLISH_THRESHOLD`, which bounds the error of the peak (see [`crate::ScopeStats`]). While
-//! a single cell has published to a scope, its own running maximum *is* the scope's, so the peak
-//! of a scope booked by one thread at a time is exact.
+//! atomic add and raises the scope's `peak` with `fetch_max`; a thread also publishes everything
+//! when it exits. Every live thread holds back less than the threshold, so with `k` live threads
+//! that have booked to a scope, `published` is within `k × PUBLISH_THRESHOLD` of the true live
+//! bytes, and so is the peak (see [`crate::ScopeStats`]). A cell registers itself with the scope
+//! the first time it books to it; while it is the only cell that ever did, it sees every change,
+//! and its own running maximum *is* the scope's: the peak of a scope booked by one thread is exact.
 //!
 //! # Thread teardown
 //!
 //! The hot-path state ([`ThreadState`]) is a `const` thread-local without a destructor, so it
 //! stays readable for the whole life of the thread, during thread-local destruction included.
-//! A second thread-local ([`SlabOwner`]) has the destructor that gives the slab back; after it
-//! ran, the thread books through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
+//! [`crate::thread_exit`] gives the slab back when the thread exits; after that, the thread books
+//! through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -81,10 +82,12 @@ fn bump_u64(cell: &AtomicU64, by: u64) {
 
 /// As [`bump_u64`], for the signed net; returns the new value.
 #[inline(always)]
-fn bump_i64(cell: &AtomicI64, by: i64) -> i64 {
-    // Relaxed: single writer, as in `bump_u64`.
+fn bump_net(cell: &AtomicI64, by: i64) -> i64 {
     let v = cell.load(Ordering::Relaxed).wrapping_add(by);
-    cell.store(v, Ordering::Relaxed);
+    // Release: `bytes_in` is stored before `net`, and readers load `net` (acquire) before
+    // `bytes_in`, so `bytes_in - net` (the bytes taken out) never looks negative. A plain store
+    // on x86.
+    cell.store(v, Ordering::Release);
     v
 }
 
@@ -92,7 +95,7 @@ impl Counter {
     #[inline(always)]
     fn grew(&self, scope: Tag, by: u64) {
         bump_u64(&self.bytes_in, by);
-        let net = bump_i64(&self.net, by as i64);
+        let net = bump_net(&self.net, by as i64);
         // `net_max - published_net` never exceeds the threshold (passing it publishes, which
         // resets both), so `net` can only pass the threshold when it also passes `net_max`: a
         // churn below its high-water mark costs one comparison.
@@ -106,27 +109,50 @@ impl Counter {
 
     #[inline(always)]
     fn shrank(&self, scope: Tag, by: u64) {
-        let net = bump_i64(&self.net, (by as i64).wrapping_neg());
+        let net = bump_net(&self.net, (by as i64).wrapping_neg());
         if self.published_net.load(Ordering::Relaxed).wrapping_sub(net) > PUBLISH_THRESHOLD {
             self.publish(scope, net);
         }
     }
 
+    /// Counts one operation in `count`, registering this cell with the scope on its first one.
+    #[inline(always)]
+    fn count(&self, count: &AtomicU64, scope: Tag) {
+        // Relaxed: single writer, as in `bump_u64`.
+        let n = count.load(Ordering::Relaxed);
+        if n == 0 {
+            self.first_touch(scope);
+        }
+        count.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Registers this cell as a writer of `scope` if none of its counts has started yet.
+    #[cold]
+    #[inline(never)]
+    fn first_touch(&self, scope: Tag) {
+        let untouched = [&self.allocs, &self.frees, &self.reallocs]
+            .iter()
+            .all(|c| c.load(Ordering::Relaxed) == 0);
+        if untouched {
+            SLOTS[usize::from(scope) % MAX_SCOPES].register(self as *const Counter as usize);
+        }
+    }
+
     #[inline(always)]
     fn on_alloc(&self, scope: Tag, size: u64) {
-        bump_u64(&self.allocs, 1);
+        self.count(&self.allocs, scope);
         self.grew(scope, size);
     }
 
     #[inline(always)]
     fn on_dealloc(&self, scope: Tag, size: u64) {
-        bump_u64(&self.frees, 1);
+        self.count(&self.frees, scope);
         self.shrank(scope, size);
     }
 
     #[inline(always)]
     fn on_realloc(&self, scope: Tag, old: u64, new: u64) {
-        bump_u64(&self.reallocs, 1);
+        self.count(&self.reallocs, scope);
         if new >= old {
             self.grew(scope, new - old);
         } else {
@@ -143,8 +169,8 @@ impl Counter {
         let published_net = self.published_net.load(Ordering::Relaxed);
         let net_max = self.net_max.load(Ordering::Relaxed);
         let new = slot.publish(me, net.wrapping_sub(published_net));
-        // While this cell is the only one that ever published to the scope, `published` is
-        // exactly this cell's `published_net`, so this cell's running maximum is the scope's.
+        // While this cell is the only one that ever booked to the scope, `published` is exactly
+        // this cell's `published_net`, so this cell's running maximum is the scope's.
         let candidate = if slot.writer.load(Ordering::Acquire) == me {
             new.max(net_max)
         } else {
@@ -202,12 +228,9 @@ impl ScopeSlot {
         writer: AtomicUsize::new(NO_WRITER),
     };
 
-    /// Adds `delta` to the published total on behalf of `writer`; returns the new total.
-    fn publish(&self, writer: usize, delta: i64) -> i64 {
-        // Register before adding: a writer that finds `writer == itself` after its own add then
-        // knows that every earlier add to `published` was its own. Another writer's registration
-        // is sequenced before that writer's add (AcqRel below), so it is visible to any add that
-        // comes later in `published`'s modification order.
+    /// Records `writer` as a writer of this scope: the first becomes the single writer, any
+    /// other makes it [`MANY_WRITERS`] for good.
+    fn register(&self, writer: usize) {
         let current = self.writer.load(Ordering::Acquire);
         if current != writer && current != MANY_WRITERS {
             let claimed = current == NO_WRITER
@@ -219,6 +242,16 @@ impl ScopeSlot {
                 self.writer.store(MANY_WRITERS, Ordering::Release);
             }
         }
+    }
+
+    /// Adds `delta` to the published total on behalf of `writer`; returns the new total.
+    fn publish(&self, writer: usize, delta: i64) -> i64 {
+        // Register before adding: a writer that finds `writer == itself` after its own add then
+        // knows that every earlier add to `published` was its own. Another writer's registration
+        // is sequenced before that writer's add (AcqRel below), so it is visible to any add that
+        // comes later in `published`'s modification order. Cells are registered at their first
+        // booking already; this covers the shared path.
+        self.register(writer);
         self.published
             .fetch_add(delta, Ordering::AcqRel)
             .wrapping_add(delta)
@@ -274,6 +307,8 @@ pub(crate) struct ThreadState {
     /// This thread's counter for `scope`, or null when it has none yet (no slab, no page, or the
     /// slab was given back). Saves the slab and page lookups on allocation.
     cell: Cell<*const Counter>,
+    /// Number of scope guards alive on this thread.
+    depth: Cell<u32>,
 }
 
 /// Marks a thread whose slab was given back at thread-local teardown.
@@ -285,17 +320,9 @@ std::thread_local! {
             slab: Cell::new(ptr::null()),
             scope: Cell::new(ROOT_SCOPE_ID),
             cell: Cell::new(ptr::null()),
+            depth: Cell::new(0),
         }
     };
-}
-
-/// Gives the thread's slab back when its thread-local storage is destroyed.
-struct SlabOwner;
-
-impl Drop for SlabOwner {
-    fn drop(&mut self) {
-        release_thread_slab();
-    }
 }
 
 /// Gives this thread's slab back; from now on the thread books through the shared slots.
@@ -310,10 +337,6 @@ pub(crate) fn release_thread_slab() {
             unsafe { release(&*slab) };
         }
     });
-}
-
-std::thread_local! {
-    static OWNER: SlabOwner = const { SlabOwner };
 }
 
 /// The scope new blocks of this thread are booked to.
@@ -332,6 +355,29 @@ pub(crate) fn set_current_scope(scope: Tag) -> Tag {
             s.scope.replace(scope)
         })
         .unwrap_or(ROOT_SCOPE_ID)
+}
+
+/// Enters `scope` for a guard; returns the scope to restore and the guard's depth.
+pub(crate) fn enter_guard(scope: Tag) -> (Tag, u32) {
+    let previous = set_current_scope(scope);
+    let depth = STATE
+        .try_with(|s| {
+            let depth = s.depth.get().wrapping_add(1);
+            s.depth.set(depth);
+            depth
+        })
+        .unwrap_or(0);
+    (previous, depth)
+}
+
+/// Leaves the scope of the guard at `depth`, and of every guard entered after it. Does nothing
+/// if an outer guard already left it.
+pub(crate) fn leave_guard(previous: Tag, depth: u32) {
+    let current = STATE.try_with(|s| s.depth.get()).unwrap_or(0);
+    if depth != 0 && depth <= current {
+        set_current_scope(previous);
+        let _ = STATE.try_with(|s| s.depth.set(depth - 1));
+    }
 }
 
 /// This thread's counter for `scope` if the thread has a slab with that scope's page; `None`
@@ -447,11 +493,10 @@ fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
 fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let slab = take_free_slab().or_else(|| new_slab(inner))?;
     STATE.try_with(|s| s.slab.set(slab)).ok()?;
-    // Registering the destructor may allocate; the slab is in place, so such allocations are
-    // booked through it like any other. If thread-local storage is already being torn down the
-    // destructor cannot be registered: give the slab back at once and book through the shared
-    // slots from now on.
-    if OWNER.try_with(|_| ()).is_err() {
+    // Arranging the release may allocate; the slab is in place, so such allocations are booked
+    // through it like any other. If it cannot be arranged, give the slab back at once and book
+    // through the shared slots from now on, so that no slab is lost with the thread.
+    if !crate::thread_exit::arrange_release() {
         let _ = STATE.try_with(|s| s.slab.set(RELEASED));
         release(slab);
         return None;
@@ -637,13 +682,14 @@ pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
                 total.reallocs = total
                     .reallocs
                     .wrapping_add(cell.reallocs.load(Ordering::Relaxed));
+                // `net` first (acquire), then `bytes_in`: see `bump_net`.
+                let net = cell.net.load(Ordering::Acquire) as u64;
                 let bytes_in = cell.bytes_in.load(Ordering::Relaxed);
-                let net = cell.net.load(Ordering::Relaxed) as u64;
                 total.bytes_in = total.bytes_in.wrapping_add(bytes_in);
                 total.bytes_out = total.bytes_out.wrapping_add(bytes_in.wrapping_sub(net));
                 let writer = SLOTS[id].writer.load(Ordering::Acquire);
                 let me = cell as *const Counter as usize;
-                if writer == me || writer == NO_WRITER {
+                if writer == me {
                     total.peak = total.peak.max(cell.net_max.load(Ordering::Relaxed));
                 }
             }

@@ -26,8 +26,10 @@ use crate::tag;
 ///
 /// Each block carries its owner in a 2-byte trailer, so `A` is asked for `size + 2` bytes at the
 /// same alignment. Each allocation, free or resize updates a counter cell of the calling thread
-/// (no lock, no atomic read-modify-write, no shared cache line); see `BENCHMARKS.md` for the
-/// measured time and memory overhead.
+/// (no lock, no atomic read-modify-write, no shared cache line). Every 64 KiB of net movement per
+/// thread and scope, and on every operation on a block of 64 KiB or more, the thread also
+/// publishes to the scope's shared total (one atomic add and one `fetch_max`). `BENCHMARKS.md`
+/// has the measured time and memory overhead.
 ///
 /// The ledger's books are process-wide: a `Ledger` used as the `#[global_allocator]` books every
 /// allocation of the program. A `Ledger` can also be called directly as a [`GlobalAlloc`] (its

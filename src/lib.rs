@@ -82,6 +82,7 @@ mod registry;
 mod scope;
 mod snapshot;
 mod tag;
+mod thread_exit;
 
 pub use crate::ledger::Ledger;
 pub use crate::registry::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};

@@ -107,8 +107,10 @@ impl RegistryView<'_> {
         let mut id = parent;
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             if id == OVERFLOW_SCOPE_ID {
-                // A child of a refused scope has no room either.
-                REFUSED.fetch_add(1, Ordering::Relaxed);
+                // The overflow scope has no children: its subtree is whatever found no room.
+                if self.is_full() {
+                    REFUSED.fetch_add(1, Ordering::Relaxed);
+                }
                 break;
             }
             let existing = self
@@ -131,6 +133,11 @@ impl RegistryView<'_> {
         id
     }
 
+    /// No id is left.
+    pub(crate) fn is_full(&self) -> bool {
+        self.registry.scopes.len() >= MAX_SCOPES
+    }
+
     pub(crate) fn scopes(&self) -> &[ScopeMeta] {
         &self.registry.scopes
     }
@@ -147,11 +154,14 @@ pub(crate) fn refused() -> u64 {
 #[doc(hidden)]
 pub struct CallSite {
     name: &'static str,
-    /// `VALID | parent << 16 | child`, or 0 when nothing is cached.
+    /// `VALID | parent << 16 | REFUSAL? | child`, or 0 when nothing is cached.
     cache: AtomicU32,
 }
 
 const VALID: u32 = 1 << 31;
+/// Set on a cached overflow result that was a refusal (the table was full), so that each later
+/// entry through the cache is counted as one too.
+const REFUSAL: u32 = 1 << 15;
 
 impl CallSite {
     /// A call site for `name`.
@@ -169,7 +179,13 @@ impl CallSite {
         // slow path, which reads the registry under its lock.
         let cached = self.cache.load(Ordering::Relaxed);
         if cached & VALID != 0 && (cached >> 16) & 0x7fff == u32::from(parent) {
-            return (cached & 0xffff) as Tag;
+            let child = (cached & 0x7fff) as Tag;
+            if cached & REFUSAL != 0 {
+                // Counted without the registry's lock: the table never empties, so the entry is
+                // refused again.
+                REFUSED.fetch_add(1, Ordering::Relaxed);
+            }
+            return child;
         }
         self.resolve_slow(parent)
     }
@@ -177,12 +193,14 @@ impl CallSite {
     #[cold]
     #[inline(never)]
     fn resolve_slow(&self, parent: Tag) -> Tag {
-        let child = with_registry(|registry| registry.resolve(parent, self.name));
-        // The overflow scope is not cached, so that every refused entry is counted.
-        if child != OVERFLOW_SCOPE_ID {
-            let packed = VALID | u32::from(parent) << 16 | u32::from(child);
-            self.cache.store(packed, Ordering::Relaxed);
+        let (child, full) =
+            with_registry(|registry| (registry.resolve(parent, self.name), registry.is_full()));
+        let refused = child == OVERFLOW_SCOPE_ID && full;
+        let mut packed = VALID | u32::from(parent) << 16 | u32::from(child);
+        if refused {
+            packed |= REFUSAL;
         }
+        self.cache.store(packed, Ordering::Relaxed);
         child
     }
 }

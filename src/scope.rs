@@ -24,13 +24,16 @@ use crate::tag::Tag;
 /// ```
 ///
 /// Guards nest: a scope entered while another is current becomes its child, named by its path
-/// (`"project_indexes/parse"`). Drop guards in the reverse order of creation (as scoped `let`
-/// bindings do); a guard dropped out of order still restores exactly the scope that was current
-/// when it was made.
+/// (`"project_indexes/parse"`). Dropping a guard restores the scope that was current when it was
+/// made. Dropping an outer guard before an inner one (struct fields drop in declaration order,
+/// for instance) ends the inner scope too; the inner guard's later drop then does nothing, so a
+/// thread is never left in a scope whose guards are all gone.
 #[must_use = "the scope ends when the guard is dropped: bind it with `let _guard = ...`"]
 #[derive(Debug)]
 pub struct ScopeGuard {
     previous: Tag,
+    /// Guards alive on this thread when this one was made, plus one.
+    depth: u32,
     /// `*const ()` makes the guard `!Send` and `!Sync`.
     _not_send: PhantomData<*const ()>,
 }
@@ -38,8 +41,10 @@ pub struct ScopeGuard {
 impl ScopeGuard {
     #[inline]
     fn set(scope: Tag) -> ScopeGuard {
+        let (previous, depth) = counters::enter_guard(scope);
         ScopeGuard {
-            previous: counters::set_current_scope(scope),
+            previous,
+            depth,
             _not_send: PhantomData,
         }
     }
@@ -48,7 +53,7 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     #[inline]
     fn drop(&mut self) {
-        counters::set_current_scope(self.previous);
+        counters::leave_guard(self.previous, self.depth);
     }
 }
 

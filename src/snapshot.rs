@@ -21,10 +21,14 @@ use crate::registry::{self, OVERFLOW_SCOPE, UNSCOPED};
 /// operations in flight (and `live_bytes` is clamped at zero if frees are read before the matching
 /// allocations).
 ///
-/// `peak_bytes` is exact for a scope booked by one thread at a time. With `k` threads booking to
-/// the scope at once it is within `(k - 1) × 64 KiB` above and `k × 64 KiB` below the true
-/// high-water mark (64 KiB being what each thread may hold back before publishing its net bytes).
-/// It is never below `live_bytes`.
+/// `peak_bytes` is exact for a scope that only one thread has ever booked to. Otherwise each
+/// live thread that has booked to the scope may hold back up to 64 KiB
+/// ([`Snapshot::PEAK_RESOLUTION_PER_THREAD`]) of net bytes it has not yet published (a thread
+/// publishes every 64 KiB of net movement, and everything when it exits). With `k` such threads,
+/// `peak_bytes` is at most `(k - 1) × 64 KiB` above and at most `k × 64 KiB` below the true
+/// high-water mark, and never below `live_bytes`. Idle threads count in `k`: for instance, 50
+/// parked pool threads that each freed 60 KiB of a scope's blocks without publishing can make
+/// that scope's peak read up to 50 × 60 KiB high.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeStats {
     /// The scope's path: its name, after the names of the scopes it is nested in, joined by `/`

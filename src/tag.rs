@@ -28,7 +28,7 @@ pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
     // A valid `Layout` has `align` a power of two and `size` rounded up to `align` at most
     // `isize::MAX`; both callers pass the parts of a valid layout, so only the added bytes need a
     // check: `size + TAG_SIZE <= isize::MAX - (align - 1)`.
-    if size > (isize::MAX as usize) - (align - 1) - TAG_SIZE {
+    if size > ((isize::MAX as usize) - (align - 1)).saturating_sub(TAG_SIZE) {
         return None;
     }
     // SAFETY:

@@ -399,12 +399,26 @@ pub fn closure_and_guard_order(prefix: &str) {
     let first = memledger::enter(&format!("{prefix}/first"));
     let second = memledger::enter("second");
     assert_eq!(memledger::current_scope(), format!("{prefix}/first/second"));
-    drop(first); // out of order: restores what was current before `first`
+    drop(first); // out of order: ends `first` and `second` within it
     assert_eq!(memledger::current_scope(), before);
-    drop(second); // restores what was current before `second`
-    assert_eq!(memledger::current_scope(), format!("{prefix}/first"));
+    drop(second); // already ended: changes nothing
+    assert_eq!(memledger::current_scope(), before);
+
+    // Struct fields drop in declaration order: outer first.
+    struct Both {
+        _outer: memledger::ScopeGuard,
+        _inner: memledger::ScopeGuard,
+    }
+    let outer = memledger::enter(&format!("{prefix}/outer"));
+    let both = Both {
+        _outer: outer,
+        _inner: memledger::enter("inner"),
+    };
+    drop(both);
+    assert_eq!(memledger::current_scope(), before);
+
     let _reset = memledger::enter("");
-    assert_eq!(memledger::current_scope(), format!("{prefix}/first"));
+    assert_eq!(memledger::current_scope(), before);
 }
 
 /// Registering a scope allocates, but those allocations go to the crate's own scope; a block
@@ -517,6 +531,86 @@ pub fn peak_many_threads(prefix: &str) {
         s.peak_bytes + THREADS * unit >= truth && s.peak_bytes <= truth + (THREADS - 1) * unit,
         "peak {} vs true {truth}",
         s.peak_bytes
+    );
+}
+
+/// Idle live threads hold back unpublished bytes; the peak stays within the documented bound for
+/// `k` live threads that booked to the scope, in both directions.
+pub fn peak_with_idle_threads(prefix: &str) {
+    const WORKERS: usize = 20;
+    const BLOCK: usize = 60 * 1024;
+    let unit = memledger::Snapshot::PEAK_RESOLUTION_PER_THREAD;
+    let layout = Layout::from_size_align(BLOCK, 8).unwrap();
+    let k = WORKERS as u64 + 1;
+
+    // Producer/consumer: this thread allocates, parked workers free, one block at a time.
+    let produced = format!("{prefix}/produced");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut workers = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..WORKERS {
+        let (tx, rx) = mpsc::channel::<Option<Block>>();
+        let done = done_tx.clone();
+        workers.push(std::thread::spawn(move || {
+            while let Some(block) = rx.recv().unwrap() {
+                // SAFETY: live block with its layout.
+                unsafe { dealloc(block.ptr as *mut u8, block.layout) };
+                done.send(()).unwrap();
+            }
+        }));
+        inboxes.push(tx);
+    }
+    for inbox in &inboxes {
+        let ptr = alloc_in(&produced, layout, false) as usize;
+        inbox.send(Some(Block { ptr, layout })).unwrap();
+        done_rx.recv().unwrap();
+    }
+    let truth = BLOCK as u64;
+    let s = memledger::snapshot().scope(&produced).unwrap().clone();
+    assert_eq!(s.live_bytes, 0);
+    assert!(
+        s.peak_bytes >= truth && s.peak_bytes <= truth + (k - 1) * unit,
+        "{s:?}"
+    );
+
+    for inbox in inboxes {
+        inbox.send(None).unwrap();
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    // One after another, threads each allocate a block and keep it while parked: none reaches
+    // the publish threshold, so only the bound (and `live_bytes` while they hold) speaks for them.
+    let held = Arc::new(format!("{prefix}/held"));
+    let release = Arc::new(Barrier::new(WORKERS + 1));
+    let mut holders = Vec::new();
+    for _ in 0..WORKERS {
+        let (held, release) = (held.clone(), release.clone());
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        holders.push(std::thread::spawn(move || {
+            let ptr = alloc_in(&held, layout, false);
+            ready_tx.send(()).unwrap();
+            release.wait();
+            // SAFETY: live block with its layout.
+            unsafe { dealloc(ptr, layout) };
+        }));
+        ready_rx.recv().unwrap();
+    }
+    let truth = (WORKERS * BLOCK) as u64;
+    let s = memledger::snapshot().scope(&held).unwrap().clone();
+    assert_eq!(s.live_bytes, truth);
+    assert!(s.peak_bytes >= truth, "{s:?}");
+    release.wait();
+    for h in holders {
+        h.join().unwrap();
+    }
+    let k = WORKERS as u64;
+    let s = memledger::snapshot().scope(&held).unwrap().clone();
+    assert_eq!(s.live_bytes, 0);
+    assert!(
+        s.peak_bytes + k * unit >= truth && s.peak_bytes <= truth + (k - 1) * unit,
+        "{s:?}"
     );
 }
 
@@ -732,6 +826,10 @@ macro_rules! exactness_suite {
         #[test]
         fn after_release() {
             common::after_release(concat!($prefix, "_released"));
+        }
+        #[test]
+        fn peak_with_idle_threads() {
+            common::peak_with_idle_threads(concat!($prefix, "_idle"));
         }
         #[test]
         fn thread_local_teardown() {
