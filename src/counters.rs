@@ -151,12 +151,12 @@ impl Counter {
     }
 
     #[inline(always)]
-    fn on_realloc(&self, scope: Tag, old: u64, new: u64) {
+    fn on_realloc(&self, scope: Tag, delta: i64) {
         self.count(&self.reallocs, scope);
-        if new >= old {
-            self.grew(scope, new - old);
+        if delta >= 0 {
+            self.grew(scope, delta as u64);
         } else {
-            self.shrank(scope, old - new);
+            self.shrank(scope, delta.unsigned_abs());
         }
     }
 
@@ -407,7 +407,8 @@ fn counter(slab: *const Slab, scope: Tag) -> Option<&'static Counter> {
 enum Op {
     Alloc(u64),
     Dealloc(u64),
-    Realloc(u64, u64),
+    /// The size change; 16 bytes in all, so the operation travels in registers.
+    Realloc(i64),
 }
 
 impl Op {
@@ -416,7 +417,7 @@ impl Op {
         match self {
             Op::Alloc(size) => cell.on_alloc(scope, size),
             Op::Dealloc(size) => cell.on_dealloc(scope, size),
-            Op::Realloc(old, new) => cell.on_realloc(scope, old, new),
+            Op::Realloc(delta) => cell.on_realloc(scope, delta),
         }
     }
 }
@@ -440,8 +441,8 @@ fn book_slow<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
     match op {
         Op::Alloc(size) => slot.book_shared(1, 0, 0, size, 0),
         Op::Dealloc(size) => slot.book_shared(0, 1, 0, 0, size),
-        Op::Realloc(old, new) if new >= old => slot.book_shared(0, 0, 1, new - old, 0),
-        Op::Realloc(old, new) => slot.book_shared(0, 0, 1, 0, old - new),
+        Op::Realloc(delta) if delta >= 0 => slot.book_shared(0, 0, 1, delta as u64, 0),
+        Op::Realloc(delta) => slot.book_shared(0, 0, 1, 0, delta.unsigned_abs()),
     }
 }
 
@@ -612,7 +613,8 @@ pub(crate) fn on_dealloc<A: GlobalAlloc>(inner: &A, scope: Tag, size: usize) {
 /// Books a resize of a block owned by `scope` from `old` to `new` bytes.
 #[inline(always)]
 pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: Tag, old: usize, new: usize) {
-    book(inner, scope, Op::Realloc(old as u64, new as u64));
+    // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
+    book(inner, scope, Op::Realloc((new as i64).wrapping_sub(old as i64)));
 }
 
 /// Summed counters of one scope, as read by [`read_totals`].
