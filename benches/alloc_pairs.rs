@@ -14,7 +14,7 @@
 //! Each measured iteration is one free plus one allocation, so the reported time is the cost of
 //! one pair.
 
-use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ use memledger::Ledger;
 use stats_alloc::INSTRUMENTED_SYSTEM;
 use tikv_jemallocator::Jemalloc;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{alloc_via, churn_layouts, dealloc_via, TagOnly, ALIGN, RING, SEQUENCE};
+
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
 
@@ -33,17 +37,11 @@ static JEMALLOC: Jemalloc = Jemalloc;
 static SYSTEM: System = System;
 static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
 static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
 
 /// Sizes of the `pair` group: a few size classes from tiny to one that jemalloc serves as a
 /// large allocation.
 const PAIR_SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 65536];
-
-/// Live blocks in the churn ring. A power of two, so that the slot is a mask of the step.
-const RING: usize = 256;
-/// Length of the size sequence, a power of two; longer than the ring, so a slot sees many sizes.
-const SEQUENCE: usize = 4096;
-/// Alignment of every churn block: what most Rust allocations (`Box<u64>`, `Vec<usize>`) ask for.
-const ALIGN: usize = 8;
 
 /// The allocators under test, each with its name in the report and whether the measurement runs
 /// inside a scope.
@@ -58,57 +56,10 @@ macro_rules! for_each_variant {
         // static over the system allocator is the one instance there can be.
         $bench($group, "stats_alloc", &INSTRUMENTED_SYSTEM, false $(, $arg)*);
         $bench($group, "ledger_system", &LEDGER_SYSTEM, false $(, $arg)*);
+        $bench($group, "tag_only_jemalloc", &TAG_ONLY_JEMALLOC, false $(, $arg)*);
         $bench($group, "ledger_jemalloc", &LEDGER_JEMALLOC, false $(, $arg)*);
         $bench($group, "ledger_jemalloc_scoped", &LEDGER_JEMALLOC, true $(, $arg)*);
     }};
-}
-
-/// Allocates through `allocator` behind a call boundary.
-///
-/// A `#[global_allocator]` is reached through `__rust_alloc`, a call that is never inlined into
-/// the program; without the boundary the benchmark loop could hoist parts of an allocator
-/// (thread-local addresses, constant checks) out of the loop, which no real caller gets.
-#[inline(never)]
-fn alloc_via<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
-    // SAFETY:
-    // - every layout used here has a non-zero size.
-    let ptr = unsafe { allocator.alloc(layout) };
-    if ptr.is_null() {
-        handle_alloc_error(layout);
-    }
-    ptr
-}
-
-/// Frees through `allocator` behind a call boundary (see [`alloc_via`]).
-///
-/// # Safety
-///
-/// - `ptr` was returned by `allocator` for `layout` and has not been freed.
-#[inline(never)]
-unsafe fn dealloc_via<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
-    // SAFETY:
-    // - guaranteed by the caller.
-    unsafe { allocator.dealloc(ptr, layout) }
-}
-
-/// xorshift64: deterministic, so every variant sees the same sizes in the same order.
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-/// The churn's size sequence: small sizes in 8..=512, the range where most of a program's blocks
-/// fall and where the allocator's fast path is taken.
-fn churn_layouts() -> Vec<Layout> {
-    let mut state = 0x9e37_79b9_7f4a_7c15;
-    (0..SEQUENCE)
-        .map(|_| {
-            let size = 8 + (xorshift(&mut state) % 505) as usize;
-            Layout::from_size_align(size, ALIGN).expect("small sizes make valid layouts")
-        })
-        .collect()
 }
 
 fn bench_pair<A: GlobalAlloc + Sync>(

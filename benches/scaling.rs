@@ -13,7 +13,7 @@
 //!
 //! `MEMLEDGER_BENCH_MAX_THREADS=n` drops the thread counts above `n`.
 
-use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
@@ -27,12 +27,17 @@ use memledger::Ledger;
 use stats_alloc::INSTRUMENTED_SYSTEM;
 use tikv_jemallocator::Jemalloc;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{alloc_via, churn_layouts, dealloc_via, TagOnly, RING, SEQUENCE};
+
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
 
 static JEMALLOC: Jemalloc = Jemalloc;
 static SYSTEM: System = System;
 static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
 
 /// Churn steps each thread runs per measured iteration.
 ///
@@ -45,54 +50,6 @@ const STEPS: u64 = 20_000;
 const THREAD_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
 /// The most threads measured, whatever the machine.
 const MAX_THREADS: usize = 32;
-
-const RING: usize = 256;
-const SEQUENCE: usize = 4096;
-const ALIGN: usize = 8;
-
-/// xorshift64: deterministic, so every variant sees the same sizes in the same order.
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-/// Small sizes in 8..=512, the same sequence as `alloc_pairs`.
-fn churn_layouts() -> Vec<Layout> {
-    let mut state = 0x9e37_79b9_7f4a_7c15;
-    (0..SEQUENCE)
-        .map(|_| {
-            let size = 8 + (xorshift(&mut state) % 505) as usize;
-            Layout::from_size_align(size, ALIGN).expect("small sizes make valid layouts")
-        })
-        .collect()
-}
-
-/// Allocates through `allocator` behind a call boundary, as `__rust_alloc` is for a
-/// `#[global_allocator]`.
-#[inline(never)]
-fn alloc_via<A: GlobalAlloc>(allocator: &A, layout: Layout) -> *mut u8 {
-    // SAFETY:
-    // - every layout used here has a non-zero size.
-    let ptr = unsafe { allocator.alloc(layout) };
-    if ptr.is_null() {
-        handle_alloc_error(layout);
-    }
-    ptr
-}
-
-/// Frees through `allocator` behind a call boundary.
-///
-/// # Safety
-///
-/// - `ptr` was returned by `allocator` for `layout` and has not been freed.
-#[inline(never)]
-unsafe fn dealloc_via<A: GlobalAlloc>(allocator: &A, ptr: *mut u8, layout: Layout) {
-    // SAFETY:
-    // - guaranteed by the caller.
-    unsafe { allocator.dealloc(ptr, layout) }
-}
 
 /// One thread's churn: fills a ring, waits for the start, runs `steps` steps, frees the ring.
 ///
@@ -202,6 +159,14 @@ fn scaling(c: &mut Criterion) {
         let g = &mut group;
         let l = &layouts[..];
         bench_variant(g, "jemalloc", &JEMALLOC, false, l, threads);
+        bench_variant(
+            g,
+            "tag_only_jemalloc",
+            &TAG_ONLY_JEMALLOC,
+            false,
+            l,
+            threads,
+        );
         bench_variant(
             g,
             "ledger_jemalloc_scoped",
