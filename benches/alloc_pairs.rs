@@ -14,7 +14,7 @@
 //! Each measured iteration is one free plus one allocation, so the reported time is the cost of
 //! one pair.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -22,22 +22,18 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use memledger::Ledger;
 use stats_alloc::INSTRUMENTED_SYSTEM;
 use tikv_jemallocator::Jemalloc;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{alloc_via, churn_layouts, dealloc_via, TagOnly, ALIGN, RING, SEQUENCE};
+use support::{
+    alloc_via, churn_layouts, dealloc_via, ALIGN, JEMALLOC, LEDGER_JEMALLOC, LEDGER_SYSTEM, RING,
+    SEQUENCE, SYSTEM, TAG_ONLY_JEMALLOC,
+};
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
-
-static JEMALLOC: Jemalloc = Jemalloc;
-static SYSTEM: System = System;
-static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
-static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
-static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
 
 /// Sizes of the `pair` group: a few size classes from tiny to one that jemalloc serves as a
 /// large allocation.

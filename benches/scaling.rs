@@ -13,7 +13,7 @@
 //!
 //! `MEMLEDGER_BENCH_MAX_THREADS=n` drops the thread counts above `n`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
@@ -23,21 +23,18 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use memledger::Ledger;
 use stats_alloc::INSTRUMENTED_SYSTEM;
 use tikv_jemallocator::Jemalloc;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{alloc_via, churn_layouts, dealloc_via, TagOnly, RING, SEQUENCE};
+use support::{
+    alloc_via, churn_layouts, dealloc_via, JEMALLOC, LEDGER_JEMALLOC, RING, SEQUENCE, SYSTEM,
+    TAG_ONLY_JEMALLOC,
+};
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
-
-static JEMALLOC: Jemalloc = Jemalloc;
-static SYSTEM: System = System;
-static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
-static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
 
 /// Churn steps each thread runs per measured iteration.
 ///

@@ -614,7 +614,11 @@ pub(crate) fn on_dealloc<A: GlobalAlloc>(inner: &A, scope: Tag, size: usize) {
 #[inline(always)]
 pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: Tag, old: usize, new: usize) {
     // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
-    book(inner, scope, Op::Realloc((new as i64).wrapping_sub(old as i64)));
+    book(
+        inner,
+        scope,
+        Op::Realloc((new as i64).wrapping_sub(old as i64)),
+    );
 }
 
 /// Summed counters of one scope, as read by [`read_totals`].

@@ -64,12 +64,24 @@
 //!
 //! # Guarantees
 //!
-//! The allocation path takes no lock, allocates nothing through the global allocator, never
-//! panics, and writes only counters of the calling thread. Blocks allocated and freed during and
-//! after thread-local teardown are still booked exactly. A program that starts and ends any
-//! number of threads holds counters only for the largest number alive at once.
+//! The allocation path takes no lock, allocates nothing through the global allocator and never
+//! panics. An ordinary allocation or free writes only counters of the calling thread; every
+//! 64 KiB of net movement per thread and scope (and on every operation on a block of 64 KiB or
+//! more) it also publishes to the scope's shared total with one atomic add and one `fetch_max`.
+//! Blocks allocated and freed during and after thread-local teardown, and on threads made by C
+//! code, are still booked exactly. A program that starts and ends any number of threads holds
+//! counters only for the largest number alive at once.
 //!
-//! `ScopeStats` documents exactly when each figure is exact.
+//! [`ScopeStats`] documents exactly when each figure is exact.
+//!
+//! # Limits
+//!
+//! - Guards are per thread and `!Send`: a guard held across an `.await` would book other tasks
+//!   polled on that thread to its scope.
+//! - After `fork()`, the child keeps the parent's books; if another thread held the scope
+//!   registry's lock at that moment, the child's first registration or snapshot blocks.
+//! - The hot path reads a `const` thread-local: targets without native thread-local storage are
+//!   not supported.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -3,8 +3,19 @@
 
 #![allow(dead_code)] // each bench binary uses its own subset
 
-use std::alloc::{handle_alloc_error, GlobalAlloc, Layout};
+use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
+
+use memledger::Ledger;
+use tikv_jemallocator::Jemalloc;
+
+/// The allocators under test, called directly (each bench binary's global allocator is bare
+/// jemalloc, so that the harness's own allocations stay out of the variants).
+pub static JEMALLOC: Jemalloc = Jemalloc;
+pub static SYSTEM: System = System;
+pub static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
+pub static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+pub static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
 
 /// Live blocks in a churn ring. A power of two, so that the slot is a mask of the step.
 pub const RING: usize = 256;
