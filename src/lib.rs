@@ -1,6 +1,6 @@
 //! A ledger of heap memory per component.
 //!
-//! `memledger` is a wrapper [`#[global_allocator]`](GlobalAlloc) that books every heap block to
+//! `memledger` is a wrapper [`#[global_allocator]`](core::alloc::GlobalAlloc) that books every heap block to
 //! the *scope* that allocated it. Scopes are set per thread by guards; the books say, for each
 //! scope, how many bytes it holds now, its high-water mark, and how many blocks it allocated,
 //! freed and resized: exactly, to the byte, whichever thread frees a block and in whatever scope.
