@@ -5,7 +5,7 @@
 //! cache line shared between threads is written on an ordinary allocation or free.
 //!
 //! Slabs are never freed. A thread takes a free slab (or makes one) on its first allocation, and
-//! gives it back when its thread-local storage is torn down; the next thread reuses it and keeps
+//! gives it back when it exits; the next thread reuses it and keeps
 //! adding to the same monotonic counters. The memory held by the ledger is therefore bounded by
 //! the largest number of threads alive at once, not by the number ever started.
 //!
@@ -38,8 +38,10 @@ use crate::tag::Tag;
 
 /// Net bytes a cell may hold back from its scope's shared total before publishing them.
 ///
-/// Small enough that the peak of a scope is known within 64 KiB per concurrent thread; large
-/// enough that a churn of small blocks (which oscillates around zero) never publishes at all.
+/// Small enough that the peak of a scope is known within 64 KiB per live thread that booked to
+/// it; large enough that a churn of small blocks (which oscillates around zero) never publishes,
+/// and that the blocks which publish on every call (64 KiB and more) are ones where jemalloc's own
+/// large-allocation path costs far more than the publish.
 pub const PUBLISH_THRESHOLD: i64 = 64 * 1024;
 
 /// Scopes per page of counters; a thread's counters for scopes `64 * i .. 64 * (i + 1)` live in
@@ -643,8 +645,9 @@ pub(crate) struct SlabUsage {
 pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
     let scopes = scopes.min(MAX_SCOPES).min(out.len());
     let mut usage = SlabUsage::default();
-    // Writers of each scope, read before the cells so that a cell's running maximum is only used
-    // when that cell was the scope's single publisher.
+    // The shared counters (bookings made without a slab) and the published peaks first; then
+    // every slab's cells, taking a cell's running maximum only when it is its scope's single
+    // writer.
     for (id, total) in out.iter_mut().enumerate().take(scopes) {
         let slot = &SLOTS[id];
         *total = Totals {
