@@ -107,10 +107,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
                 tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
             )
         };
+        // Booked before the block goes back, so that the inner free is the last call: a tail
+        // call, with no registers to keep across it.
+        counters::on_dealloc(&self.inner, scope, layout.size());
         // SAFETY:
         // - `ptr` was allocated by `self.inner` with `outer` (see `alloc`).
         unsafe { self.inner.dealloc(ptr, outer) };
-        counters::on_dealloc(&self.inner, scope, layout.size());
     }
 
     #[inline(always)]
