@@ -28,8 +28,8 @@ use tikv_jemallocator::Jemalloc;
 #[path = "support/mod.rs"]
 mod support;
 use support::{
-    alloc_via, churn_layouts, dealloc_via, ALIGN, JEMALLOC, LEDGER_JEMALLOC, LEDGER_SYSTEM, RING,
-    SEQUENCE, SYSTEM, TAG_ONLY_JEMALLOC,
+    alloc_via, churn_layouts, dealloc_via, Churn, ALIGN, JEMALLOC, LEDGER_JEMALLOC, LEDGER_SYSTEM,
+    SYSTEM, TAG_ONLY_JEMALLOC,
 };
 
 #[global_allocator]
@@ -89,28 +89,8 @@ fn bench_churn<A: GlobalAlloc + Sync>(
     group.bench_function(name, |b| {
         let _guard = scoped.then(|| memledger::scope!("bench"));
         let allocator = black_box(allocator);
-        // The ring starts full, so that every measured step is exactly one free and one
-        // allocation.
-        let mut ring: Vec<(*mut u8, Layout)> = layouts[..RING]
-            .iter()
-            .map(|&layout| (alloc_via(allocator, layout), layout))
-            .collect();
-        let mut step = RING;
-        b.iter(|| {
-            let slot = &mut ring[step % RING];
-            // SAFETY:
-            // - every ring slot holds a live block of `allocator` with the layout stored beside
-            //   it.
-            unsafe { dealloc_via(allocator, black_box(slot.0), slot.1) };
-            let layout = black_box(layouts[step % SEQUENCE]);
-            *slot = (black_box(alloc_via(allocator, layout)), layout);
-            step = step.wrapping_add(1);
-        });
-        for (ptr, layout) in ring {
-            // SAFETY:
-            // - as above; each block is freed once, here, after the measurement.
-            unsafe { dealloc_via(allocator, ptr, layout) };
-        }
+        let mut churn = Churn::new(allocator, layouts, 0);
+        b.iter(|| churn.step());
     });
 }
 

@@ -14,7 +14,6 @@
 //! `MEMLEDGER_BENCH_MAX_THREADS=n` drops the thread counts above `n`.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,10 +27,7 @@ use tikv_jemallocator::Jemalloc;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{
-    alloc_via, churn_layouts, dealloc_via, JEMALLOC, LEDGER_JEMALLOC, RING, SEQUENCE, SYSTEM,
-    TAG_ONLY_JEMALLOC,
-};
+use support::{churn_layouts, Churn, JEMALLOC, LEDGER_JEMALLOC, SYSTEM, TAG_ONLY_JEMALLOC};
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
@@ -59,28 +55,10 @@ fn churn_thread<A: GlobalAlloc>(
     steps: u64,
     start: &Barrier,
 ) {
-    let allocator = black_box(allocator);
-    let mut ring: Vec<(*mut u8, Layout)> = (0..RING)
-        .map(|i| {
-            let layout = layouts[(offset + i) % SEQUENCE];
-            (alloc_via(allocator, layout), layout)
-        })
-        .collect();
+    let mut churn = Churn::new(allocator, layouts, offset);
     start.wait();
-    let mut step = offset + RING;
     for _ in 0..steps {
-        let slot = &mut ring[step % RING];
-        // SAFETY:
-        // - every ring slot holds a live block of `allocator` with the layout stored beside it.
-        unsafe { dealloc_via(allocator, black_box(slot.0), slot.1) };
-        let layout = black_box(layouts[step % SEQUENCE]);
-        *slot = (black_box(alloc_via(allocator, layout)), layout);
-        step = step.wrapping_add(1);
-    }
-    for (ptr, layout) in ring {
-        // SAFETY:
-        // - as above; each block is freed once.
-        unsafe { dealloc_via(allocator, ptr, layout) };
+        churn.step();
     }
 }
 

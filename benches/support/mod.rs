@@ -110,3 +110,54 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TagOnly<A> {
         }
     }
 }
+
+/// A churn: a ring of [`RING`] live blocks; each step frees the oldest and allocates the next size
+/// of the sequence in its place. The ring starts full, so that every step is exactly one free and
+/// one allocation; the blocks left are freed on drop.
+pub struct Churn<'a, A: GlobalAlloc> {
+    allocator: &'a A,
+    layouts: &'a [Layout],
+    ring: Vec<(*mut u8, Layout)>,
+    step: usize,
+}
+
+impl<'a, A: GlobalAlloc> Churn<'a, A> {
+    /// A full ring, starting `offset` places into the size sequence.
+    pub fn new(allocator: &'a A, layouts: &'a [Layout], offset: usize) -> Self {
+        let allocator = black_box(allocator);
+        let ring = (0..RING)
+            .map(|i| {
+                let layout = layouts[(offset + i) % SEQUENCE];
+                (alloc_via(allocator, layout), layout)
+            })
+            .collect();
+        Churn {
+            allocator,
+            layouts,
+            ring,
+            step: offset + RING,
+        }
+    }
+
+    /// Frees the oldest block and allocates the next one.
+    #[inline(always)]
+    pub fn step(&mut self) {
+        let slot = &mut self.ring[self.step % RING];
+        // SAFETY:
+        // - every ring slot holds a live block of `allocator` with the layout stored beside it.
+        unsafe { dealloc_via(self.allocator, black_box(slot.0), slot.1) };
+        let layout = black_box(self.layouts[self.step % SEQUENCE]);
+        *slot = (black_box(alloc_via(self.allocator, layout)), layout);
+        self.step = self.step.wrapping_add(1);
+    }
+}
+
+impl<A: GlobalAlloc> Drop for Churn<'_, A> {
+    fn drop(&mut self) {
+        for &(ptr, layout) in &self.ring {
+            // SAFETY:
+            // - each slot holds a live block of `allocator` with its layout; freed once, here.
+            unsafe { dealloc_via(self.allocator, ptr, layout) };
+        }
+    }
+}
