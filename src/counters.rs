@@ -495,13 +495,16 @@ fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
 #[cold]
 fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let slab = take_free_slab().or_else(|| new_slab(inner))?;
-    STATE.try_with(|s| s.slab.set(slab)).ok()?;
+    if STATE.try_with(|s| s.slab.set(slab)).is_err() {
+        release(slab);
+        return None;
+    }
     // Arranging the release may allocate; the slab is in place, so such allocations are booked
     // through it like any other. If it cannot be arranged, give the slab back at once and book
     // through the shared slots from now on, so that no slab is lost with the thread.
     if !crate::thread_exit::arrange_release() {
-        let _ = STATE.try_with(|s| s.slab.set(RELEASED));
-        release(slab);
+        // Also drops a counter cached by an allocation made while arranging the release.
+        release_thread_slab();
         return None;
     }
     Some(slab)
