@@ -105,12 +105,11 @@ impl RegistryView<'_> {
     /// registering what is missing. Past [`MAX_SCOPES`] ids, the overflow scope.
     pub(crate) fn resolve(&mut self, parent: Tag, path: &str) -> Tag {
         let mut id = parent;
+        let mut refused = false;
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             if id == OVERFLOW_SCOPE_ID {
                 // The overflow scope has no children: its subtree is whatever found no room.
-                if self.is_full() {
-                    REFUSED.fetch_add(1, Ordering::Relaxed);
-                }
+                refused |= self.is_full();
                 break;
             }
             let existing = self
@@ -121,14 +120,16 @@ impl RegistryView<'_> {
                 .copied();
             id = match existing {
                 Some(child) => child,
-                None if self.registry.scopes.len() < MAX_SCOPES => {
-                    self.registry.insert(id, segment)
-                }
+                None if !self.is_full() => self.registry.insert(id, segment),
                 None => {
-                    REFUSED.fetch_add(1, Ordering::Relaxed);
+                    refused = true;
                     OVERFLOW_SCOPE_ID
                 }
             };
+        }
+        // One entry, one refusal, however many of its segments found no room.
+        if refused {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
         }
         id
     }

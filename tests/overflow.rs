@@ -31,6 +31,12 @@ fn a_full_table_books_to_the_overflow_scope() {
             unsafe { alloc(layout) }
         })
         .collect();
+    // A path of several new segments is one refused entry.
+    let deep = {
+        let _g = memledger::enter("new_a/new_b/new_c");
+        // SAFETY: non-zero size.
+        unsafe { alloc(layout) }
+    };
     // An existing scope can still be entered.
     let existing = {
         let _g = memledger::enter("many/s0");
@@ -39,13 +45,13 @@ fn a_full_table_books_to_the_overflow_scope() {
     };
     let snap = memledger::snapshot();
     assert_eq!(snap.scopes().len(), memledger::MAX_SCOPES);
-    assert_eq!(snap.refused_scopes(), 6);
+    assert_eq!(snap.refused_scopes(), 7);
     let overflow = snap.scope(memledger::OVERFLOW_SCOPE).unwrap();
-    assert_eq!(overflow.live_bytes - overflow_before.live_bytes, 3 * 1234);
-    assert_eq!(overflow.allocations - overflow_before.allocations, 3);
+    assert_eq!(overflow.live_bytes - overflow_before.live_bytes, 4 * 1234);
+    assert_eq!(overflow.allocations - overflow_before.allocations, 4);
     assert_eq!(snap.scope("many/s0").unwrap().live_bytes, 1234);
-    assert!(snap.to_string().contains("6 scope entries refused"));
-    for ptr in blocks.into_iter().chain([existing]) {
+    assert!(snap.to_string().contains("7 scope entries refused"));
+    for ptr in blocks.into_iter().chain([existing, deep]) {
         // SAFETY: live blocks allocated with `layout`.
         unsafe { dealloc(ptr, layout) };
     }
