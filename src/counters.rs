@@ -311,7 +311,13 @@ pub(crate) struct ThreadState {
     cell: Cell<*const Counter>,
     /// Number of scope guards alive on this thread.
     depth: Cell<u32>,
+    /// `generations[d - 1]` counts the guards made at depth `d` (up to [`GUARD_GENERATIONS`]), so
+    /// that a guard already ended by an outer one is told apart from a newer guard at its depth.
+    generations: [Cell<u32>; GUARD_GENERATIONS],
 }
+
+/// Guard depths whose generations are tracked; deeper guards are checked by depth alone.
+const GUARD_GENERATIONS: usize = 32;
 
 /// Marks a thread whose slab was given back at thread-local teardown.
 const RELEASED: *const Slab = 1 as *const Slab;
@@ -323,6 +329,7 @@ std::thread_local! {
             scope: Cell::new(ROOT_SCOPE_ID),
             cell: Cell::new(ptr::null()),
             depth: Cell::new(0),
+            generations: [const { Cell::new(0) }; GUARD_GENERATIONS],
         }
     };
 }
@@ -359,26 +366,53 @@ pub(crate) fn set_current_scope(scope: Tag) -> Tag {
         .unwrap_or(ROOT_SCOPE_ID)
 }
 
-/// Enters `scope` for a guard; returns the scope to restore and the guard's depth.
-pub(crate) fn enter_guard(scope: Tag) -> (Tag, u32) {
+/// Where a guard sits on its thread: its depth and the generation of that depth when it was made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GuardSlot {
+    depth: u32,
+    generation: u32,
+}
+
+/// Enters `scope` for a guard; returns the scope to restore and the guard's place.
+pub(crate) fn enter_guard(scope: Tag) -> (Tag, GuardSlot) {
     let previous = set_current_scope(scope);
-    let depth = STATE
+    let slot = STATE
         .try_with(|s| {
             let depth = s.depth.get().wrapping_add(1);
             s.depth.set(depth);
-            depth
+            let generation = match s.generations.get(depth as usize - 1) {
+                Some(cell) => {
+                    let generation = cell.get().wrapping_add(1);
+                    cell.set(generation);
+                    generation
+                }
+                None => 0,
+            };
+            GuardSlot { depth, generation }
         })
-        .unwrap_or(0);
-    (previous, depth)
+        .unwrap_or(GuardSlot {
+            depth: 0,
+            generation: 0,
+        });
+    (previous, slot)
 }
 
-/// Leaves the scope of the guard at `depth`, and of every guard entered after it. Does nothing
-/// if an outer guard already left it.
-pub(crate) fn leave_guard(previous: Tag, depth: u32) {
-    let current = STATE.try_with(|s| s.depth.get()).unwrap_or(0);
-    if depth != 0 && depth <= current {
+/// Leaves the scope of the guard at `slot`, and of every guard entered after it. Does nothing if
+/// an outer guard already ended it.
+pub(crate) fn leave_guard(previous: Tag, slot: GuardSlot) {
+    let live = STATE
+        .try_with(|s| {
+            let current = s.depth.get();
+            let same_generation = s
+                .generations
+                .get(slot.depth.wrapping_sub(1) as usize)
+                .map_or(true, |cell| cell.get() == slot.generation);
+            slot.depth != 0 && slot.depth <= current && same_generation
+        })
+        .unwrap_or(false);
+    if live {
         set_current_scope(previous);
-        let _ = STATE.try_with(|s| s.depth.set(depth - 1));
+        let _ = STATE.try_with(|s| s.depth.set(slot.depth - 1));
     }
 }
 

@@ -104,6 +104,11 @@ impl RegistryView<'_> {
     /// The id of `path` (segments separated by `/`, empty segments ignored) under `parent`,
     /// registering what is missing. Past [`MAX_SCOPES`] ids, the overflow scope.
     pub(crate) fn resolve(&mut self, parent: Tag, path: &str) -> Tag {
+        self.resolve_counting(parent, path).0
+    }
+
+    /// As [`Self::resolve`], and whether the entry was refused for lack of room (and counted).
+    fn resolve_counting(&mut self, parent: Tag, path: &str) -> (Tag, bool) {
         let mut id = parent;
         let mut refused = false;
         for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -131,7 +136,7 @@ impl RegistryView<'_> {
         if refused {
             REFUSED.fetch_add(1, Ordering::Relaxed);
         }
-        id
+        (id, refused)
     }
 
     /// No id is left.
@@ -194,9 +199,8 @@ impl CallSite {
     #[cold]
     #[inline(never)]
     fn resolve_slow(&self, parent: Tag) -> Tag {
-        let (child, full) =
-            with_registry(|registry| (registry.resolve(parent, self.name), registry.is_full()));
-        let refused = child == OVERFLOW_SCOPE_ID && full;
+        let (child, refused) =
+            with_registry(|registry| registry.resolve_counting(parent, self.name));
         let mut packed = VALID | u32::from(parent) << 16 | u32::from(child);
         if refused {
             packed |= REFUSAL;

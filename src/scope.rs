@@ -32,8 +32,8 @@ use crate::tag::Tag;
 #[derive(Debug)]
 pub struct ScopeGuard {
     previous: Tag,
-    /// Guards alive on this thread when this one was made, plus one.
-    depth: u32,
+    /// Where the guard sits among this thread's guards.
+    slot: counters::GuardSlot,
     /// `*const ()` makes the guard `!Send` and `!Sync`.
     _not_send: PhantomData<*const ()>,
 }
@@ -41,10 +41,10 @@ pub struct ScopeGuard {
 impl ScopeGuard {
     #[inline]
     fn set(scope: Tag) -> ScopeGuard {
-        let (previous, depth) = counters::enter_guard(scope);
+        let (previous, slot) = counters::enter_guard(scope);
         ScopeGuard {
             previous,
-            depth,
+            slot,
             _not_send: PhantomData,
         }
     }
@@ -53,7 +53,7 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     #[inline]
     fn drop(&mut self) {
-        counters::leave_guard(self.previous, self.depth);
+        counters::leave_guard(self.previous, self.slot);
     }
 }
 

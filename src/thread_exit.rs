@@ -3,14 +3,17 @@
 //! On Unix this is a pthread key whose destructor runs after every thread-local destructor
 //! (glibc runs `thread_local!` destructors first, then key destructors), also for threads made by
 //! C code and for threads whose first allocation happens while they are being torn down (a key
-//! set during the destructor rounds gets its destructor too). It uses no thread-local with a
+//! set during one of the destructor rounds gets its destructor in the next; only a first
+//! allocation in the very last round would keep its slab). It uses no thread-local with a
 //! destructor, so registering it never re-enters std's destructor list from inside the allocator.
 //!
-//! Elsewhere it is a `thread_local!` with a destructor.
+//! Elsewhere, Apple's platforms included (there a thread-local touched from a key destructor may
+//! already have been reset, so the slab would not be found), it is a `thread_local!` with a
+//! destructor.
 
 /// Arranges for [`crate::counters::release_thread_slab`] to run when the calling thread exits.
 /// Returns `false` when that cannot be arranged; the caller then gives the slab back at once.
-#[cfg(unix)]
+#[cfg(all(unix, not(target_vendor = "apple")))]
 pub(crate) fn arrange_release() -> bool {
     use core::ffi::c_void;
 
@@ -55,7 +58,7 @@ pub(crate) fn arrange_release() -> bool {
 
 /// Arranges for [`crate::counters::release_thread_slab`] to run when the calling thread exits.
 /// Returns `false` when that cannot be arranged; the caller then gives the slab back at once.
-#[cfg(not(unix))]
+#[cfg(not(all(unix, not(target_vendor = "apple"))))]
 pub(crate) fn arrange_release() -> bool {
     struct SlabOwner;
 

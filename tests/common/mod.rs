@@ -417,6 +417,28 @@ pub fn closure_and_guard_order(prefix: &str) {
     drop(both);
     assert_eq!(memledger::current_scope(), before);
 
+    // A guard ended by an outer one stays ended, even once newer guards sit at its depth.
+    let g1 = memledger::enter(&format!("{prefix}/g1"));
+    let g2 = memledger::enter("g2");
+    drop(g1);
+    let g3 = memledger::enter(&format!("{prefix}/g3"));
+    let g4 = memledger::enter("g4");
+    drop(g2);
+    assert_eq!(memledger::current_scope(), format!("{prefix}/g3/g4"));
+    drop(g4);
+    assert_eq!(memledger::current_scope(), format!("{prefix}/g3"));
+    drop(g3);
+    assert_eq!(memledger::current_scope(), before);
+
+    // Deeper than the tracked generations: still restored in order.
+    let deep: Vec<memledger::ScopeGuard> = (0..40)
+        .map(|i| memledger::enter(&format!("d{i}")))
+        .collect();
+    for guard in deep.into_iter().rev() {
+        drop(guard);
+    }
+    assert_eq!(memledger::current_scope(), before);
+
     let _reset = memledger::enter("");
     assert_eq!(memledger::current_scope(), before);
 }
