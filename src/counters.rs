@@ -357,13 +357,7 @@ pub(crate) fn current_scope() -> Tag {
 /// Makes `scope` current on this thread; returns the previous one.
 #[inline]
 pub(crate) fn set_current_scope(scope: Tag) -> Tag {
-    STATE
-        .try_with(|s| {
-            s.cell
-                .set(counter(s.slab.get(), scope).map_or(ptr::null(), |c| c as *const Counter));
-            s.scope.replace(scope)
-        })
-        .unwrap_or(ROOT_SCOPE_ID)
+    STATE.try_with(|s| s.enter(scope)).unwrap_or(ROOT_SCOPE_ID)
 }
 
 /// Where a guard sits on its thread: its depth and the generation of that depth when it was made.
@@ -374,45 +368,51 @@ pub(crate) struct GuardSlot {
 }
 
 /// Enters `scope` for a guard; returns the scope to restore and the guard's place.
+#[inline]
 pub(crate) fn enter_guard(scope: Tag) -> (Tag, GuardSlot) {
-    let previous = set_current_scope(scope);
-    let slot = STATE
+    STATE
         .try_with(|s| {
             let depth = s.depth.get().wrapping_add(1);
             s.depth.set(depth);
-            let generation = match s.generations.get(depth as usize - 1) {
-                Some(cell) => {
-                    let generation = cell.get().wrapping_add(1);
-                    cell.set(generation);
-                    generation
-                }
-                None => 0,
-            };
-            GuardSlot { depth, generation }
+            let mut generation = 0;
+            if (1..=GUARD_GENERATIONS as u32).contains(&depth) {
+                let cell = &s.generations[(depth as usize - 1) % GUARD_GENERATIONS];
+                generation = cell.get().wrapping_add(1);
+                cell.set(generation);
+            }
+            (s.enter(scope), GuardSlot { depth, generation })
         })
-        .unwrap_or(GuardSlot {
-            depth: 0,
-            generation: 0,
-        });
-    (previous, slot)
+        .unwrap_or((
+            ROOT_SCOPE_ID,
+            GuardSlot {
+                depth: 0,
+                generation: 0,
+            },
+        ))
 }
 
 /// Leaves the scope of the guard at `slot`, and of every guard entered after it. Does nothing if
 /// an outer guard already ended it.
+#[inline]
 pub(crate) fn leave_guard(previous: Tag, slot: GuardSlot) {
-    let live = STATE
-        .try_with(|s| {
-            let current = s.depth.get();
-            let same_generation = s
-                .generations
-                .get(slot.depth.wrapping_sub(1) as usize)
-                .map_or(true, |cell| cell.get() == slot.generation);
-            slot.depth != 0 && slot.depth <= current && same_generation
-        })
-        .unwrap_or(false);
-    if live {
-        set_current_scope(previous);
-        let _ = STATE.try_with(|s| s.depth.set(slot.depth - 1));
+    let _ = STATE.try_with(|s| {
+        let depth = slot.depth;
+        let same_generation = !(1..=GUARD_GENERATIONS as u32).contains(&depth)
+            || s.generations[(depth as usize - 1) % GUARD_GENERATIONS].get() == slot.generation;
+        if depth != 0 && depth <= s.depth.get() && same_generation {
+            s.enter(previous);
+            s.depth.set(depth - 1);
+        }
+    });
+}
+
+impl ThreadState {
+    /// Makes `scope` current and caches its counter; returns the previous scope.
+    #[inline]
+    fn enter(&self, scope: Tag) -> Tag {
+        self.cell
+            .set(counter(self.slab.get(), scope).map_or(ptr::null(), |c| c as *const Counter));
+        self.scope.replace(scope)
     }
 }
 
