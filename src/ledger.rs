@@ -51,6 +51,25 @@ impl<A> Ledger<A> {
     }
 }
 
+impl<A: GlobalAlloc> Ledger<A> {
+    /// Allocates `layout` plus the tag with `allocate`, then books the block to the current scope
+    /// and writes its tag.
+    #[inline(always)]
+    fn alloc_tagged(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+        let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
+        let block = allocate(outer);
+        if !block.is_null() {
+            let scope = counters::on_alloc(&self.inner, layout.size());
+            // SAFETY:
+            // - `allocate` returned a block of `outer.size() == layout.size() + TAG_SIZE` bytes.
+            unsafe { tag::write(block, layout.size(), scope) };
+        }
+        block
+    }
+}
+
 // SAFETY:
 // - every block handed out comes from `A` for a layout of the caller's alignment and at least the
 //   caller's size (`size + TAG_SIZE`), so it satisfies the caller's layout;
@@ -63,37 +82,17 @@ impl<A> Ledger<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
-            return ptr::null_mut();
-        };
         // SAFETY:
         // - `outer` has a non-zero size (at least `TAG_SIZE`).
-        let block = unsafe { self.inner.alloc(outer) };
-        if !block.is_null() {
-            let scope = counters::on_alloc(&self.inner, layout.size());
-            // SAFETY:
-            // - `block` holds `outer.size() == layout.size() + TAG_SIZE` bytes.
-            unsafe { tag::write(block, layout.size(), scope) };
-        }
-        block
+        self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc(outer) })
     }
 
     #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
-            return ptr::null_mut();
-        };
         // SAFETY:
-        // - `outer` has a non-zero size (at least `TAG_SIZE`).
-        let block = unsafe { self.inner.alloc_zeroed(outer) };
-        if !block.is_null() {
-            let scope = counters::on_alloc(&self.inner, layout.size());
-            // SAFETY:
-            // - `block` holds `layout.size() + TAG_SIZE` bytes; the trailer lies past the
-            //   caller's zeroed bytes.
-            unsafe { tag::write(block, layout.size(), scope) };
-        }
-        block
+        // - `outer` has a non-zero size (at least `TAG_SIZE`); the trailer lies past the
+        //   caller's zeroed bytes.
+        self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc_zeroed(outer) })
     }
 
     #[inline(always)]

@@ -154,7 +154,7 @@ pub struct Block {
     pub layout: Layout,
 }
 
-// SAFETY: documentation only; `Block` holds plain integers and is `Send` by construction.
+/// Marks the first and last byte of a live block of `size` bytes.
 fn fill(ptr: *mut u8, size: usize, byte: u8) {
     // SAFETY: the caller passes a live block of at least `size` bytes.
     unsafe {
