@@ -34,7 +34,7 @@ use core::ptr;
 
 use crate::primitive::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::registry::{MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
-use crate::tag::Tag;
+pub(crate) use crate::tag::Tag;
 
 /// Net bytes a cell may hold back from its scope's shared total before publishing them.
 ///
@@ -215,7 +215,17 @@ pub(crate) struct ScopeSlot {
     peak: AtomicI64,
     /// Who has published so far: nobody, one cell (its address), the shared path, or many.
     writer: AtomicUsize,
+    /// Enforced hard limit on `published`, or [`NO_LIMIT`].
+    limit: AtomicI64,
+    /// Allocations and resizes refused because they would have passed `limit`.
+    refused: AtomicU64,
 }
+
+/// `ScopeSlot::limit` of a scope without an enforced limit.
+const NO_LIMIT: i64 = i64::MAX;
+
+/// Set once any scope has had a limit enforced; until then the allocation path skips the check.
+static ENFORCING: AtomicBool = AtomicBool::new(false);
 
 impl ScopeSlot {
     #[allow(clippy::declare_interior_mutable_const)] // only used to build the `SLOTS` array
@@ -228,6 +238,8 @@ impl ScopeSlot {
         published: AtomicI64::new(0),
         peak: AtomicI64::new(0),
         writer: AtomicUsize::new(NO_WRITER),
+        limit: AtomicI64::new(NO_LIMIT),
+        refused: AtomicU64::new(0),
     };
 
     /// Records `writer` as a writer of this scope: the first becomes the single writer, any
@@ -271,6 +283,97 @@ impl ScopeSlot {
         let new = self.publish(SHARED_WRITER, bytes_in.wrapping_sub(bytes_out) as i64);
         self.peak.fetch_max(new, Ordering::Relaxed);
     }
+}
+
+/// What [`reserve`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reservation {
+    /// The scope has no enforced limit: book as usual.
+    Unlimited,
+    /// The bytes were added to the scope's shared total; book the operation with
+    /// [`book_reserved`], or give the bytes back with [`unreserve`].
+    Reserved,
+    /// The bytes would take the scope past its limit; nothing was booked.
+    Refused,
+}
+
+/// Whether any scope has (or had) an enforced limit: one relaxed load of a flag written once.
+#[inline(always)]
+pub(crate) fn enforcing() -> bool {
+    // Relaxed: a thread that misses a limit set concurrently books that one operation as if the
+    // limit were set just after it.
+    ENFORCING.load(Ordering::Relaxed)
+}
+
+/// Sets or lifts the enforced limit of `scope`. From now on its bookings go through the shared,
+/// exact atomics, so that a limit check sees every other thread's bookings.
+pub(crate) fn set_limit(scope: Tag, limit: Option<u64>) {
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    let value = limit.map_or(NO_LIMIT, |l| l.min(NO_LIMIT as u64 - 1) as i64);
+    slot.limit.store(value, Ordering::Release);
+    if limit.is_some() {
+        ENFORCING.store(true, Ordering::Release);
+    }
+}
+
+/// The enforced limit of `scope`, and how many operations it refused.
+pub(crate) fn limit(scope: Tag) -> (Option<u64>, u64) {
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    let limit = slot.limit.load(Ordering::Acquire);
+    (
+        (limit != NO_LIMIT).then_some(limit as u64),
+        slot.refused.load(Ordering::Relaxed),
+    )
+}
+
+/// The slot of `scope` if it has an enforced limit.
+#[inline]
+fn limited(scope: Tag) -> Option<&'static ScopeSlot> {
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    (slot.limit.load(Ordering::Acquire) != NO_LIMIT).then_some(slot)
+}
+
+/// Adds `bytes` to the shared total of `scope` if that keeps it within its enforced limit.
+///
+/// The add and the check are one atomic `fetch_add`, so two threads cannot both pass on the same
+/// headroom; a refused add is taken back at once.
+#[cold]
+#[inline(never)]
+pub(crate) fn reserve(scope: Tag, bytes: u64) -> Reservation {
+    let Some(slot) = limited(scope) else {
+        return Reservation::Unlimited;
+    };
+    let limit = slot.limit.load(Ordering::Acquire);
+    let bytes = bytes.min(NO_LIMIT as u64) as i64;
+    let new = slot.publish(SHARED_WRITER, bytes);
+    if new > limit {
+        slot.published.fetch_sub(bytes, Ordering::AcqRel);
+        slot.refused.fetch_add(1, Ordering::Relaxed);
+        return Reservation::Refused;
+    }
+    slot.peak.fetch_max(new, Ordering::Relaxed);
+    Reservation::Reserved
+}
+
+/// Gives back bytes reserved for an operation that the inner allocator then failed.
+#[cold]
+pub(crate) fn unreserve(scope: Tag, bytes: u64) {
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    slot.published
+        .fetch_sub(bytes.min(NO_LIMIT as u64) as i64, Ordering::AcqRel);
+}
+
+/// Books an allocation (`realloc == false`) or a resize whose growth of `bytes` was reserved.
+#[cold]
+pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool) {
+    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    // Relaxed: monotonic counters, as in `book_shared`; `published` already holds the bytes.
+    if realloc {
+        slot.reallocs.fetch_add(1, Ordering::Relaxed);
+    } else {
+        slot.allocs.fetch_add(1, Ordering::Relaxed);
+    }
+    slot.bytes_in.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// One per scope id, in static memory: no allocation, and every scope's line is its own.
@@ -473,7 +576,12 @@ fn book_slow<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
         op.apply(cell, scope);
         return;
     }
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
+    book_op_shared(&SLOTS[usize::from(scope) % MAX_SCOPES], op);
+}
+
+/// Books `op` through a scope's shared atomics.
+#[cold]
+fn book_op_shared(slot: &ScopeSlot, op: Op) {
     match op {
         Op::Alloc(size) => slot.book_shared(1, 0, 0, size, 0),
         Op::Dealloc(size) => slot.book_shared(0, 1, 0, 0, size),
@@ -522,7 +630,17 @@ fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
         return None;
     }
     SLOTS[usize::from(OWN_SCOPE_ID)].book_shared(1, 0, 0, layout.size() as u64, 0);
+    // Relaxed: a statistic, read by reconciliations.
+    UNTAGGED_BLOCKS.fetch_add(1, Ordering::Relaxed);
     Some(ptr)
+}
+
+/// Blocks the ledger allocated for itself without a tag (slabs and pages).
+static UNTAGGED_BLOCKS: AtomicU64 = AtomicU64::new(0);
+
+/// Live blocks booked to the crate's own scope that carry no tag.
+pub(crate) fn untagged_blocks() -> u64 {
+    UNTAGGED_BLOCKS.load(Ordering::Relaxed)
 }
 
 /// Gives this thread a slab: a free one from the list, else a new one.
@@ -627,6 +745,11 @@ pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> Tag {
 /// Books `op` on a block owned by `scope`.
 #[inline(always)]
 fn book<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
+    if enforcing() {
+        if let Some(slot) = limited(scope) {
+            return book_op_shared(slot, op);
+        }
+    }
     let (cell, current, slab) = STATE
         .try_with(|s| (s.cell.get(), s.scope.get(), s.slab.get()))
         .unwrap_or((ptr::null(), ROOT_SCOPE_ID, RELEASED));

@@ -59,6 +59,9 @@ impl<A: GlobalAlloc> Ledger<A> {
         let Some(outer) = tag::outer_layout(layout.size(), layout.align()) else {
             return ptr::null_mut();
         };
+        if counters::enforcing() {
+            return self.alloc_enforced(layout, outer, allocate);
+        }
         let block = allocate(outer);
         if !block.is_null() {
             let scope = counters::on_alloc(&self.inner, layout.size());
@@ -67,6 +70,58 @@ impl<A: GlobalAlloc> Ledger<A> {
             unsafe { tag::write(block, layout.size(), scope) };
         }
         block
+    }
+
+    /// [`Self::alloc_tagged`] once some scope has an enforced limit: a block of a limited scope is
+    /// allocated only if reserving its bytes keeps the scope within its limit.
+    #[cold]
+    #[inline(never)]
+    fn alloc_enforced(
+        &self,
+        layout: Layout,
+        outer: Layout,
+        allocate: impl FnOnce(Layout) -> *mut u8,
+    ) -> *mut u8 {
+        let scope = counters::current_scope();
+        let size = layout.size() as u64;
+        let reserved = match counters::reserve(scope, size) {
+            counters::Reservation::Refused => return ptr::null_mut(),
+            counters::Reservation::Reserved => true,
+            counters::Reservation::Unlimited => false,
+        };
+        let block = allocate(outer);
+        if block.is_null() {
+            if reserved {
+                counters::unreserve(scope, size);
+            }
+            return block;
+        }
+        let scope = if reserved {
+            counters::book_reserved(scope, size, false);
+            scope
+        } else {
+            counters::on_alloc(&self.inner, layout.size())
+        };
+        // SAFETY:
+        // - `allocate` returned a block of `outer.size() == layout.size() + TAG_SIZE` bytes.
+        unsafe { tag::write(block, layout.size(), scope) };
+        block
+    }
+
+    /// Reserves the growth of a resize in a scope with an enforced limit: `Err` if it would pass
+    /// the limit, `Ok(bytes reserved)` otherwise (zero for a shrink or an unlimited scope).
+    #[cold]
+    #[inline(never)]
+    fn reserve_growth(scope: counters::Tag, old: usize, new: usize) -> Result<u64, ()> {
+        if new <= old {
+            return Ok(0);
+        }
+        let growth = (new - old) as u64;
+        match counters::reserve(scope, growth) {
+            counters::Reservation::Refused => Err(()),
+            counters::Reservation::Reserved => Ok(growth),
+            counters::Reservation::Unlimited => Ok(0),
+        }
     }
 }
 
@@ -127,15 +182,30 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
                 tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
             )
         };
+        let mut reserved = 0;
+        if counters::enforcing() {
+            match Self::reserve_growth(scope, layout.size(), new_size) {
+                Ok(bytes) => reserved = bytes,
+                Err(()) => return ptr::null_mut(),
+            }
+        }
         // SAFETY:
         // - `ptr` was allocated by `self.inner` with `outer`;
         // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
         let block = unsafe { self.inner.realloc(ptr, outer, new_outer.size()) };
-        if !block.is_null() {
-            // SAFETY:
-            // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is untouched,
-            //   trailer included.
-            unsafe { tag::write(block, new_size, scope) };
+        if block.is_null() {
+            if reserved != 0 {
+                counters::unreserve(scope, reserved);
+            }
+            return block;
+        }
+        // SAFETY:
+        // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is untouched,
+        //   trailer included.
+        unsafe { tag::write(block, new_size, scope) };
+        if reserved != 0 {
+            counters::book_reserved(scope, reserved, true);
+        } else {
             counters::on_realloc(&self.inner, scope, layout.size(), new_size);
         }
         block

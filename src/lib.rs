@@ -87,19 +87,45 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod allocator_stats;
+mod budget;
 mod counters;
+mod error;
+mod growth;
+mod history;
+#[cfg(feature = "serde")]
+mod json;
 mod ledger;
 mod primitive;
+mod process;
+mod reconcile;
 mod registry;
+mod sampler;
 mod scope;
 mod snapshot;
+mod status;
 mod tag;
 mod thread_exit;
 
+pub use crate::allocator_stats::{AllocatorStats, AllocatorStatsUnavailable};
+pub use crate::budget::{
+    limit_scope, Budget, BudgetBuilder, BudgetError, Level, Limit, ScopeBudget,
+};
+pub use crate::error::Error;
+pub use crate::growth::{growth_rate, GrowthRate, LeakDetection, SuspectedLeak};
+pub use crate::history::{HistoryEntry, ScopeSample};
+#[cfg(feature = "serde")]
+pub use crate::json::{from_json, to_json};
 pub use crate::ledger::Ledger;
+pub use crate::process::{physical_memory, CgroupMemory, ProcessMemory, ReadError};
+pub use crate::reconcile::{BreakdownEntry, BreakdownKind, Gap, GapKind, Reconciliation};
 pub use crate::registry::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
+pub use crate::sampler::{
+    monitor, Event, Sample, Sampler, SamplerBuilder, SamplerStats, Subscription,
+};
 pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard};
-pub use crate::snapshot::{snapshot, ScopeStats, Snapshot, SubtreeStats};
+pub use crate::snapshot::{snapshot, ScopeDiff, ScopeStats, Snapshot, SnapshotDiff, SubtreeStats};
+pub use crate::status::{Measure, Reason, Recommendation, ScopeStatus, Status};
 
 /// jemalloc, re-exported for `Ledger<memledger::Jemalloc>` (feature `jemalloc`, on by default).
 #[cfg(feature = "jemalloc")]

@@ -139,6 +139,14 @@ impl RegistryView<'_> {
         (id, refused)
     }
 
+    /// The id of the absolute `path`, registering what is missing; `None` if the table is full.
+    pub(crate) fn resolve_path(&mut self, path: &str) -> Option<Tag> {
+        match self.resolve_counting(ROOT_SCOPE_ID, path) {
+            (_, true) => None,
+            (id, false) => Some(id),
+        }
+    }
+
     /// No id is left.
     pub(crate) fn is_full(&self) -> bool {
         self.registry.scopes.len() >= MAX_SCOPES

@@ -48,6 +48,11 @@ impl ScopeGuard {
             _not_send: PhantomData,
         }
     }
+
+    /// Enters the crate's own scope, for the crate's bookkeeping.
+    pub(crate) fn own() -> ScopeGuard {
+        ScopeGuard::set(registry::OWN_SCOPE_ID)
+    }
 }
 
 impl Drop for ScopeGuard {

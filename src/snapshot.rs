@@ -30,6 +30,7 @@ use crate::registry::{self, OVERFLOW_SCOPE, UNSCOPED};
 /// parked pool threads that each freed 60 KiB of a scope's blocks without publishing can make
 /// that scope's peak read up to 50 × 60 KiB high.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ScopeStats {
     /// The scope's path: its name, after the names of the scopes it is nested in, joined by `/`
     /// (`"project_indexes/parse"`). The unscoped root is `""`.
@@ -51,6 +52,10 @@ pub struct ScopeStats {
     pub allocated_bytes: u64,
     /// Bytes ever released by the scope: frees plus realloc shrinkage.
     pub freed_bytes: u64,
+    /// The scope's enforced hard limit, if one is set (see [`crate::limit_scope`]).
+    pub limit_bytes: Option<u64>,
+    /// Allocations and resizes refused because they would have taken the scope past its limit.
+    pub refused_allocations: u64,
 }
 
 impl ScopeStats {
@@ -62,6 +67,7 @@ impl ScopeStats {
 
 /// Totals of a scope and all its descendants (see [`Snapshot::subtree`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SubtreeStats {
     /// Scopes in the subtree, the scope itself included.
     pub scopes: usize,
@@ -89,12 +95,75 @@ pub struct SubtreeStats {
 /// Scopes are listed in registration order, so a parent always comes before its children. The
 /// snapshot's own memory is booked to the crate's scope ([`OWN_SCOPE`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "SnapshotFields"))]
 pub struct Snapshot {
     scopes: Vec<ScopeStats>,
     parents: Vec<usize>,
     refused_scopes: u64,
     threads: usize,
     thread_slabs: usize,
+}
+
+/// A snapshot as read from outside, checked before it becomes a [`Snapshot`].
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct SnapshotFields {
+    scopes: Vec<ScopeStats>,
+    parents: Vec<usize>,
+    refused_scopes: u64,
+    threads: usize,
+    thread_slabs: usize,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<SnapshotFields> for Snapshot {
+    type Error = String;
+
+    fn try_from(f: SnapshotFields) -> Result<Snapshot, String> {
+        if f.scopes.is_empty() || f.scopes[0].path != UNSCOPED {
+            return Err("a snapshot starts with the unscoped root (path \"\")".to_string());
+        }
+        if f.scopes.len() <= usize::from(registry::OWN_SCOPE_ID) {
+            return Err(format!(
+                "a snapshot holds the crate's own scope at index {}",
+                registry::OWN_SCOPE_ID
+            ));
+        }
+        if f.parents.len() != f.scopes.len() {
+            return Err(format!(
+                "{} scopes but {} parents: there is one parent per scope",
+                f.scopes.len(),
+                f.parents.len()
+            ));
+        }
+        for (i, (&parent, scope)) in f.parents.iter().zip(&f.scopes).enumerate().skip(1) {
+            if parent >= i {
+                return Err(format!(
+                    "scope {i} ({:?}) has parent {parent}: parents come before their children",
+                    scope.path
+                ));
+            }
+            let expected = if parent == 0 {
+                scope.name.clone()
+            } else {
+                format!("{}/{}", f.scopes[parent].path, scope.name)
+            };
+            if scope.path != expected {
+                return Err(format!(
+                    "scope {i} has path {:?}, but its name and parent make it {expected:?}",
+                    scope.path
+                ));
+            }
+        }
+        Ok(Snapshot {
+            scopes: f.scopes,
+            parents: f.parents,
+            refused_scopes: f.refused_scopes,
+            threads: f.threads,
+            thread_slabs: f.thread_slabs,
+        })
+    }
 }
 
 /// Reads the books of every scope.
@@ -122,6 +191,8 @@ pub fn snapshot() -> Snapshot {
             let live = total.bytes_in.wrapping_sub(total.bytes_out) as i64;
             let live_bytes = live.max(0) as u64;
             let peak_bytes = (total.peak.max(0) as u64).max(live_bytes);
+            // Ids below `MAX_SCOPES` fit a tag.
+            let (limit_bytes, refused_allocations) = counters::limit(id as counters::Tag);
             scopes.push(ScopeStats {
                 path,
                 name: meta.name.to_string(),
@@ -132,6 +203,8 @@ pub fn snapshot() -> Snapshot {
                 reallocations: total.reallocs,
                 allocated_bytes: total.bytes_in,
                 freed_bytes: total.bytes_out,
+                limit_bytes,
+                refused_allocations,
             });
             parents.push(parent);
         }
@@ -330,5 +403,154 @@ impl fmt::Display for Snapshot {
             )?;
         }
         Ok(())
+    }
+}
+
+/// How the books moved between a baseline snapshot and a later one (see [`Snapshot::diff`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SnapshotDiff {
+    /// Live bytes of all scopes in the baseline.
+    pub total_before: u64,
+    /// Live bytes of all scopes now.
+    pub total_after: u64,
+    /// Every scope with activity since the baseline, the largest change of live bytes first.
+    pub scopes: Vec<ScopeDiff>,
+}
+
+/// One scope's movement since a baseline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScopeDiff {
+    /// The scope's path.
+    pub path: String,
+    /// Live bytes in the baseline (zero for a scope registered since).
+    pub live_before: u64,
+    /// Live bytes now.
+    pub live_after: u64,
+    /// Blocks allocated since the baseline.
+    pub allocations: u64,
+    /// Blocks freed since the baseline.
+    pub deallocations: u64,
+    /// Bytes brought in since the baseline.
+    pub allocated_bytes: u64,
+    /// Bytes released since the baseline.
+    pub freed_bytes: u64,
+}
+
+impl ScopeDiff {
+    /// `live_after - live_before`.
+    pub fn live_delta(&self) -> i64 {
+        (self.live_after as i128 - self.live_before as i128) as i64
+    }
+}
+
+impl SnapshotDiff {
+    /// `total_after - total_before`.
+    pub fn total_delta(&self) -> i64 {
+        (self.total_after as i128 - self.total_before as i128) as i64
+    }
+
+    /// The movement of the scope at `path`, if it had any.
+    pub fn scope(&self, path: &str) -> Option<&ScopeDiff> {
+        let wanted = normalize(path);
+        self.scopes.iter().find(|s| s.path == wanted)
+    }
+}
+
+impl Snapshot {
+    /// What changed from `baseline` (an earlier snapshot) to this one, per scope: the model is
+    /// the JVM's `VM.native_memory summary.diff`.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+    /// # fn main() {
+    /// let baseline = memledger::snapshot();
+    /// let grown = memledger::in_scope("project_indexes", || vec![0u8; 10_000]);
+    /// let diff = memledger::snapshot().diff(&baseline);
+    /// let scope = diff.scope("project_indexes").unwrap();
+    /// assert_eq!(scope.live_delta(), 10_000);
+    /// assert_eq!(scope.allocations, 1);
+    /// println!("{diff}");
+    /// # drop(grown);
+    /// # }
+    /// ```
+    pub fn diff(&self, baseline: &Snapshot) -> SnapshotDiff {
+        let mut scopes: Vec<ScopeDiff> = self
+            .scopes
+            .iter()
+            .map(|now| {
+                let before = baseline.scope(&now.path);
+                let at = |f: fn(&ScopeStats) -> u64| before.map_or(0, f);
+                ScopeDiff {
+                    path: now.path.clone(),
+                    live_before: at(|s| s.live_bytes),
+                    live_after: now.live_bytes,
+                    allocations: now.allocations.saturating_sub(at(|s| s.allocations)),
+                    deallocations: now.deallocations.saturating_sub(at(|s| s.deallocations)),
+                    allocated_bytes: now
+                        .allocated_bytes
+                        .saturating_sub(at(|s| s.allocated_bytes)),
+                    freed_bytes: now.freed_bytes.saturating_sub(at(|s| s.freed_bytes)),
+                }
+            })
+            .filter(|d| d.live_before != d.live_after || d.allocations + d.deallocations > 0)
+            .collect();
+        scopes.sort_by(|a, b| {
+            b.live_delta()
+                .unsigned_abs()
+                .cmp(&a.live_delta().unsigned_abs())
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        SnapshotDiff {
+            total_before: baseline.total_live_bytes(),
+            total_after: self.total_live_bytes(),
+            scopes,
+        }
+    }
+}
+
+/// Each scope that moved: live bytes now and their change, like `summary.diff`.
+impl fmt::Display for SnapshotDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let signed = |delta: i64| {
+            let sign = if delta < 0 { '-' } else { '+' };
+            format!("{sign}{}", human_bytes(delta.unsigned_abs()))
+        };
+        let width = self
+            .scopes
+            .iter()
+            .map(|s| s.path.len().max(10))
+            .max()
+            .unwrap_or(10);
+        writeln!(
+            f,
+            "{:<width$}  {:>11}  {:>12}  {:>10}  {:>10}",
+            "scope", "live", "change", "allocs", "frees"
+        )?;
+        for s in &self.scopes {
+            let name = if s.path.is_empty() {
+                "(unscoped)"
+            } else {
+                &s.path
+            };
+            writeln!(
+                f,
+                "{:<width$}  {:>11}  {:>12}  {:>10}  {:>10}",
+                name,
+                human_bytes(s.live_after),
+                signed(s.live_delta()),
+                s.allocations,
+                s.deallocations
+            )?;
+        }
+        write!(
+            f,
+            "{:<width$}  {:>11}  {:>12}",
+            "total",
+            human_bytes(self.total_after),
+            signed(self.total_delta())
+        )
     }
 }

@@ -1,0 +1,203 @@
+//! Growth rates and leak suspicion: a least-squares slope over a window of samples, so that one
+//! spike is not a leak and a steady climb is.
+
+use std::time::Duration;
+
+/// How fast something grows, in bytes per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GrowthRate {
+    /// Change since the previous sample, divided by the time between them.
+    pub since_last: f64,
+    /// Least-squares slope over the samples in the window.
+    pub window: f64,
+    /// How well a straight line fits the window (the coefficient of determination, 0 to 1):
+    /// near 1 for a steady climb, near 0 for noise.
+    pub fit: f64,
+    /// Samples in the window.
+    pub samples: usize,
+    /// Time spanned by those samples.
+    pub span: Duration,
+}
+
+/// When a scope counts as a suspected leak.
+///
+/// A scope is suspected when, over the last `window`, at least `min_samples` samples spanning at
+/// least half the window climb at `min_rate` bytes per second or faster, and a straight line
+/// explains at least `min_fit` of their variance. A spike or a sawtooth has a poor fit; a flat
+/// scope has a slope near zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LeakDetection {
+    /// The window the slope is fitted over (default 5 minutes).
+    pub window: Duration,
+    /// The slowest growth that counts, in bytes per second (default 1 KiB/s).
+    pub min_rate: f64,
+    /// The least coefficient of determination that counts (default 0.9).
+    pub min_fit: f64,
+    /// The fewest samples that count (default 10).
+    pub min_samples: usize,
+}
+
+impl Default for LeakDetection {
+    fn default() -> Self {
+        LeakDetection {
+            window: Duration::from_secs(300),
+            min_rate: 1024.0,
+            min_fit: 0.9,
+            min_samples: 10,
+        }
+    }
+}
+
+impl LeakDetection {
+    /// Whether `rate` describes a suspected leak.
+    pub fn suspects(&self, rate: &GrowthRate) -> bool {
+        rate.samples >= self.min_samples.max(2)
+            && rate.span.as_secs_f64() * 2.0 >= self.window.as_secs_f64()
+            && rate.window >= self.min_rate
+            && rate.fit >= self.min_fit
+    }
+}
+
+/// A scope that grows steadily.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SuspectedLeak {
+    /// The scope's path.
+    pub path: String,
+    /// Its growth.
+    pub rate: GrowthRate,
+    /// Its live bytes now.
+    pub live_bytes: u64,
+}
+
+/// Fits `points` (seconds, bytes), the newest last, and returns their growth rate.
+///
+/// `since_last` comes from the last two points; `window`, `fit` and `span` from all of them.
+/// Fewer than two points, or points all at the same time, give a zero rate.
+pub fn growth_rate(points: &[(f64, f64)]) -> GrowthRate {
+    let n = points.len();
+    if n < 2 {
+        return GrowthRate {
+            samples: n,
+            ..GrowthRate::default()
+        };
+    }
+    let (t1, v1) = points[n - 2];
+    let (t2, v2) = points[n - 1];
+    let since_last = if t2 > t1 { (v2 - v1) / (t2 - t1) } else { 0.0 };
+    // Centre on the means first: timestamps in seconds since some epoch and byte counts in the
+    // billions would lose every digit of a slope in the naive sums.
+    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n as f64;
+    let mean_v = points.iter().map(|p| p.1).sum::<f64>() / n as f64;
+    let (mut stt, mut stv, mut svv) = (0.0, 0.0, 0.0);
+    for &(t, v) in points {
+        let (dt, dv) = (t - mean_t, v - mean_v);
+        stt += dt * dt;
+        stv += dt * dv;
+        svv += dv * dv;
+    }
+    let span = (points[n - 1].0 - points[0].0).max(0.0);
+    if stt <= 0.0 {
+        return GrowthRate {
+            since_last,
+            samples: n,
+            ..GrowthRate::default()
+        };
+    }
+    let slope = stv / stt;
+    // A flat series is fitted perfectly by a flat line, but it is no climb: give it no fit.
+    let fit = if svv > 0.0 {
+        (stv * stv / (stt * svv)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    GrowthRate {
+        since_last,
+        window: slope,
+        fit,
+        samples: n,
+        span: Duration::from_secs_f64(span),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator for noise.
+    fn noise(seed: &mut u64) -> f64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % 2001) as f64 / 1000.0 - 1.0
+    }
+
+    #[test]
+    fn a_steady_leak_is_found_at_its_rate() {
+        let mut seed = 7;
+        let rate = 250_000.0; // bytes per second
+        let points: Vec<(f64, f64)> = (0..120)
+            .map(|i| {
+                let t = i as f64 * 0.5 + 1.7e9;
+                (t, 40e6 + rate * (t - 1.7e9) + 200_000.0 * noise(&mut seed))
+            })
+            .collect();
+        let growth = growth_rate(&points);
+        assert!((growth.window - rate).abs() < rate * 0.02, "{growth:?}");
+        assert!(growth.fit > 0.95, "{growth:?}");
+        let detection = LeakDetection {
+            window: Duration::from_secs(60),
+            ..LeakDetection::default()
+        };
+        assert!(detection.suspects(&growth));
+    }
+
+    #[test]
+    fn noise_spikes_and_sawtooths_are_not_leaks() {
+        let detection = LeakDetection {
+            window: Duration::from_secs(60),
+            ..LeakDetection::default()
+        };
+        let mut seed = 11;
+        let flat: Vec<(f64, f64)> = (0..120)
+            .map(|i| (i as f64 * 0.5, 10e6 + 3e6 * noise(&mut seed)))
+            .collect();
+        let spike: Vec<(f64, f64)> = (0..120)
+            .map(|i| (i as f64 * 0.5, if i == 100 { 500e6 } else { 10e6 }))
+            .collect();
+        let saw: Vec<(f64, f64)> = (0..120)
+            .map(|i| (i as f64 * 0.5, 10e6 + (i % 20) as f64 * 1e6))
+            .collect();
+        for (name, series) in [("flat", flat), ("spike", spike), ("saw", saw)] {
+            let growth = growth_rate(&series);
+            assert!(!detection.suspects(&growth), "{name}: {growth:?}");
+        }
+    }
+
+    #[test]
+    fn degenerate_series_give_zero() {
+        assert_eq!(growth_rate(&[]).window, 0.0);
+        assert_eq!(growth_rate(&[(1.0, 5.0)]).window, 0.0);
+        let same_time = growth_rate(&[(1.0, 5.0), (1.0, 9.0)]);
+        assert_eq!((same_time.window, same_time.since_last), (0.0, 0.0));
+        let flat = growth_rate(&[(1.0, 5.0), (2.0, 5.0), (3.0, 5.0)]);
+        assert_eq!((flat.window, flat.fit), (0.0, 0.0));
+        let two = growth_rate(&[(1.0, 0.0), (3.0, 10.0)]);
+        assert_eq!((two.since_last, two.window), (5.0, 5.0));
+    }
+
+    #[test]
+    fn a_short_window_is_not_enough() {
+        let points: Vec<(f64, f64)> = (0..20).map(|i| (i as f64 * 0.1, i as f64 * 1e6)).collect();
+        let growth = growth_rate(&points);
+        assert!(growth.fit > 0.99);
+        // 1.9 s of samples against a 60 s window: too soon to call it a leak.
+        let detection = LeakDetection {
+            window: Duration::from_secs(60),
+            ..LeakDetection::default()
+        };
+        assert!(!detection.suspects(&growth));
+    }
+}

@@ -1,0 +1,807 @@
+//! The sampler: a background thread that reads the books and the layers under them on an
+//! interval, keeps a history, fits growth rates, checks budgets and streams it all.
+
+use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::allocator_stats::AllocatorStats;
+use crate::budget::{limit_scope, Budget, Level, ScopeBudget};
+use crate::error::Error;
+use crate::growth::{growth_rate, GrowthRate, LeakDetection, SuspectedLeak};
+use crate::history::{History, HistoryEntry, Record};
+use crate::process::{CgroupMemory, ProcessMemory, ReadError};
+use crate::reconcile::Reconciliation;
+use crate::scope::ScopeGuard;
+use crate::snapshot::{Snapshot, SnapshotDiff};
+use crate::status::{Measure, Status, StatusInputs};
+
+/// Everything one tick of the sampler found.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Sample {
+    /// Ticks before this one.
+    pub sequence: u64,
+    /// When the tick ran.
+    pub at: SystemTime,
+    /// Time since the sampler started (monotonic).
+    pub uptime: Duration,
+    /// The books.
+    pub snapshot: Snapshot,
+    /// The layers, or why the process's memory could not be read this time.
+    pub reconciliation: Result<Reconciliation, ReadError>,
+    /// Growth of every scope that held bytes in the window, the fastest first.
+    pub scope_growth: Vec<(String, GrowthRate)>,
+    /// Scopes that grow steadily.
+    pub leaks: Vec<SuspectedLeak>,
+    /// The budget status.
+    pub status: Status,
+}
+
+/// What the sampler sends to its subscribers.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Event {
+    /// A tick.
+    Sample(Arc<Sample>),
+    /// The process's level changed.
+    LevelChanged {
+        /// When.
+        at: SystemTime,
+        /// The previous level.
+        from: Level,
+        /// The new level.
+        to: Level,
+        /// The measured bytes.
+        current_bytes: u64,
+    },
+    /// A scope's level against its own budget changed.
+    ScopeLevelChanged {
+        /// When.
+        at: SystemTime,
+        /// The scope.
+        path: String,
+        /// The previous level.
+        from: Level,
+        /// The new level.
+        to: Level,
+        /// Its live bytes.
+        live_bytes: u64,
+    },
+    /// A scope became a suspected leak.
+    LeakSuspected(SuspectedLeak),
+    /// The process's memory could not be read; the tick used the ledger instead.
+    ReadFailed {
+        /// When.
+        at: SystemTime,
+        /// Why.
+        error: ReadError,
+    },
+}
+
+/// A stream of the sampler's events, from [`Sampler::subscribe`].
+///
+/// Each subscription has a bounded queue. When a reader falls behind and its queue is full, the
+/// sampler drops the *oldest* queued event to make room for the newest and counts it in
+/// [`dropped`](Subscription::dropped): a slow or absent reader never blocks the sampler, never
+/// grows memory, and reads the latest state when it catches up. Dropping the subscription
+/// unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// Waits for the next event; `None` once the sampler has stopped and the queue is empty.
+    pub fn recv(&self) -> Option<Event> {
+        self.receiver.recv().ok()
+    }
+
+    /// Waits up to `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.receiver.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// The underlying channel, for `crossbeam_channel::select!`.
+    pub fn receiver(&self) -> &Receiver<Event> {
+        &self.receiver
+    }
+
+    /// Events dropped from this subscription's full queue so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The sampler's end of a subscription.
+struct Subscriber {
+    sender: Sender<Event>,
+    /// A second receiver, to drop the oldest event when the queue is full.
+    oldest: Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscriber {
+    /// Sends without blocking; `false` once the reader is gone.
+    fn send(&self, event: Event, dropped_total: &mut u64) -> bool {
+        // The sampler holds a receiver itself, so the channel never disconnects: the reader is
+        // gone when only the sampler's own count of the `dropped` counter is left.
+        if Arc::strong_count(&self.dropped) == 1 {
+            return false;
+        }
+        let mut event = event;
+        loop {
+            match self.sender.try_send(event) {
+                Ok(()) => return true,
+                Err(TrySendError::Full(back)) => {
+                    event = back;
+                    if self.oldest.try_recv().is_ok() {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        *dropped_total += 1;
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+}
+
+/// Counters of the sampler's own work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SamplerStats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks whose process reading failed.
+    pub read_failures: u64,
+    /// Events dropped from full subscriber queues, all subscribers together.
+    pub dropped_events: u64,
+    /// Entries in the history.
+    pub history_len: usize,
+    /// How long the last tick took.
+    pub last_tick: Duration,
+    /// CPU time the sampler thread has used (Linux; `None` elsewhere).
+    pub cpu_time: Option<Duration>,
+}
+
+/// A source of the process's memory; see [`SamplerBuilder::memory_source`].
+type MemorySource = Box<dyn FnMut() -> Result<ProcessMemory, ReadError> + Send>;
+
+/// Configures and starts a [`Sampler`]; see [`Sampler::builder`].
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct SamplerBuilder {
+    interval: Duration,
+    retention: Duration,
+    max_history: Option<usize>,
+    budget: Option<Budget>,
+    measure: Measure,
+    scope_budgets: Vec<(String, ScopeBudget)>,
+    leak_detection: LeakDetection,
+    queue: usize,
+    memory_source: Option<MemorySource>,
+}
+
+impl fmt::Debug for SamplerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SamplerBuilder")
+            .field("interval", &self.interval)
+            .field("retention", &self.retention)
+            .field("budget", &self.budget)
+            .field("measure", &self.measure)
+            .field("scope_budgets", &self.scope_budgets)
+            .field("leak_detection", &self.leak_detection)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SamplerBuilder {
+    fn default() -> Self {
+        SamplerBuilder {
+            interval: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+            max_history: None,
+            budget: None,
+            measure: Measure::Rss,
+            scope_budgets: Vec::new(),
+            leak_detection: LeakDetection::default(),
+            queue: 64,
+            memory_source: None,
+        }
+    }
+}
+
+impl SamplerBuilder {
+    /// Time between ticks (default 1 s).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How long history is kept (default 24 h). The history is a ring of at most
+    /// `retention / interval` entries (or [`max_history`](Self::max_history)), each about
+    /// `64 + 8 × scopes` bytes, booked to the crate's own scope.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// A cap on history entries, below `retention / interval`.
+    pub fn max_history(mut self, entries: usize) -> Self {
+        self.max_history = Some(entries);
+        self
+    }
+
+    /// The process's budget (default: [`Budget::builder`]'s defaults over the cgroup limit or the
+    /// physical memory).
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The figure the budget is checked against (default [`Measure::Rss`]).
+    pub fn measure(mut self, measure: Measure) -> Self {
+        self.measure = measure;
+        self
+    }
+
+    /// A budget for the scope at `path`. An [enforced](ScopeBudget::enforced) one limits the
+    /// scope's allocations from [`start`](Self::start) until the sampler stops (see
+    /// [`limit_scope`]).
+    pub fn scope_budget(mut self, path: &str, budget: ScopeBudget) -> Self {
+        let path = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        self.scope_budgets.retain(|(p, _)| *p != path);
+        self.scope_budgets.push((path, budget));
+        self
+    }
+
+    /// When a scope counts as a suspected leak.
+    pub fn leak_detection(mut self, detection: LeakDetection) -> Self {
+        self.leak_detection = detection;
+        self
+    }
+
+    /// Events each subscriber's queue holds before the oldest are dropped (default 64).
+    pub fn queue(mut self, events: usize) -> Self {
+        self.queue = events;
+        self
+    }
+
+    /// Where the process's memory is read from (default [`ProcessMemory::read`]). For tests
+    /// and for platforms with a better source; readings are validated like the default's.
+    pub fn memory_source(
+        mut self,
+        source: impl FnMut() -> Result<ProcessMemory, ReadError> + Send + 'static,
+    ) -> Self {
+        self.memory_source = Some(Box::new(source));
+        self
+    }
+
+    /// Checks the settings, applies enforced scope budgets and starts the sampler thread. The
+    /// first tick runs at once.
+    pub fn start(self) -> Result<Sampler, Error> {
+        let invalid = |setting, reason: &str| Error::InvalidSetting {
+            setting,
+            reason: reason.to_string(),
+        };
+        if self.interval.is_zero() {
+            return Err(invalid("interval", "must be longer than zero"));
+        }
+        if self.retention < self.interval {
+            return Err(invalid("retention", "must be at least one interval"));
+        }
+        if self.queue == 0 {
+            return Err(invalid("queue", "must hold at least one event"));
+        }
+        if self.max_history == Some(0) {
+            return Err(invalid("max_history", "must keep at least one entry"));
+        }
+        let ld = &self.leak_detection;
+        if !(0.0..=1.0).contains(&ld.min_fit) || ld.min_rate.is_nan() || ld.window.is_zero() {
+            return Err(invalid(
+                "leak_detection",
+                "needs a non-zero window, a rate that is a number and a fit between 0 and 1",
+            ));
+        }
+        let budget = match self.budget {
+            Some(budget) => budget,
+            None => Budget::builder().build()?,
+        };
+        let _own = ScopeGuard::own();
+        for (path, scope_budget) in &self.scope_budgets {
+            if scope_budget.enforce {
+                limit_scope(path, Some(scope_budget.hard))?;
+            }
+        }
+        let per_retention = (self.retention.as_nanos() / self.interval.as_nanos()).max(1) + 1;
+        let capacity = self
+            .max_history
+            .unwrap_or(usize::MAX)
+            .min(per_retention.min(usize::MAX as u128) as usize);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                history: History::new(capacity, self.retention),
+                baseline: None,
+                latest: None,
+                subscribers: Vec::new(),
+                stats: SamplerStats::default(),
+            }),
+        });
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let worker = Worker {
+            shared: Arc::clone(&shared),
+            interval: self.interval,
+            budget,
+            measure: self.measure,
+            scope_budgets: self.scope_budgets.clone(),
+            leak_detection: self.leak_detection,
+            memory_source: self.memory_source,
+            started: Instant::now(),
+            // A sampler that starts past a limit reports the change from healthy at once.
+            level: Level::Healthy,
+            scope_levels: vec![Level::Healthy; self.scope_budgets.len()],
+            suspected: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("memledger-sampler".to_string())
+            .spawn(move || worker.run(stopped))
+            .map_err(Error::Spawn)?;
+        Ok(Sampler {
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+            queue: self.queue,
+            enforced: self
+                .scope_budgets
+                .iter()
+                .filter(|(_, b)| b.enforce)
+                .map(|(p, _)| p.clone())
+                .collect(),
+        })
+    }
+}
+
+struct State {
+    history: History,
+    baseline: Option<Snapshot>,
+    latest: Option<Arc<Sample>>,
+    subscribers: Vec<Subscriber>,
+    stats: SamplerStats,
+}
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state consistent, so a panic elsewhere does not spoil it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running sampler. Stops (promptly, joining its thread) when dropped or on [`stop`].
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+/// # fn main() {
+/// use std::time::Duration;
+/// let sampler = memledger::Sampler::builder()
+///     .interval(Duration::from_millis(20))
+///     .budget(memledger::Budget::builder().total(64 << 30).build().unwrap())
+///     .start()
+///     .unwrap();
+/// let events = sampler.subscribe();
+/// let index = memledger::in_scope("global_index", || vec![0u8; 1 << 20]);
+/// // The first tick that sees the index.
+/// let sample = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(10)))
+///     .find_map(|event| match event {
+///         memledger::Event::Sample(s)
+///             if s.snapshot.scope("global_index").is_some_and(|g| g.live_bytes > 0) => Some(s),
+///         _ => None,
+///     })
+///     .expect("a tick within 10 s");
+/// println!("{}", sample.status);
+/// assert!(sampler.status().is_some());
+/// sampler.stop();
+/// # drop(index);
+/// # }
+/// ```
+///
+/// [`stop`]: Sampler::stop
+pub struct Sampler {
+    shared: Arc<Shared>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    queue: usize,
+    enforced: Vec<String>,
+}
+
+impl fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sampler")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
+    /// A builder with the defaults: 1 s interval, 24 h of history, the default budget.
+    pub fn builder() -> SamplerBuilder {
+        SamplerBuilder::default()
+    }
+
+    /// A new stream of events (see [`Subscription`] for what happens when it is not read).
+    pub fn subscribe(&self) -> Subscription {
+        let (sender, receiver) = crossbeam_channel::bounded(self.queue);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let _own = ScopeGuard::own();
+        self.shared.lock().subscribers.push(Subscriber {
+            sender,
+            oldest: receiver.clone(),
+            dropped: Arc::clone(&dropped),
+        });
+        Subscription { receiver, dropped }
+    }
+
+    /// The last tick, if one has run.
+    pub fn latest(&self) -> Option<Arc<Sample>> {
+        self.shared.lock().latest.clone()
+    }
+
+    /// The status of the last tick.
+    pub fn status(&self) -> Option<Status> {
+        self.latest().map(|s| s.status.clone())
+    }
+
+    /// The last `n` history entries, oldest first.
+    pub fn history_last(&self, n: usize) -> Vec<HistoryEntry> {
+        self.shared.lock().history.last(n)
+    }
+
+    /// History entries taken between `from` and `to` (inclusive), oldest first.
+    pub fn history_range(&self, from: SystemTime, to: SystemTime) -> Vec<HistoryEntry> {
+        self.shared.lock().history.range(from, to)
+    }
+
+    /// Marks the books as they are now as the baseline for [`diff`](Self::diff).
+    pub fn mark_baseline(&self) {
+        let snapshot = crate::snapshot();
+        let _own = ScopeGuard::own();
+        self.shared.lock().baseline = Some(snapshot);
+    }
+
+    /// What changed per scope since the baseline (`None` before [`mark_baseline`]).
+    ///
+    /// [`mark_baseline`]: Self::mark_baseline
+    pub fn diff(&self) -> Option<SnapshotDiff> {
+        let now = crate::snapshot();
+        let state = self.shared.lock();
+        state.baseline.as_ref().map(|b| now.diff(b))
+    }
+
+    /// Counters of the sampler's own work.
+    pub fn stats(&self) -> SamplerStats {
+        let state = self.shared.lock();
+        let mut stats = state.stats;
+        stats.history_len = state.history.len();
+        stats
+    }
+
+    /// Stops the sampler and waits for its thread; lifts the limits of enforced scope budgets.
+    /// Subscriptions read what is queued, then end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        for path in self.enforced.drain(..) {
+            let _ = limit_scope(&path, None);
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The sampler thread's own state.
+struct Worker {
+    shared: Arc<Shared>,
+    interval: Duration,
+    budget: Budget,
+    measure: Measure,
+    scope_budgets: Vec<(String, ScopeBudget)>,
+    leak_detection: LeakDetection,
+    memory_source: Option<MemorySource>,
+    started: Instant,
+    level: Level,
+    scope_levels: Vec<Level>,
+    suspected: Vec<String>,
+}
+
+impl Worker {
+    fn run(mut self, stopped: Receiver<()>) {
+        // Everything the sampler allocates is the crate's own memory.
+        let _own = ScopeGuard::own();
+        loop {
+            let began = Instant::now();
+            self.tick();
+            let spent = began.elapsed();
+            {
+                let mut state = self.shared.lock();
+                state.stats.last_tick = spent;
+                state.stats.cpu_time = thread_cpu_time();
+            }
+            // Ticks keep to the interval; a tick that overran it is followed at once.
+            match stopped.recv_timeout(self.interval.saturating_sub(spent)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Ends every subscription once its queue is read.
+        self.shared.lock().subscribers.clear();
+    }
+
+    fn read_memory(&mut self) -> Result<ProcessMemory, ReadError> {
+        match &mut self.memory_source {
+            Some(source) => {
+                let memory = source()?;
+                memory.validate()?;
+                Ok(memory)
+            }
+            None => ProcessMemory::read(),
+        }
+    }
+
+    fn tick(&mut self) {
+        let at = SystemTime::now();
+        let uptime = self.started.elapsed();
+        let snapshot = crate::snapshot();
+        let allocator = AllocatorStats::read();
+        let memory = self.read_memory();
+        let cgroup = CgroupMemory::read().unwrap_or(None);
+        let reconciliation = memory.map(|process| {
+            Reconciliation::from_parts(&snapshot, allocator.clone(), process, cgroup)
+        });
+        let (measure, current_bytes, note) = match (self.measure, &reconciliation) {
+            (Measure::Rss, Ok(r)) => (Measure::Rss, r.process.rss_bytes, None),
+            (
+                Measure::Cgroup,
+                Ok(Reconciliation {
+                    cgroup: Some(c), ..
+                }),
+            ) => (Measure::Cgroup, c.usage_bytes, None),
+            (Measure::Ledger, _) => (Measure::Ledger, snapshot.total_live_bytes(), None),
+            (wanted, Err(e)) => (
+                Measure::Ledger,
+                snapshot.total_live_bytes(),
+                Some(format!(
+                    "{wanted} unavailable, checked the ledger instead: {e}"
+                )),
+            ),
+            (wanted, Ok(_)) => (
+                Measure::Ledger,
+                snapshot.total_live_bytes(),
+                Some(format!("{wanted} unavailable, checked the ledger instead")),
+            ),
+        };
+        let level = self.budget.level(current_bytes);
+
+        let mut state = self.shared.lock();
+        state.history.push(Record {
+            at,
+            uptime,
+            snapshot: &snapshot,
+            rss_bytes: reconciliation.as_ref().ok().map(|r| r.process.rss_bytes),
+            allocated_bytes: allocator.as_ref().ok().map(|a| a.allocated),
+            resident_bytes: allocator.as_ref().ok().map(|a| a.resident),
+            measured_bytes: current_bytes,
+            level,
+            read_error: reconciliation.as_ref().err().cloned(),
+        });
+        let window = self.leak_detection.window;
+        let growth = growth_rate(&state.history.measured_series(window));
+        let mut scope_growth: Vec<(String, GrowthRate)> = Vec::new();
+        let mut leaks = Vec::new();
+        for (id, scope) in snapshot.scopes().iter().enumerate() {
+            let series = state.history.scope_series(id, window);
+            if series.iter().all(|&(_, v)| v == 0.0) {
+                continue;
+            }
+            let rate = growth_rate(&series);
+            if self.leak_detection.suspects(&rate) {
+                leaks.push(SuspectedLeak {
+                    path: scope.path.clone(),
+                    rate,
+                    live_bytes: scope.live_bytes,
+                });
+            }
+            scope_growth.push((scope.path.clone(), rate));
+        }
+        scope_growth.sort_by(|a, b| b.1.window.total_cmp(&a.1.window));
+        let status = Status::evaluate(StatusInputs {
+            budget: self.budget,
+            measure,
+            current_bytes,
+            note,
+            snapshot: &snapshot,
+            breakdown: reconciliation
+                .as_ref()
+                .map(|r| r.breakdown.clone())
+                .unwrap_or_default(),
+            growth,
+            scope_growth: &scope_growth,
+            scope_budgets: &self.scope_budgets,
+            leaks: &leaks,
+        });
+
+        let mut events = Vec::new();
+        if let Err(error) = &reconciliation {
+            state.stats.read_failures += 1;
+            events.push(Event::ReadFailed {
+                at,
+                error: error.clone(),
+            });
+        }
+        if self.level != level {
+            events.push(Event::LevelChanged {
+                at,
+                from: self.level,
+                to: level,
+                current_bytes,
+            });
+            self.level = level;
+        }
+        for (i, scope) in status.scopes.iter().enumerate() {
+            if self.scope_levels[i] != scope.level {
+                events.push(Event::ScopeLevelChanged {
+                    at,
+                    path: scope.path.clone(),
+                    from: self.scope_levels[i],
+                    to: scope.level,
+                    live_bytes: scope.live_bytes,
+                });
+                self.scope_levels[i] = scope.level;
+            }
+        }
+        for leak in &leaks {
+            if !self.suspected.contains(&leak.path) {
+                self.suspected.push(leak.path.clone());
+                events.push(Event::LeakSuspected(leak.clone()));
+            }
+        }
+        self.suspected
+            .retain(|path| leaks.iter().any(|leak| &leak.path == path));
+
+        let sample = Arc::new(Sample {
+            sequence: state.stats.ticks,
+            at,
+            uptime,
+            snapshot,
+            reconciliation,
+            scope_growth,
+            leaks,
+            status,
+        });
+        state.stats.ticks += 1;
+        state.latest = Some(Arc::clone(&sample));
+        events.insert(0, Event::Sample(sample));
+        let mut dropped = 0;
+        state.subscribers.retain(|subscriber| {
+            events
+                .iter()
+                .all(|e| subscriber.send(e.clone(), &mut dropped))
+        });
+        state.stats.dropped_events += dropped;
+    }
+}
+
+/// CPU time used by the calling thread.
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY:
+    // - `ts` is a valid, writable `timespec`; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_time() -> Option<Duration> {
+    None
+}
+
+/// One process-wide sampler, started and queried through functions.
+///
+/// ```
+/// use std::time::Duration;
+/// memledger::monitor::start(
+///     memledger::Sampler::builder()
+///         .interval(Duration::from_millis(10))
+///         .budget(memledger::Budget::builder().total(64 << 30).build().unwrap()),
+/// )
+/// .unwrap();
+/// assert!(memledger::monitor::is_running());
+/// while memledger::monitor::status().is_none() {
+///     std::thread::sleep(Duration::from_millis(5));
+/// }
+/// println!("{}", memledger::monitor::status().unwrap().summary);
+/// assert!(memledger::monitor::stop());
+/// ```
+pub mod monitor {
+    use super::{Sampler, SamplerBuilder, Status, Subscription};
+    use crate::error::Error;
+    use std::sync::{Arc, Mutex};
+
+    static MONITOR: Mutex<Option<Sampler>> = Mutex::new(None);
+
+    fn lock() -> std::sync::MutexGuard<'static, Option<Sampler>> {
+        MONITOR.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the process-wide sampler with `builder`'s settings; an error if one is running.
+    pub fn start(builder: SamplerBuilder) -> Result<(), Error> {
+        let mut monitor = lock();
+        if monitor.is_some() {
+            return Err(Error::MonitorRunning);
+        }
+        *monitor = Some(builder.start()?);
+        Ok(())
+    }
+
+    /// Stops the process-wide sampler; `false` if none was running.
+    pub fn stop() -> bool {
+        let sampler = lock().take();
+        sampler.map(Sampler::stop).is_some()
+    }
+
+    /// Whether the process-wide sampler runs.
+    pub fn is_running() -> bool {
+        lock().is_some()
+    }
+
+    /// The status of its last tick.
+    pub fn status() -> Option<Status> {
+        lock().as_ref().and_then(Sampler::status)
+    }
+
+    /// Its last tick.
+    pub fn latest() -> Option<Arc<super::Sample>> {
+        lock().as_ref().and_then(Sampler::latest)
+    }
+
+    /// A stream of its events.
+    pub fn subscribe() -> Option<Subscription> {
+        lock().as_ref().map(Sampler::subscribe)
+    }
+
+    /// Runs `f` with the process-wide sampler, for what the other functions do not cover.
+    pub fn with<R>(f: impl FnOnce(&Sampler) -> R) -> Option<R> {
+        lock().as_ref().map(f)
+    }
+}
