@@ -51,6 +51,12 @@ fn a_full_table_books_to_the_overflow_scope() {
     assert_eq!(overflow.allocations - overflow_before.allocations, 4);
     assert_eq!(snap.scope("many/s0").unwrap().live_bytes, 1234);
     assert!(snap.to_string().contains("7 scope entries refused"));
+    // A limit cannot be set on a scope that finds no room, and says why.
+    let err = memledger::limit_scope("no_room_for_me", Some(1 << 20)).unwrap_err();
+    assert!(matches!(err, memledger::Error::ScopeTableFull { .. }));
+    assert!(err.to_string().contains("\"no_room_for_me\""), "{err}");
+    // An existing scope can still be limited.
+    memledger::limit_scope("many/s1", Some(1 << 20)).unwrap();
     for ptr in blocks.into_iter().chain([existing, deep]) {
         // SAFETY: live blocks allocated with `layout`.
         unsafe { dealloc(ptr, layout) };

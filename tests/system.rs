@@ -6,3 +6,35 @@ mod common;
 static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
 
 exactness_suite!("system");
+
+/// With the system allocator inside, the jemalloc layers are absent, the report says why, and
+/// the gaps still add up to the RSS.
+#[test]
+fn reconciliation_without_jemalloc() {
+    let held = memledger::in_scope("system_reconcile", || vec![5u8; 1 << 20]);
+    let r = memledger::Reconciliation::capture().unwrap();
+    let why = r.allocator.clone().unwrap_err();
+    if cfg!(feature = "jemalloc") {
+        assert_eq!(
+            why,
+            memledger::AllocatorStatsUnavailable::NotTheGlobalAllocator
+        );
+    } else {
+        assert_eq!(why, memledger::AllocatorStatsUnavailable::NotBuilt);
+    }
+    assert!(r.to_string().contains("allocator layers absent"), "{r}");
+    let kinds: Vec<memledger::GapKind> = r.gaps().iter().map(|g| g.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            memledger::GapKind::AllocatorOverheadAndOutsideHeap,
+            memledger::GapKind::FileBacked
+        ]
+    );
+    let sum = r.ledger_bytes as i128
+        + r.gaps().iter().map(|g| g.bytes as i128).sum::<i128>()
+        + r.remainder() as i128;
+    assert_eq!(sum, r.process.rss_bytes as i128);
+    assert!(r.ledger_bytes >= 1 << 20 && r.ledger_bytes <= r.process.rss_bytes);
+    drop(held);
+}
