@@ -300,13 +300,15 @@ pub(crate) enum Reservation {
 /// Whether any scope has (or had) an enforced limit: one relaxed load of a flag written once.
 #[inline(always)]
 pub(crate) fn enforcing() -> bool {
+    // Without the `enforce` feature this is `false` at compile time and every check vanishes.
     // Relaxed: a thread that misses a limit set concurrently books that one operation as if the
     // limit were set just after it.
-    ENFORCING.load(Ordering::Relaxed)
+    cfg!(feature = "enforce") && ENFORCING.load(Ordering::Relaxed)
 }
 
 /// Sets or lifts the enforced limit of `scope`. From now on its bookings go through the shared,
 /// exact atomics, so that a limit check sees every other thread's bookings.
+#[cfg_attr(not(feature = "enforce"), allow(dead_code))]
 pub(crate) fn set_limit(scope: Tag, limit: Option<u64>) {
     let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
     let value = limit.map_or(NO_LIMIT, |l| l.min(NO_LIMIT as u64 - 1) as i64);

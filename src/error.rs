@@ -28,6 +28,8 @@ pub enum Error {
     },
     /// The sampler thread could not be started.
     Spawn(std::io::Error),
+    /// A scope limit was asked for, but the crate was built without the `enforce` feature.
+    EnforcementNotBuilt,
     /// A sampler is already running as the process-wide monitor.
     MonitorRunning,
     /// JSON that could not be read as the type asked for.
@@ -49,6 +51,10 @@ impl fmt::Display for Error {
                 write!(f, "invalid sampler setting `{setting}`: {reason}")
             }
             Error::Spawn(e) => write!(f, "cannot start the sampler thread: {e}"),
+            Error::EnforcementNotBuilt => f.write_str(
+                "scope limits need the `enforce` feature: \
+                 memledger = { version = \"0.1\", features = [\"enforce\"] }",
+            ),
             Error::MonitorRunning => f.write_str(
                 "the process-wide monitor is already running; stop it first with \
                  `memledger::monitor::stop()`",

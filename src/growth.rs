@@ -122,6 +122,84 @@ pub fn growth_rate(points: &[(f64, f64)]) -> GrowthRate {
     }
 }
 
+/// Largest value a sliding fit takes in, so that its exact sums cannot overflow: 1 TiB. A scope
+/// larger than that is fitted as if it held 1 TiB.
+const MAX_FIT_VALUE: u64 = 1 << 40;
+
+/// Most samples a sliding fit may hold (checked by the sampler's builder).
+pub(crate) const MAX_FIT_SAMPLES: u64 = 1 << 20;
+
+/// Least-squares sums of many series sampled at the same instants, over a sliding window.
+///
+/// Times are whole milliseconds and values whole bytes, so every sum is an exact integer
+/// (`i128` holds them for 2^20 samples of up to 2^40 bytes over a century of milliseconds):
+/// adding and removing samples never drifts, and each tick costs one update per series, not a
+/// pass over the window.
+#[derive(Default)]
+pub(crate) struct SlidingFit {
+    n: i128,
+    /// Σt and Σt², shared: every series has a value at every instant.
+    st: i128,
+    stt: i128,
+    /// Per series: Σv, Σtv, Σv².
+    series: Vec<[i128; 3]>,
+}
+
+impl SlidingFit {
+    /// Adds (`sign == 1`) or removes (`sign == -1`) the instant `t_ms` with `values` (series
+    /// beyond `values.len()` are zero at that instant).
+    pub(crate) fn update(&mut self, sign: i128, t_ms: u64, values: impl Iterator<Item = u64>) {
+        let t = i128::from(t_ms);
+        self.n += sign;
+        self.st += sign * t;
+        self.stt += sign * t * t;
+        for (i, v) in values.enumerate() {
+            if v == 0 {
+                continue;
+            }
+            if i >= self.series.len() {
+                self.series.resize(i + 1, [0; 3]);
+            }
+            let v = i128::from(v.min(MAX_FIT_VALUE));
+            let sums = &mut self.series[i];
+            sums[0] += sign * v;
+            sums[1] += sign * t * v;
+            sums[2] += sign * v * v;
+        }
+    }
+
+    /// Whether series `i` is zero at every instant of the window.
+    pub(crate) fn is_zero(&self, i: usize) -> bool {
+        self.series.get(i).map_or(true, |s| s[0] == 0)
+    }
+
+    /// The slope (bytes per second) and fit of series `i`.
+    pub(crate) fn fit(&self, i: usize) -> (f64, f64) {
+        let [sv, stv, svv] = self.series.get(i).copied().unwrap_or([0; 3]);
+        let n = self.n;
+        let var_t = n * self.stt - self.st * self.st;
+        let cov = n * stv - self.st * sv;
+        let var_v = n * svv - sv * sv;
+        if n < 2 || var_t <= 0 {
+            return (0.0, 0.0);
+        }
+        // Times are in milliseconds: bytes per millisecond × 1000.
+        let slope = cov as f64 / var_t as f64 * 1000.0;
+        let fit = if var_v > 0 {
+            let r = cov as f64 / (var_t as f64).sqrt() / (var_v as f64).sqrt();
+            (r * r).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (slope, fit)
+    }
+
+    /// Samples in the window.
+    pub(crate) fn samples(&self) -> usize {
+        self.n as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +264,44 @@ mod tests {
         assert_eq!((flat.window, flat.fit), (0.0, 0.0));
         let two = growth_rate(&[(1.0, 0.0), (3.0, 10.0)]);
         assert_eq!((two.since_last, two.window), (5.0, 5.0));
+    }
+
+    #[test]
+    fn the_sliding_fit_agrees_with_the_direct_one() {
+        let mut seed = 3;
+        let points: Vec<(u64, [u64; 2])> = (0..400u64)
+            .map(|i| {
+                let t = 1_000 + i * 250;
+                let leak = 5_000_000 + 3_000 * i + (noise(&mut seed) * 20_000.0) as u64 + 20_000;
+                let flat = 9_000_000 + (noise(&mut seed) * 1e6) as u64 + 1_000_000;
+                (t, [leak, flat])
+            })
+            .collect();
+        let mut sliding = SlidingFit::default();
+        let window = 100;
+        for (k, &(t, values)) in points.iter().enumerate() {
+            sliding.update(1, t, values.iter().copied());
+            if k >= window {
+                let (t_old, old) = points[k - window];
+                sliding.update(-1, t_old, old.iter().copied());
+            }
+        }
+        assert_eq!(sliding.samples(), window);
+        for series in 0..2 {
+            let direct: Vec<(f64, f64)> = points[points.len() - window..]
+                .iter()
+                .map(|&(t, v)| (t as f64 / 1000.0, v[series] as f64))
+                .collect();
+            let direct = growth_rate(&direct);
+            let (slope, fit) = sliding.fit(series);
+            assert!(
+                (slope - direct.window).abs() <= direct.window.abs() * 1e-9 + 1e-6,
+                "{slope} {direct:?}"
+            );
+            assert!((fit - direct.fit).abs() < 1e-9, "{fit} {direct:?}");
+        }
+        assert!(sliding.is_zero(2));
+        assert_eq!(sliding.fit(2), (0.0, 0.0));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::budget::Level;
+use crate::growth::{GrowthRate, SlidingFit};
 use crate::process::ReadError;
 use crate::snapshot::Snapshot;
 
@@ -89,16 +90,36 @@ pub(crate) struct History {
     paths: Vec<Arc<str>>,
     capacity: usize,
     retention: Duration,
+    /// The growth window, and the least-squares sums of the entries inside it.
+    window: Duration,
+    fit_scopes: SlidingFit,
+    fit_measured: SlidingFit,
+    /// How many of the oldest entries lie before the window (already out of the sums).
+    outside: usize,
 }
 
 impl History {
-    pub(crate) fn new(capacity: usize, retention: Duration) -> History {
+    pub(crate) fn new(capacity: usize, retention: Duration, window: Duration) -> History {
         History {
             entries: VecDeque::with_capacity(capacity.min(4096)),
             paths: Vec::new(),
             capacity: capacity.max(1),
             retention,
+            window,
+            fit_scopes: SlidingFit::default(),
+            fit_measured: SlidingFit::default(),
+            outside: 0,
         }
+    }
+
+    /// Drops the oldest entry, taking it out of the sums if it is still in the window.
+    fn pop_oldest(&mut self) {
+        if self.outside > 0 {
+            self.outside -= 1;
+        } else if !self.entries.is_empty() {
+            self.fit_update(-1, 0);
+        }
+        self.entries.pop_front();
     }
 
     pub(crate) fn push(&mut self, record: Record<'_>) {
@@ -107,14 +128,14 @@ impl History {
             self.paths.push(Arc::from(scope.path.as_str()));
         }
         while self.entries.len() >= self.capacity {
-            self.entries.pop_front();
+            self.pop_oldest();
         }
         while self
             .entries
             .front()
             .is_some_and(|e| record.uptime.saturating_sub(e.uptime) > self.retention)
         {
-            self.entries.pop_front();
+            self.pop_oldest();
         }
         self.entries.push_back(Stored {
             at: record.at,
@@ -128,6 +149,16 @@ impl History {
             read_error: record.read_error,
             live: scopes.iter().map(|s| s.live_bytes).collect(),
         });
+        self.fit_update(1, self.entries.len() - 1);
+        while self.outside < self.entries.len()
+            && record
+                .uptime
+                .saturating_sub(self.entries[self.outside].uptime)
+                > self.window
+        {
+            self.fit_update(-1, self.outside);
+            self.outside += 1;
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -177,25 +208,48 @@ impl History {
             .collect()
     }
 
-    /// `(seconds of uptime, value)` over the last `window` for the figure `value` picks.
-    fn series(&self, window: Duration, value: impl Fn(&Stored) -> Option<u64>) -> Vec<(f64, f64)> {
-        let Some(newest) = self.entries.back() else {
-            return Vec::new();
+    /// The growth of scope `id` over the window, `None` if it held nothing in it.
+    pub(crate) fn scope_growth(&self, id: usize) -> Option<GrowthRate> {
+        if self.fit_scopes.is_zero(id) {
+            return None;
+        }
+        let (window, fit) = self.fit_scopes.fit(id);
+        Some(self.rate(window, fit, |e| e.live.get(id).copied().unwrap_or(0)))
+    }
+
+    /// The growth of the measured figure over the window.
+    pub(crate) fn measured_growth(&self) -> GrowthRate {
+        let (window, fit) = self.fit_measured.fit(0);
+        self.rate(window, fit, |e| e.measured_bytes)
+    }
+
+    fn rate(&self, window: f64, fit: f64, value: impl Fn(&Stored) -> u64) -> GrowthRate {
+        let len = self.entries.len();
+        let since_last = match (self.entries.get(len.wrapping_sub(2)), self.entries.back()) {
+            (Some(a), Some(b)) if b.uptime > a.uptime => {
+                (value(b) as f64 - value(a) as f64) / (b.uptime - a.uptime).as_secs_f64()
+            }
+            _ => 0.0,
         };
-        self.entries
-            .iter()
-            .filter(|e| newest.uptime.saturating_sub(e.uptime) <= window)
-            .filter_map(|e| value(e).map(|v| (e.uptime.as_secs_f64(), v as f64)))
-            .collect()
+        let span = match (self.entries.get(self.outside), self.entries.back()) {
+            (Some(first), Some(last)) => last.uptime.saturating_sub(first.uptime),
+            _ => Duration::ZERO,
+        };
+        GrowthRate {
+            since_last,
+            window,
+            fit,
+            samples: self.fit_measured.samples(),
+            span,
+        }
     }
 
-    /// The series of one scope's live bytes.
-    pub(crate) fn scope_series(&self, id: usize, window: Duration) -> Vec<(f64, f64)> {
-        self.series(window, |e| Some(e.live.get(id).copied().unwrap_or(0)))
-    }
-
-    /// The series of the figure the budget measures.
-    pub(crate) fn measured_series(&self, window: Duration) -> Vec<(f64, f64)> {
-        self.series(window, |e| Some(e.measured_bytes))
+    /// Adds an entry to the window's sums (`sign == 1`) or takes it out (`-1`).
+    fn fit_update(&mut self, sign: i128, index: usize) {
+        let entry = &self.entries[index];
+        let t = entry.uptime.as_millis() as u64;
+        self.fit_scopes.update(sign, t, entry.live.iter().copied());
+        self.fit_measured
+            .update(sign, t, core::iter::once(entry.measured_bytes));
     }
 }

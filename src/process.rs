@@ -288,15 +288,15 @@ mod imp {
     }
 
     /// Reads a cgroup file holding one number (or `max`, read as `None`).
-    fn read_value(path: &str) -> Result<Option<u64>, ReadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ReadError::Io {
-                source: path.to_string(),
-                message: e.to_string(),
-            },
-            _ => ReadError::io(path, e),
+    fn read_value(file: &File, path: &str) -> Result<Option<u64>, ReadError> {
+        let mut buf = [0u8; 64];
+        let len = file.read_at(&mut buf, 0).map_err(|e| ReadError::Io {
+            source: path.to_string(),
+            message: e.to_string(),
         })?;
-        let text = text.trim();
+        let text = core::str::from_utf8(&buf[..len])
+            .map_err(|_| ReadError::invalid(path, "not UTF-8 text"))?
+            .trim();
         if text == "max" {
             return Ok(None);
         }
@@ -340,7 +340,15 @@ mod imp {
         None
     }
 
-    pub(super) fn read_cgroup() -> Result<Option<CgroupMemory>, ReadError> {
+    /// The cgroup's usage and limit files, opened once per process.
+    struct CgroupFiles {
+        pid: u32,
+        usage: Option<(String, File, String, File)>,
+    }
+
+    static CGROUP: Mutex<Option<CgroupFiles>> = Mutex::new(None);
+
+    fn open_cgroup() -> Result<Option<(String, File, String, File)>, ReadError> {
         let Some((dir, v2)) = cgroup_dir() else {
             return Ok(None);
         };
@@ -350,18 +358,35 @@ mod imp {
             ("memory.usage_in_bytes", "memory.limit_in_bytes")
         };
         let usage_path = format!("{dir}/{usage}");
-        let usage_bytes = read_value(&usage_path)?
-            .ok_or_else(|| ReadError::invalid(&usage_path, "usage reads \"max\""))?;
-        let mut limit_bytes = read_value(&format!("{dir}/{limit}"))?;
+        let limit_path = format!("{dir}/{limit}");
+        let usage = File::open(&usage_path).map_err(|e| ReadError::io(&usage_path, e))?;
+        let limit = File::open(&limit_path).map_err(|e| ReadError::io(&limit_path, e))?;
+        Ok(Some((usage_path, usage, limit_path, limit)))
+    }
+
+    pub(super) fn read_cgroup() -> Result<Option<CgroupMemory>, ReadError> {
+        let mut cache = CGROUP.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if cache.as_ref().map(|c| c.pid) != Some(pid) {
+            *cache = Some(CgroupFiles {
+                pid,
+                usage: open_cgroup()?,
+            });
+        }
+        let Some((usage_path, usage, limit_path, limit)) =
+            cache.as_ref().and_then(|c| c.usage.as_ref())
+        else {
+            return Ok(None);
+        };
+        let usage_bytes = read_value(usage, usage_path)?
+            .ok_or_else(|| ReadError::invalid(usage_path, "usage reads \"max\""))?;
+        let mut limit_bytes = read_value(limit, limit_path)?;
         // cgroup v1 writes "no limit" as a huge page-aligned number.
         if limit_bytes.is_some_and(|l| l >= i64::MAX as u64 / 2) {
             limit_bytes = None;
         }
         if limit_bytes == Some(0) {
-            return Err(ReadError::invalid(
-                &format!("{dir}/{limit}"),
-                "a limit of zero bytes",
-            ));
+            return Err(ReadError::invalid(limit_path, "a limit of zero bytes"));
         }
         Ok(Some(CgroupMemory {
             usage_bytes,

@@ -293,11 +293,11 @@ impl fmt::Display for Reconciliation {
                 b as f64 * 100.0 / rss as f64
             }
         };
-        writeln!(f, "layer                                   bytes   of RSS")?;
+        writeln!(f, "{:<58}  {:>11}  {:>6}", "layer", "bytes", "of RSS")?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, bytes: u64| {
             writeln!(
                 f,
-                "{name:<34}  {:>11}  {:>5.1}%",
+                "{name:<58}  {:>11}  {:>5.1}%",
                 human_bytes(bytes),
                 pct(bytes)
             )
@@ -333,7 +333,7 @@ impl fmt::Display for Reconciliation {
         let remainder = self.remainder();
         writeln!(
             f,
-            "{:<34}  {:>11}  {:>5.1}%",
+            "{:<58}  {:>11}  {:>5.1}%",
             "+ unexplained remainder",
             if remainder < 0 {
                 format!("-{}", human_bytes(remainder.unsigned_abs()))
@@ -342,11 +342,18 @@ impl fmt::Display for Reconciliation {
             },
             remainder as f64 * 100.0 / rss.max(1) as f64
         )?;
+        if remainder < 0 {
+            writeln!(
+                f,
+                "  (negative: the layers overlap. jemalloc's `resident` is an upper bound that\n   \
+                 counts pages the kernel may not hold, and layers are read one after another)"
+            )?;
+        }
         writeln!(f, "\nbreakdown of the RSS by measured bytes")?;
         for entry in &self.breakdown {
             writeln!(
                 f,
-                "{:<34}  {:>11}  {:>5.1}%",
+                "{:<58}  {:>11}  {:>5.1}%",
                 entry.label,
                 human_bytes(entry.bytes),
                 entry.percent_of_rss

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use crate::allocator_stats::AllocatorStats;
 use crate::budget::{limit_scope, Budget, Level, ScopeBudget};
 use crate::error::Error;
-use crate::growth::{growth_rate, GrowthRate, LeakDetection, SuspectedLeak};
+use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak, MAX_FIT_SAMPLES};
 use crate::history::{History, HistoryEntry, Record};
 use crate::process::{CgroupMemory, ProcessMemory, ReadError};
 use crate::reconcile::Reconciliation;
@@ -170,6 +170,8 @@ pub struct SamplerStats {
     pub history_len: usize,
     /// How long the last tick took.
     pub last_tick: Duration,
+    /// How long all ticks took together (wall-clock time on the ticking thread).
+    pub total_tick_time: Duration,
     /// CPU time the sampler thread has used (Linux; `None` elsewhere).
     pub cpu_time: Option<Duration>,
 }
@@ -317,6 +319,13 @@ impl SamplerBuilder {
                 "needs a non-zero window, a rate that is a number and a fit between 0 and 1",
             ));
         }
+        if ld.window.as_nanos() / self.interval.as_nanos() >= u128::from(MAX_FIT_SAMPLES) {
+            return Err(invalid(
+                "leak_detection",
+                "the window holds more than 2^20 intervals; lengthen the interval or shorten \
+                 the window",
+            ));
+        }
         let budget = match self.budget {
             Some(budget) => budget,
             None => Budget::builder().build()?,
@@ -334,7 +343,7 @@ impl SamplerBuilder {
             .min(per_retention.min(usize::MAX as u128) as usize);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                history: History::new(capacity, self.retention),
+                history: History::new(capacity, self.retention, self.leak_detection.window),
                 baseline: None,
                 latest: None,
                 subscribers: Vec::new(),
@@ -356,12 +365,17 @@ impl SamplerBuilder {
             scope_levels: vec![Level::Healthy; self.scope_budgets.len()],
             suspected: Vec::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("memledger-sampler".to_string())
-            .spawn(move || worker.run(stopped))
-            .map_err(Error::Spawn)?;
+        let worker = Arc::new(Mutex::new(worker));
+        let thread = {
+            let worker = Arc::clone(&worker);
+            std::thread::Builder::new()
+                .name("memledger-sampler".to_string())
+                .spawn(move || Worker::run(&worker, stopped))
+                .map_err(Error::Spawn)?
+        };
         Ok(Sampler {
             shared,
+            worker,
             stop: Some(stop),
             thread: Some(thread),
             queue: self.queue,
@@ -426,6 +440,7 @@ impl Shared {
 /// [`stop`]: Sampler::stop
 pub struct Sampler {
     shared: Arc<Shared>,
+    worker: Arc<Mutex<Worker>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     queue: usize,
@@ -457,6 +472,15 @@ impl Sampler {
             dropped: Arc::clone(&dropped),
         });
         Subscription { receiver, dropped }
+    }
+
+    /// Runs a tick now, on the calling thread, and returns it. The tick is recorded and sent like
+    /// any other; the sampler's own schedule is unchanged. Useful at the end of a benchmark or
+    /// before a decision that should see the latest figures.
+    pub fn sample_now(&self) -> Arc<Sample> {
+        let _own = ScopeGuard::own();
+        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        worker.tick()
     }
 
     /// The last tick, if one has run.
@@ -542,26 +566,29 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, stopped: Receiver<()>) {
+    /// The sampler thread: a tick, then a wait for the rest of the interval or for the stop.
+    fn run(worker: &Mutex<Worker>, stopped: Receiver<()>) {
         // Everything the sampler allocates is the crate's own memory.
         let _own = ScopeGuard::own();
         loop {
             let began = Instant::now();
-            self.tick();
+            let (shared, interval) = {
+                let mut worker = worker.lock().unwrap_or_else(|e| e.into_inner());
+                worker.tick();
+                (Arc::clone(&worker.shared), worker.interval)
+            };
             let spent = began.elapsed();
-            {
-                let mut state = self.shared.lock();
-                state.stats.last_tick = spent;
-                state.stats.cpu_time = thread_cpu_time();
-            }
+            shared.lock().stats.cpu_time = thread_cpu_time();
             // Ticks keep to the interval; a tick that overran it is followed at once.
-            match stopped.recv_timeout(self.interval.saturating_sub(spent)) {
+            match stopped.recv_timeout(interval.saturating_sub(spent)) {
                 Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    // Ends every subscription once its queue is read.
+                    shared.lock().subscribers.clear();
+                    return;
+                }
             }
         }
-        // Ends every subscription once its queue is read.
-        self.shared.lock().subscribers.clear();
     }
 
     fn read_memory(&mut self) -> Result<ProcessMemory, ReadError> {
@@ -575,7 +602,8 @@ impl Worker {
         }
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self) -> Arc<Sample> {
+        let began = Instant::now();
         let at = SystemTime::now();
         let uptime = self.started.elapsed();
         let snapshot = crate::snapshot();
@@ -621,16 +649,13 @@ impl Worker {
             level,
             read_error: reconciliation.as_ref().err().cloned(),
         });
-        let window = self.leak_detection.window;
-        let growth = growth_rate(&state.history.measured_series(window));
+        let growth = state.history.measured_growth();
         let mut scope_growth: Vec<(String, GrowthRate)> = Vec::new();
         let mut leaks = Vec::new();
         for (id, scope) in snapshot.scopes().iter().enumerate() {
-            let series = state.history.scope_series(id, window);
-            if series.iter().all(|&(_, v)| v == 0.0) {
+            let Some(rate) = state.history.scope_growth(id) else {
                 continue;
-            }
-            let rate = growth_rate(&series);
+            };
             if self.leak_detection.suspects(&rate) {
                 leaks.push(SuspectedLeak {
                     path: scope.path.clone(),
@@ -655,6 +680,7 @@ impl Worker {
             scope_growth: &scope_growth,
             scope_budgets: &self.scope_budgets,
             leaks: &leaks,
+            min_span: self.leak_detection.window / 2,
         });
 
         let mut events = Vec::new();
@@ -707,7 +733,10 @@ impl Worker {
         });
         state.stats.ticks += 1;
         state.latest = Some(Arc::clone(&sample));
-        events.insert(0, Event::Sample(sample));
+        let spent = began.elapsed();
+        state.stats.last_tick = spent;
+        state.stats.total_tick_time += spent;
+        events.insert(0, Event::Sample(Arc::clone(&sample)));
         let mut dropped = 0;
         state.subscribers.retain(|subscriber| {
             events
@@ -715,6 +744,7 @@ impl Worker {
                 .all(|e| subscriber.send(e.clone(), &mut dropped))
         });
         state.stats.dropped_events += dropped;
+        sample
     }
 }
 

@@ -142,6 +142,8 @@ pub(crate) struct StatusInputs<'a> {
     pub scope_growth: &'a [(String, GrowthRate)],
     pub scope_budgets: &'a [(String, ScopeBudget)],
     pub leaks: &'a [SuspectedLeak],
+    /// Growth over less time than this is too young to recommend a scope for.
+    pub min_span: std::time::Duration,
 }
 
 impl Status {
@@ -157,6 +159,7 @@ impl Status {
             scope_growth,
             scope_budgets,
             leaks,
+            min_span,
         } = inputs;
         let level = budget.level(current_bytes);
         let live = |path: &str| snapshot.scope(path).map_or(0, |s| s.live_bytes);
@@ -220,7 +223,7 @@ impl Status {
         let user_scope = |path: &str| path != UNSCOPED && path != OWN_SCOPE;
         if let Some((path, rate)) = scope_growth
             .iter()
-            .filter(|(p, g)| user_scope(p) && g.window > 0.0)
+            .filter(|(p, g)| user_scope(p) && g.window > 0.0 && g.span >= min_span)
             .max_by(|a, b| a.1.window.total_cmp(&b.1.window))
         {
             if !recommendations.iter().any(|r| &r.path == path) {
@@ -230,8 +233,9 @@ impl Status {
                     live_bytes: live(path),
                     growth_per_sec: rate.window,
                     message: format!(
-                        "{path} grows fastest: {}/s",
-                        human_bytes(rate.window as u64)
+                        "{path} grows fastest: {}/s over {:.0} s",
+                        human_bytes(rate.window as u64),
+                        rate.span.as_secs_f64()
                     ),
                 });
             }
@@ -270,8 +274,9 @@ impl Status {
         if growth.samples >= 2 {
             let sign = if growth.window < 0.0 { "-" } else { "+" };
             summary.push_str(&format!(
-                ", {sign}{}/s",
-                human_bytes(growth.window.abs() as u64)
+                ", {sign}{}/s over {:.1} s",
+                human_bytes(growth.window.abs() as u64),
+                growth.span.as_secs_f64()
             ));
         }
         if let Some(first) = recommendations.first() {
