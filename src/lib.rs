@@ -62,6 +62,41 @@
 //!   books to [`OVERFLOW_SCOPE`] and counts a refusal ([`Snapshot::refused_scopes`]): never a
 //!   panic.
 //!
+//! # Watching it
+//!
+//! - [`Reconciliation::capture`] puts the ledger beside jemalloc's stats ([`AllocatorStats`]), the
+//!   process's RSS ([`ProcessMemory`]) and its cgroup ([`CgroupMemory`]), and names and sizes
+//!   every gap between those layers ([`GapKind`]); what nothing explains is shown as the
+//!   remainder.
+//! - A [`Sampler`] does that on an interval in a background thread and streams [`Event`]s: each
+//!   tick's [`Sample`] (snapshot, reconciliation, growth rates, suspected leaks and a [`Status`]
+//!   against a [`Budget`]), level changes, suspected leaks and failed readings. It keeps a
+//!   history ([`HistoryEntry`]) with a baseline and a per-scope diff ([`SnapshotDiff`]).
+//!   [`monitor`] holds one process-wide sampler.
+//! - [`ScopeBudget`]s give single scopes their own levels; with the `enforce` feature,
+//!   [`limit_scope`] makes allocations past a scope's hard limit fail.
+//! - With the `serde` feature (on by default) every figure serializes: [`to_json`],
+//!   [`from_json`].
+//!
+//! ```
+//! # #[global_allocator]
+//! # static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+//! # fn main() -> Result<(), memledger::Error> {
+//! let sampler = memledger::Sampler::builder()
+//!     .budget(memledger::Budget::builder().total(16 << 30).build()?)
+//!     .start()?;
+//! let index = memledger::in_scope("global_index", || vec![1u8; 1 << 20]);
+//! let sample = sampler.sample_now();
+//! let reconciliation = sample.reconciliation.as_ref().unwrap();
+//! assert!(reconciliation.ledger_bytes >= 1 << 20);
+//! assert!(reconciliation.allocator.is_ok()); // jemalloc serves this program
+//! assert!(sample.status.is_healthy());
+//! println!("{reconciliation}\n{}", sample.status);
+//! # drop(index);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Guarantees
 //!
 //! The allocation path takes no lock, allocates nothing through the global allocator and never
