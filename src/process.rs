@@ -227,7 +227,15 @@ mod imp {
             let mut file = STATM_FILE.lock().unwrap_or_else(|e| e.into_inner());
             let pid = std::process::id();
             if file.as_ref().map(|(owner, _)| *owner) != Some(pid) {
-                *file = Some((pid, File::open(STATM).map_err(|e| ReadError::io(STATM, e))?));
+                let opened = File::open(STATM).map_err(|e| match e.kind() {
+                    // The own process cannot be gone: /proc is not there.
+                    std::io::ErrorKind::NotFound => ReadError::Unsupported {
+                        what: "the resident set (/proc/self/statm is missing: is /proc mounted?)"
+                            .to_string(),
+                    },
+                    _ => ReadError::io(STATM, e),
+                })?;
+                *file = Some((pid, opened));
             }
             let (_, f) = file.as_ref().expect("opened above");
             f.read_at(&mut buf, 0)

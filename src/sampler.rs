@@ -594,7 +594,14 @@ impl Worker {
     fn read_memory(&mut self) -> Result<ProcessMemory, ReadError> {
         match &mut self.memory_source {
             Some(source) => {
-                let memory = source()?;
+                // A source that panics is a failed reading, not the end of the sampler.
+                let memory = std::panic::catch_unwind(std::panic::AssertUnwindSafe(source))
+                    .unwrap_or_else(|_| {
+                        Err(ReadError::Io {
+                            source: "the sampler's memory source".to_string(),
+                            message: "it panicked".to_string(),
+                        })
+                    })?;
                 memory.validate()?;
                 Ok(memory)
             }

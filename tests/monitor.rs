@@ -261,7 +261,8 @@ fn failed_readings_are_recorded_and_the_sampler_goes_on() {
         .budget(budget(1 << 40))
         .memory_source(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            match n % 3 {
+            match n % 4 {
+                3 => panic!("a memory source that panics"),
                 0 => Err(ReadError::PermissionDenied {
                     source: "/proc/self/statm".to_string(),
                 }),
