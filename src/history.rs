@@ -55,32 +55,11 @@ impl HistoryEntry {
     }
 }
 
-/// An entry as stored: scope figures by id, paths shared by the whole history.
+/// An entry as stored: the figures of the tick without its scope list, and the scopes' live
+/// bytes by id (paths are shared by the whole history).
 struct Stored {
-    at: SystemTime,
-    uptime: Duration,
-    ledger_bytes: u64,
-    rss_bytes: Option<u64>,
-    allocated_bytes: Option<u64>,
-    resident_bytes: Option<u64>,
-    measured_bytes: u64,
-    level: Level,
-    read_error: Option<ReadError>,
-    /// Live bytes by scope id.
+    entry: HistoryEntry,
     live: Box<[u64]>,
-}
-
-/// What a tick records.
-pub(crate) struct Record<'a> {
-    pub at: SystemTime,
-    pub uptime: Duration,
-    pub snapshot: &'a Snapshot,
-    pub rss_bytes: Option<u64>,
-    pub allocated_bytes: Option<u64>,
-    pub resident_bytes: Option<u64>,
-    pub measured_bytes: u64,
-    pub level: Level,
-    pub read_error: Option<ReadError>,
 }
 
 /// The ring. Its memory is about `64 + 8 × scopes` bytes per entry.
@@ -122,39 +101,30 @@ impl History {
         self.entries.pop_front();
     }
 
-    pub(crate) fn push(&mut self, record: Record<'_>) {
-        let scopes = record.snapshot.scopes();
+    /// Records a tick: `entry` without its scope list, and the snapshot it was taken from.
+    pub(crate) fn push(&mut self, entry: HistoryEntry, snapshot: &Snapshot) {
+        let scopes = snapshot.scopes();
         for scope in &scopes[self.paths.len().min(scopes.len())..] {
             self.paths.push(Arc::from(scope.path.as_str()));
         }
+        let uptime = entry.uptime;
         while self.entries.len() >= self.capacity {
             self.pop_oldest();
         }
         while self
             .entries
             .front()
-            .is_some_and(|e| record.uptime.saturating_sub(e.uptime) > self.retention)
+            .is_some_and(|e| uptime.saturating_sub(e.entry.uptime) > self.retention)
         {
             self.pop_oldest();
         }
         self.entries.push_back(Stored {
-            at: record.at,
-            uptime: record.uptime,
-            ledger_bytes: record.snapshot.total_live_bytes(),
-            rss_bytes: record.rss_bytes,
-            allocated_bytes: record.allocated_bytes,
-            resident_bytes: record.resident_bytes,
-            measured_bytes: record.measured_bytes,
-            level: record.level,
-            read_error: record.read_error,
+            entry,
             live: scopes.iter().map(|s| s.live_bytes).collect(),
         });
         self.fit_update(1, self.entries.len() - 1);
         while self.outside < self.entries.len()
-            && record
-                .uptime
-                .saturating_sub(self.entries[self.outside].uptime)
-                > self.window
+            && uptime.saturating_sub(self.entries[self.outside].entry.uptime) > self.window
         {
             self.fit_update(-1, self.outside);
             self.outside += 1;
@@ -167,15 +137,6 @@ impl History {
 
     fn expand(&self, stored: &Stored) -> HistoryEntry {
         HistoryEntry {
-            at: stored.at,
-            uptime: stored.uptime,
-            ledger_bytes: stored.ledger_bytes,
-            rss_bytes: stored.rss_bytes,
-            allocated_bytes: stored.allocated_bytes,
-            resident_bytes: stored.resident_bytes,
-            measured_bytes: stored.measured_bytes,
-            level: stored.level,
-            read_error: stored.read_error.clone(),
             scopes: stored
                 .live
                 .iter()
@@ -186,6 +147,7 @@ impl History {
                     live_bytes,
                 })
                 .collect(),
+            ..stored.entry.clone()
         }
     }
 
@@ -203,7 +165,7 @@ impl History {
     pub(crate) fn range(&self, from: SystemTime, to: SystemTime) -> Vec<HistoryEntry> {
         self.entries
             .iter()
-            .filter(|e| e.at >= from && e.at <= to)
+            .filter(|e| e.entry.at >= from && e.entry.at <= to)
             .map(|e| self.expand(e))
             .collect()
     }
@@ -220,19 +182,20 @@ impl History {
     /// The growth of the measured figure over the window.
     pub(crate) fn measured_growth(&self) -> GrowthRate {
         let (window, fit) = self.fit_measured.fit(0);
-        self.rate(window, fit, |e| e.measured_bytes)
+        self.rate(window, fit, |e| e.entry.measured_bytes)
     }
 
     fn rate(&self, window: f64, fit: f64, value: impl Fn(&Stored) -> u64) -> GrowthRate {
         let len = self.entries.len();
         let since_last = match (self.entries.get(len.wrapping_sub(2)), self.entries.back()) {
-            (Some(a), Some(b)) if b.uptime > a.uptime => {
-                (value(b) as f64 - value(a) as f64) / (b.uptime - a.uptime).as_secs_f64()
+            (Some(a), Some(b)) if b.entry.uptime > a.entry.uptime => {
+                (value(b) as f64 - value(a) as f64)
+                    / (b.entry.uptime - a.entry.uptime).as_secs_f64()
             }
             _ => 0.0,
         };
         let span = match (self.entries.get(self.outside), self.entries.back()) {
-            (Some(first), Some(last)) => last.uptime.saturating_sub(first.uptime),
+            (Some(first), Some(last)) => last.entry.uptime.saturating_sub(first.entry.uptime),
             _ => Duration::ZERO,
         };
         GrowthRate {
@@ -247,9 +210,9 @@ impl History {
     /// Adds an entry to the window's sums (`sign == 1`) or takes it out (`-1`).
     fn fit_update(&mut self, sign: i128, index: usize) {
         let entry = &self.entries[index];
-        let t = entry.uptime.as_millis() as u64;
+        let t = entry.entry.uptime.as_millis() as u64;
         self.fit_scopes.update(sign, t, entry.live.iter().copied());
         self.fit_measured
-            .update(sign, t, core::iter::once(entry.measured_bytes));
+            .update(sign, t, core::iter::once(entry.entry.measured_bytes));
     }
 }

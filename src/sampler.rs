@@ -13,7 +13,7 @@ use crate::allocator_stats::AllocatorStats;
 use crate::budget::{limit_scope, Budget, Level, ScopeBudget};
 use crate::error::Error;
 use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak, MAX_FIT_SAMPLES};
-use crate::history::{History, HistoryEntry, Record};
+use crate::history::{History, HistoryEntry};
 use crate::process::{CgroupMemory, ProcessMemory, ReadError};
 use crate::reconcile::Reconciliation;
 use crate::scope::ScopeGuard;
@@ -645,17 +645,21 @@ impl Worker {
         let level = self.budget.level(current_bytes);
 
         let mut state = self.shared.lock();
-        state.history.push(Record {
-            at,
-            uptime,
-            snapshot: &snapshot,
-            rss_bytes: reconciliation.as_ref().ok().map(|r| r.process.rss_bytes),
-            allocated_bytes: allocator.as_ref().ok().map(|a| a.allocated),
-            resident_bytes: allocator.as_ref().ok().map(|a| a.resident),
-            measured_bytes: current_bytes,
-            level,
-            read_error: reconciliation.as_ref().err().cloned(),
-        });
+        state.history.push(
+            HistoryEntry {
+                at,
+                uptime,
+                ledger_bytes: snapshot.total_live_bytes(),
+                rss_bytes: reconciliation.as_ref().ok().map(|r| r.process.rss_bytes),
+                allocated_bytes: allocator.as_ref().ok().map(|a| a.allocated),
+                resident_bytes: allocator.as_ref().ok().map(|a| a.resident),
+                measured_bytes: current_bytes,
+                level,
+                read_error: reconciliation.as_ref().err().cloned(),
+                scopes: Vec::new(),
+            },
+            &snapshot,
+        );
         let growth = state.history.measured_growth();
         let mut scope_growth: Vec<(String, GrowthRate)> = Vec::new();
         let mut leaks = Vec::new();
