@@ -347,14 +347,23 @@ impl ScopeBudget {
 /// # }
 /// ```
 pub fn limit_scope(path: &str, limit: Option<u64>) -> Result<(), crate::Error> {
+    swap_scope_limit(path, limit).map(drop)
+}
+
+/// As [`limit_scope`], returning the limit the scope had before.
+pub(crate) fn swap_scope_limit(
+    path: &str,
+    limit: Option<u64>,
+) -> Result<Option<u64>, crate::Error> {
     if !cfg!(feature = "enforce") {
         return Err(crate::Error::EnforcementNotBuilt);
     }
     let id = registry::with_registry(|r| r.resolve_path(path));
     match id {
         Some(id) => {
+            let (previous, _) = counters::limit(id);
             counters::set_limit(id, limit);
-            Ok(())
+            Ok(previous)
         }
         None => Err(crate::Error::ScopeTableFull {
             path: path.to_string(),

@@ -290,9 +290,12 @@ impl ScopeSlot {
 pub(crate) enum Reservation {
     /// The scope has no enforced limit: book as usual.
     Unlimited,
-    /// The bytes were added to the scope's shared total; book the operation with
-    /// [`book_reserved`], or give the bytes back with [`unreserve`].
-    Reserved,
+    /// The bytes were added to the scope's shared total, taking it to `total`; book the
+    /// operation with [`book_reserved`], or give the bytes back with [`unreserve`].
+    Reserved {
+        /// The scope's shared total with the reservation.
+        total: i64,
+    },
     /// The bytes would take the scope past its limit; nothing was booked.
     Refused,
 }
@@ -337,8 +340,8 @@ fn limited(scope: Tag) -> Option<&'static ScopeSlot> {
 
 /// Adds `bytes` to the shared total of `scope` if that keeps it within its enforced limit.
 ///
-/// The add and the check are one atomic `fetch_add`, so two threads cannot both pass on the same
-/// headroom; a refused add is taken back at once.
+/// The check and the add are one compare-and-swap on the total, so two threads cannot both pass
+/// on the same headroom, and a refused request never shows in the total, even for a moment.
 #[cold]
 #[inline(never)]
 pub(crate) fn reserve(scope: Tag, bytes: u64) -> Reservation {
@@ -346,28 +349,45 @@ pub(crate) fn reserve(scope: Tag, bytes: u64) -> Reservation {
         return Reservation::Unlimited;
     };
     let limit = slot.limit.load(Ordering::Acquire);
-    let bytes = bytes.min(NO_LIMIT as u64) as i64;
-    let new = slot.publish(SHARED_WRITER, bytes);
-    if new > limit {
-        slot.published.fetch_sub(bytes, Ordering::AcqRel);
+    // Register first, as `ScopeSlot::publish` does, so that single-writer peaks stay sound.
+    slot.register(SHARED_WRITER);
+    let refused = || {
         slot.refused.fetch_add(1, Ordering::Relaxed);
-        return Reservation::Refused;
+        Reservation::Refused
+    };
+    let Ok(bytes) = i64::try_from(bytes) else {
+        return refused();
+    };
+    let mut current = slot.published.load(Ordering::Acquire);
+    loop {
+        let new = match current.checked_add(bytes) {
+            Some(new) if new <= limit => new,
+            _ => return refused(),
+        };
+        match slot.published.compare_exchange_weak(
+            current,
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Reservation::Reserved { total: new },
+            Err(actual) => current = actual,
+        }
     }
-    slot.peak.fetch_max(new, Ordering::Relaxed);
-    Reservation::Reserved
 }
 
 /// Gives back bytes reserved for an operation that the inner allocator then failed.
 #[cold]
 pub(crate) fn unreserve(scope: Tag, bytes: u64) {
     let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    slot.published
-        .fetch_sub(bytes.min(NO_LIMIT as u64) as i64, Ordering::AcqRel);
+    // `reserve` only reserves amounts that fit an `i64`.
+    slot.published.fetch_sub(bytes as i64, Ordering::AcqRel);
 }
 
-/// Books an allocation (`realloc == false`) or a resize whose growth of `bytes` was reserved.
+/// Books an allocation (`realloc == false`) or a resize whose growth of `bytes` was reserved,
+/// taking the scope's total to `total` at the reservation.
 #[cold]
-pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool) {
+pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool, total: i64) {
     let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
     // Relaxed: monotonic counters, as in `book_shared`; `published` already holds the bytes.
     if realloc {
@@ -376,6 +396,9 @@ pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool) {
         slot.allocs.fetch_add(1, Ordering::Relaxed);
     }
     slot.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    // Raised only once the block exists, so a reservation the inner allocator failed never
+    // shows in the peak.
+    slot.peak.fetch_max(total, Ordering::Relaxed);
 }
 
 /// One per scope id, in static memory: no allocation, and every scope's line is its own.

@@ -118,7 +118,7 @@ pub fn growth_rate(points: &[(f64, f64)]) -> GrowthRate {
         window: slope,
         fit,
         samples: n,
-        span: Duration::from_secs_f64(span),
+        span: Duration::try_from_secs_f64(span).unwrap_or(Duration::MAX),
     }
 }
 
@@ -264,6 +264,8 @@ mod tests {
         assert_eq!((flat.window, flat.fit), (0.0, 0.0));
         let two = growth_rate(&[(1.0, 0.0), (3.0, 10.0)]);
         assert_eq!((two.since_last, two.window), (5.0, 5.0));
+        // Spans no `Duration` holds saturate instead of panicking.
+        assert_eq!(growth_rate(&[(0.0, 1.0), (1e30, 2.0)]).span, Duration::MAX);
     }
 
     #[test]

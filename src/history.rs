@@ -62,7 +62,7 @@ struct Stored {
     live: Box<[u64]>,
 }
 
-/// The ring. Its memory is about `64 + 8 × scopes` bytes per entry.
+/// The ring. Its memory is about `200 + 8 × scopes` bytes per entry.
 pub(crate) struct History {
     entries: VecDeque<Stored>,
     /// Scope paths by id (ids never change meaning, so one table serves every entry).

@@ -86,21 +86,22 @@ impl<A: GlobalAlloc> Ledger<A> {
         let size = layout.size() as u64;
         let reserved = match counters::reserve(scope, size) {
             counters::Reservation::Refused => return ptr::null_mut(),
-            counters::Reservation::Reserved => true,
-            counters::Reservation::Unlimited => false,
+            counters::Reservation::Reserved { total } => Some(total),
+            counters::Reservation::Unlimited => None,
         };
         let block = allocate(outer);
         if block.is_null() {
-            if reserved {
+            if reserved.is_some() {
                 counters::unreserve(scope, size);
             }
             return block;
         }
-        let scope = if reserved {
-            counters::book_reserved(scope, size, false);
-            scope
-        } else {
-            counters::on_alloc(&self.inner, layout.size())
+        let scope = match reserved {
+            Some(total) => {
+                counters::book_reserved(scope, size, false, total);
+                scope
+            }
+            None => counters::on_alloc(&self.inner, layout.size()),
         };
         // SAFETY:
         // - `allocate` returned a block of `outer.size() == layout.size() + TAG_SIZE` bytes.
@@ -109,18 +110,23 @@ impl<A: GlobalAlloc> Ledger<A> {
     }
 
     /// Reserves the growth of a resize in a scope with an enforced limit: `Err` if it would pass
-    /// the limit, `Ok(bytes reserved)` otherwise (zero for a shrink or an unlimited scope).
+    /// the limit, `Ok(Some((bytes, total)))` for a reservation, `Ok(None)` for a shrink or an
+    /// unlimited scope.
     #[cold]
     #[inline(never)]
-    fn reserve_growth(scope: counters::Tag, old: usize, new: usize) -> Result<u64, ()> {
+    fn reserve_growth(
+        scope: counters::Tag,
+        old: usize,
+        new: usize,
+    ) -> Result<Option<(u64, i64)>, ()> {
         if new <= old {
-            return Ok(0);
+            return Ok(None);
         }
         let growth = (new - old) as u64;
         match counters::reserve(scope, growth) {
             counters::Reservation::Refused => Err(()),
-            counters::Reservation::Reserved => Ok(growth),
-            counters::Reservation::Unlimited => Ok(0),
+            counters::Reservation::Reserved { total } => Ok(Some((growth, total))),
+            counters::Reservation::Unlimited => Ok(None),
         }
     }
 }
@@ -182,10 +188,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
                 tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
             )
         };
-        let mut reserved = 0;
+        let mut reserved = None;
         if counters::enforcing() {
             match Self::reserve_growth(scope, layout.size(), new_size) {
-                Ok(bytes) => reserved = bytes,
+                Ok(reservation) => reserved = reservation,
                 Err(()) => return ptr::null_mut(),
             }
         }
@@ -194,8 +200,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
         let block = unsafe { self.inner.realloc(ptr, outer, new_outer.size()) };
         if block.is_null() {
-            if reserved != 0 {
-                counters::unreserve(scope, reserved);
+            if let Some((bytes, _)) = reserved {
+                counters::unreserve(scope, bytes);
             }
             return block;
         }
@@ -203,10 +209,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is untouched,
         //   trailer included.
         unsafe { tag::write(block, new_size, scope) };
-        if reserved != 0 {
-            counters::book_reserved(scope, reserved, true);
-        } else {
-            counters::on_realloc(&self.inner, scope, layout.size(), new_size);
+        match reserved {
+            Some((bytes, total)) => counters::book_reserved(scope, bytes, true, total),
+            None => counters::on_realloc(&self.inner, scope, layout.size(), new_size),
         }
         block
     }

@@ -367,8 +367,20 @@ mod imp {
         };
         let usage_path = format!("{dir}/{usage}");
         let limit_path = format!("{dir}/{limit}");
-        let usage = File::open(&usage_path).map_err(|e| ReadError::io(&usage_path, e))?;
-        let limit = File::open(&limit_path).map_err(|e| ReadError::io(&limit_path, e))?;
+        // Not `ReadError::io`: a missing cgroup file says nothing about the process.
+        let open = |path: &str| {
+            File::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ReadError::PermissionDenied {
+                    source: path.to_string(),
+                },
+                _ => ReadError::Io {
+                    source: path.to_string(),
+                    message: e.to_string(),
+                },
+            })
+        };
+        let usage = open(&usage_path)?;
+        let limit = open(&limit_path)?;
         Ok(Some((usage_path, usage, limit_path, limit)))
     }
 

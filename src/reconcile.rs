@@ -88,11 +88,12 @@ pub enum GapKind {
     /// jemalloc `resident - active - metadata`: freed pages not yet given back to the kernel.
     DirtyPages,
     /// Without jemalloc's stats: RSS beyond the ledger that is anonymous memory, the inner
-    /// allocator's overhead and free lists included.
+    /// allocator's overhead and free lists included (a residual, not a measurement).
     AllocatorOverheadAndOutsideHeap,
     /// Resident pages backed by files or shared memory: code, libraries, mapped files.
     FileBacked,
     /// Anonymous resident memory outside jemalloc: thread stacks, C `malloc`, other mappings.
+    /// Not measured directly: the RSS minus jemalloc's resident bytes and the file-backed pages.
     OutsideHeap,
 }
 
@@ -168,7 +169,10 @@ impl Reconciliation {
         cgroup: Option<CgroupMemory>,
     ) -> Reconciliation {
         let ledger_bytes = snapshot.total_live_bytes();
-        let ledger_blocks: u64 = snapshot.scopes().iter().map(|s| s.live_blocks()).sum();
+        let ledger_blocks = snapshot
+            .scopes()
+            .iter()
+            .fold(0u64, |total, s| total.saturating_add(s.live_blocks()));
         let tagged_blocks = ledger_blocks.saturating_sub(crate::counters::untagged_blocks());
         let rss = process.rss_bytes;
         let percent = |bytes: u64| {
@@ -213,7 +217,7 @@ impl Reconciliation {
             at: SystemTime::now(),
             ledger_bytes,
             ledger_blocks,
-            tag_bytes: tagged_blocks * crate::tag::TAG_SIZE as u64,
+            tag_bytes: tagged_blocks.saturating_mul(crate::tag::TAG_SIZE as u64),
             allocator,
             process,
             cgroup,
@@ -258,12 +262,12 @@ impl Reconciliation {
     /// at slightly different moments, or counted differently by the kernel and the allocator) is
     /// zero here and counted in [`remainder`](Self::remainder).
     pub fn gaps(&self) -> Vec<Gap> {
-        let mut reached = self.ledger_bytes;
+        let mut previous = self.ledger_bytes;
         self.levels()
             .into_iter()
             .map(|(kind, level)| {
-                let bytes = level.saturating_sub(reached);
-                reached += bytes;
+                let bytes = level.saturating_sub(previous);
+                previous = level;
                 Gap { kind, bytes }
             })
             .collect()
@@ -272,8 +276,13 @@ impl Reconciliation {
     /// What no gap explains: the RSS minus the ledger and every named gap. Negative when the
     /// layers overlap (see [`gaps`](Self::gaps)).
     pub fn remainder(&self) -> i64 {
-        let explained: u64 = self.ledger_bytes + self.gaps().iter().map(|g| g.bytes).sum::<u64>();
-        (self.process.rss_bytes as i128 - explained as i128) as i64
+        let explained: i128 = i128::from(self.ledger_bytes)
+            + self
+                .gaps()
+                .iter()
+                .map(|g| i128::from(g.bytes))
+                .sum::<i128>();
+        (i128::from(self.process.rss_bytes) - explained) as i64
     }
 
     /// The gap of the given kind, if this reconciliation has it.
@@ -360,5 +369,69 @@ impl fmt::Display for Reconciliation {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reconcile(allocator: AllocatorStats, rss: u64, file: u64) -> Reconciliation {
+        let process = ProcessMemory {
+            rss_bytes: rss,
+            file_backed_bytes: Some(file),
+            virtual_bytes: 0,
+        };
+        Reconciliation::from_parts(&crate::snapshot(), Ok(allocator), process, None)
+    }
+
+    fn sum(r: &Reconciliation) -> i128 {
+        i128::from(r.ledger_bytes)
+            + r.gaps().iter().map(|g| i128::from(g.bytes)).sum::<i128>()
+            + i128::from(r.remainder())
+    }
+
+    #[test]
+    fn ordered_layers_leave_no_remainder() {
+        let a = AllocatorStats {
+            allocated: 50_000_000,
+            active: 60_000_000,
+            metadata: 5_000_000,
+            resident: 70_000_000,
+            mapped: 90_000_000,
+            retained: 10_000_000,
+        };
+        let r = reconcile(a, 100_000_000, 20_000_000);
+        assert_eq!(r.remainder(), 0);
+        assert_eq!(r.gap(GapKind::Fragmentation), Some(10_000_000));
+        assert_eq!(r.gap(GapKind::DirtyPages), Some(5_000_000));
+        assert_eq!(r.gap(GapKind::FileBacked), Some(20_000_000));
+        assert_eq!(r.gap(GapKind::OutsideHeap), Some(10_000_000));
+        assert_eq!(sum(&r), 100_000_000);
+    }
+
+    #[test]
+    fn overlapping_layers_show_in_the_remainder_not_in_a_later_gap() {
+        // Metadata partly not resident: resident is below active + metadata.
+        let a = AllocatorStats {
+            allocated: 50_000_000,
+            active: 60_000_000,
+            metadata: 5_000_000,
+            resident: 61_000_000,
+            mapped: 90_000_000,
+            retained: 0,
+        };
+        let r = reconcile(a, 100_000_000, 20_000_000);
+        assert_eq!(r.gap(GapKind::DirtyPages), Some(0));
+        // The file-backed gap is the whole of the file-backed pages.
+        assert_eq!(r.gap(GapKind::FileBacked), Some(20_000_000));
+        assert_eq!(r.gap(GapKind::OutsideHeap), Some(19_000_000));
+        assert_eq!(r.remainder(), -4_000_000);
+        assert_eq!(sum(&r), 100_000_000);
+        // A resident set below jemalloc's resident bytes.
+        let r = reconcile(a, 70_000_000, 20_000_000);
+        assert_eq!(r.gap(GapKind::OutsideHeap), Some(0));
+        assert_eq!(r.remainder(), -4_000_000 - 11_000_000);
+        assert_eq!(sum(&r), 70_000_000);
     }
 }

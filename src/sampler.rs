@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::allocator_stats::AllocatorStats;
-use crate::budget::{limit_scope, Budget, Level, ScopeBudget};
+use crate::budget::{limit_scope, swap_scope_limit, Budget, Level, ScopeBudget};
 use crate::error::Error;
 use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak, MAX_FIT_SAMPLES};
 use crate::history::{History, HistoryEntry};
@@ -232,7 +232,7 @@ impl SamplerBuilder {
 
     /// How long history is kept (default 24 h). The history is a ring of at most
     /// `retention / interval` entries (or [`max_history`](Self::max_history)), each about
-    /// `64 + 8 × scopes` bytes, booked to the crate's own scope.
+    /// `200 + 8 × scopes` bytes, booked to the crate's own scope.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -258,8 +258,8 @@ impl SamplerBuilder {
     }
 
     /// A budget for the scope at `path`. An [enforced](ScopeBudget::enforced) one limits the
-    /// scope's allocations from [`start`](Self::start) until the sampler stops (see
-    /// [`limit_scope`]).
+    /// scope's allocations from [`start`](Self::start) until the sampler stops, when the scope
+    /// gets back the limit it had before (see [`limit_scope`]).
     pub fn scope_budget(mut self, path: &str, budget: ScopeBudget) -> Self {
         let path = path
             .split('/')
@@ -284,7 +284,9 @@ impl SamplerBuilder {
     }
 
     /// Where the process's memory is read from (default [`ProcessMemory::read`]). For tests
-    /// and for platforms with a better source; readings are validated like the default's.
+    /// and for platforms with a better source; readings are validated like the default's, and a
+    /// source that panics counts as a failed reading. The source runs on the ticking thread
+    /// with the sampler's tick lock held: it must not call into this sampler or [`monitor`].
     pub fn memory_source(
         mut self,
         source: impl FnMut() -> Result<ProcessMemory, ReadError> + Send + 'static,
@@ -331,11 +333,6 @@ impl SamplerBuilder {
             None => Budget::builder().build()?,
         };
         let _own = ScopeGuard::own();
-        for (path, scope_budget) in &self.scope_budgets {
-            if scope_budget.enforce {
-                limit_scope(path, Some(scope_budget.hard))?;
-            }
-        }
         let per_retention = (self.retention.as_nanos() / self.interval.as_nanos()).max(1) + 1;
         let capacity = self
             .max_history
@@ -373,19 +370,23 @@ impl SamplerBuilder {
                 .spawn(move || Worker::run(&worker, stopped))
                 .map_err(Error::Spawn)?
         };
-        Ok(Sampler {
+        let mut sampler = Sampler {
             shared,
             worker,
             stop: Some(stop),
             thread: Some(thread),
             queue: self.queue,
-            enforced: self
-                .scope_budgets
-                .iter()
-                .filter(|(_, b)| b.enforce)
-                .map(|(p, _)| p.clone())
-                .collect(),
-        })
+            enforced: Vec::new(),
+        };
+        // Once the thread runs: a sampler that fails to start leaves no limit behind (dropping
+        // it restores the limits applied so far).
+        for (path, scope_budget) in &self.scope_budgets {
+            if scope_budget.enforce {
+                let previous = swap_scope_limit(path, Some(scope_budget.hard))?;
+                sampler.enforced.push((path.clone(), previous));
+            }
+        }
+        Ok(sampler)
     }
 }
 
@@ -444,7 +445,8 @@ pub struct Sampler {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     queue: usize,
-    enforced: Vec<String>,
+    /// Scopes whose limits this sampler set, with the limits they had before.
+    enforced: Vec<(String, Option<u64>)>,
 }
 
 impl fmt::Debug for Sampler {
@@ -527,7 +529,8 @@ impl Sampler {
         stats
     }
 
-    /// Stops the sampler and waits for its thread; lifts the limits of enforced scope budgets.
+    /// Stops the sampler and waits for its thread; gives the scopes of enforced scope budgets
+    /// back the limits they had before it started.
     /// Subscriptions read what is queued, then end.
     pub fn stop(mut self) {
         self.shutdown();
@@ -538,8 +541,8 @@ impl Sampler {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        for path in self.enforced.drain(..) {
-            let _ = limit_scope(&path, None);
+        for (path, previous) in self.enforced.drain(..).rev() {
+            let _ = limit_scope(&path, previous);
         }
     }
 }

@@ -275,10 +275,10 @@ impl Snapshot {
             inside[i] = i == root || (i != 0 && inside[self.parents[i]]);
             if inside[i] {
                 total.scopes += 1;
-                total.live_bytes += stats.live_bytes;
-                total.allocations += stats.allocations;
-                total.deallocations += stats.deallocations;
-                total.reallocations += stats.reallocations;
+                total.live_bytes = total.live_bytes.saturating_add(stats.live_bytes);
+                total.allocations = total.allocations.saturating_add(stats.allocations);
+                total.deallocations = total.deallocations.saturating_add(stats.deallocations);
+                total.reallocations = total.reallocations.saturating_add(stats.reallocations);
             }
         }
         Some(total)
@@ -287,7 +287,10 @@ impl Snapshot {
     /// Live bytes of every scope together: the unscoped root, the crate's own scope and the
     /// overflow scope included.
     pub fn total_live_bytes(&self) -> u64 {
-        self.scopes.iter().map(|s| s.live_bytes).sum()
+        // Saturating: a snapshot read from JSON may hold any values.
+        self.scopes
+            .iter()
+            .fold(0u64, |total, s| total.saturating_add(s.live_bytes))
     }
 
     /// How many times a scope could not be entered because the table of scope ids was full; those

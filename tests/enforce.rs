@@ -195,3 +195,84 @@ fn infallible_allocation_past_the_limit_aborts() {
         "{stderr}"
     );
 }
+
+/// Requests refused for size, even absurd ones, never show in the scope's total: other threads
+/// keep the headroom they had, the limit holds, and the peak stays below it.
+#[test]
+fn refused_requests_take_no_headroom() {
+    let path = "enforce_refused";
+    let limit = 64 << 20;
+    memledger::limit_scope(path, Some(limit)).unwrap();
+    let held = memledger::in_scope(path, || vec![0u8; 1 << 20]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let greedy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _g = memledger::enter(path);
+            let mut attempts = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for request in [1usize << 30, isize::MAX as usize - 64] {
+                    let mut v: Vec<u8> = Vec::new();
+                    assert!(v.try_reserve_exact(request).is_err());
+                    attempts += 1;
+                }
+            }
+            attempts
+        })
+    };
+    let mut small_refused = 0;
+    let mut blocks = Vec::with_capacity(200_000);
+    {
+        let _g = memledger::enter(path);
+        for _ in 0..200_000 {
+            let mut v: Vec<u8> = Vec::new();
+            if v.try_reserve_exact(100).is_err() {
+                small_refused += 1;
+            }
+            blocks.push(v);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let attempts = greedy.join().unwrap();
+    let stats = memledger::snapshot().scope(path).unwrap().clone();
+    assert_eq!(
+        small_refused, 0,
+        "20 MB of small blocks fit in 63 MiB of headroom"
+    );
+    assert_eq!(stats.refused_allocations, attempts);
+    assert!(attempts > 0);
+    assert!(stats.live_bytes <= limit, "{stats:?}");
+    assert!(stats.peak_bytes <= limit, "{stats:?}");
+    drop((blocks, held));
+}
+
+/// A sampler's enforced scope budget applies while it runs; then the scope gets its own limit
+/// back.
+#[test]
+fn a_sampler_restores_the_limits_it_replaced() {
+    let path = "enforce_sampler";
+    memledger::limit_scope(path, Some(5 << 20)).unwrap();
+    let sampler = memledger::Sampler::builder()
+        .interval(std::time::Duration::from_secs(3600))
+        .budget(memledger::Budget::builder().total(1 << 40).build().unwrap())
+        .scope_budget(
+            path,
+            memledger::ScopeBudget::new(1 << 19, 1 << 20)
+                .unwrap()
+                .enforced(),
+        )
+        .start()
+        .unwrap();
+    let limit = || memledger::snapshot().scope(path).unwrap().limit_bytes;
+    assert_eq!(limit(), Some(1 << 20));
+    {
+        let _g = memledger::enter(path);
+        let mut v: Vec<u8> = Vec::new();
+        assert!(v.try_reserve_exact(2 << 20).is_err());
+    }
+    let status = sampler.sample_now().status.clone();
+    assert_eq!(status.scopes[0].refused_allocations, 1);
+    sampler.stop();
+    assert_eq!(limit(), Some(5 << 20));
+    memledger::limit_scope(path, None).unwrap();
+}
