@@ -34,6 +34,7 @@ const BOXES: usize = 500_000;
 const UNDECIDED: u8 = 0;
 const BARE: u8 = 1;
 const LEDGER: u8 = 2;
+const SLACK: u8 = 3;
 
 /// Bare jemalloc or the ledger over it, chosen once per process by [`MODE_VAR`].
 ///
@@ -44,97 +45,127 @@ const LEDGER: u8 = 2;
 struct Switch {
     mode: AtomicU8,
     ledger: Ledger<Jemalloc>,
+    slack: SlackTag,
+}
+
+/// Requests the sizes a tag placed in size-class slack would: `size` when jemalloc's class for it
+/// leaves at least 2 bytes spare, `size + 2` otherwise. Books nothing and writes no tag: it shows
+/// the memory such a placement would cost, not a working mechanism.
+struct SlackTag;
+
+impl SlackTag {
+    fn outer(layout: Layout) -> Layout {
+        // SAFETY:
+        // - `nallocx` only computes a size; a non-zero size and no flags are valid.
+        let class = unsafe { tikv_jemalloc_sys::nallocx(layout.size(), 0) };
+        let size = if class >= layout.size() + 2 {
+            layout.size()
+        } else {
+            layout.size() + 2
+        };
+        Layout::from_size_align(size, layout.align()).unwrap()
+    }
+}
+
+// SAFETY:
+// - blocks come from jemalloc for at least the caller's size at its alignment, and go back with
+//   the same outer layout, a pure function of the caller's layout.
+unsafe impl GlobalAlloc for SlackTag {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - a non-zero size at a valid alignment.
+        unsafe { Jemalloc.alloc(Self::outer(layout)) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - `ptr` came from `alloc` with this outer layout.
+        unsafe { Jemalloc.dealloc(ptr, Self::outer(layout)) }
+    }
 }
 
 #[global_allocator]
 static GLOBAL: Switch = Switch {
     mode: AtomicU8::new(UNDECIDED),
     ledger: Ledger::new(Jemalloc),
+    slack: SlackTag,
 };
 
 impl Switch {
     #[inline]
-    fn uses_ledger(&self) -> bool {
+    fn mode(&self) -> u8 {
         // Relaxed: the mode is a pure function of the environment, which nothing in this process
         // changes; threads that race on the first call all compute and store the same value.
         match self.mode.load(Ordering::Relaxed) {
-            BARE => false,
-            LEDGER => true,
-            _ => self.decide(),
+            UNDECIDED => self.decide(),
+            mode => mode,
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn decide(&self) -> bool {
+    fn decide(&self) -> u8 {
         // SAFETY:
         // - the name is a NUL-terminated C string;
         // - nothing in this program modifies the environment, so no `setenv` races with it.
         let value = unsafe { libc::getenv(MODE_VAR_C.as_ptr()) };
-        // SAFETY:
-        // - a non-null result of `getenv` points to a NUL-terminated string that stays valid
-        //   while the environment is unchanged.
-        let ledger = !value.is_null() && unsafe { CStr::from_ptr(value) }.to_bytes() == b"ledger";
-        let mode = if ledger { LEDGER } else { BARE };
+        let mode = if value.is_null() {
+            BARE
+        } else {
+            // SAFETY:
+            // - a non-null result of `getenv` points to a NUL-terminated string that stays valid
+            //   while the environment is unchanged.
+            match unsafe { CStr::from_ptr(value) }.to_bytes() {
+                b"ledger" => LEDGER,
+                b"slack" => SLACK,
+                _ => BARE,
+            }
+        };
         self.mode.store(mode, Ordering::Relaxed);
-        ledger
+        mode
+    }
+
+    /// The allocator of this process.
+    #[inline]
+    fn inner(&self) -> &dyn GlobalAlloc {
+        match self.mode() {
+            LEDGER => &self.ledger,
+            SLACK => &self.slack,
+            _ => &Jemalloc,
+        }
     }
 }
 
 // SAFETY:
-// - every call is forwarded to one of two allocators, and which one never changes after the first
-//   call (see `Switch`), so each block is freed and resized by the allocator that made it.
+// - every call is forwarded to one of three allocators, and which one never changes after the
+//   first call (see `Switch`), so each block is freed and resized by the allocator that made it.
 unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY:
         // - the caller's contract is forwarded unchanged.
-        unsafe {
-            if self.uses_ledger() {
-                self.ledger.alloc(layout)
-            } else {
-                Jemalloc.alloc(layout)
-            }
-        }
+        unsafe { self.inner().alloc(layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY:
         // - the caller's contract is forwarded unchanged.
-        unsafe {
-            if self.uses_ledger() {
-                self.ledger.alloc_zeroed(layout)
-            } else {
-                Jemalloc.alloc_zeroed(layout)
-            }
-        }
+        unsafe { self.inner().alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY:
         // - the caller's contract is forwarded to the allocator that made the block.
-        unsafe {
-            if self.uses_ledger() {
-                self.ledger.dealloc(ptr, layout)
-            } else {
-                Jemalloc.dealloc(ptr, layout)
-            }
-        }
+        unsafe { self.inner().dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY:
         // - the caller's contract is forwarded to the allocator that made the block.
-        unsafe {
-            if self.uses_ledger() {
-                self.ledger.realloc(ptr, layout, new_size)
-            } else {
-                Jemalloc.realloc(ptr, layout, new_size)
-            }
-        }
+        unsafe { self.inner().realloc(ptr, layout, new_size) }
     }
 }
 
@@ -284,9 +315,9 @@ fn mb(bytes: u64) -> f64 {
 }
 
 fn driver() -> ExitCode {
-    let (bare, ledger) = match (run_child("bare"), run_child("ledger")) {
-        (Ok(bare), Ok(ledger)) => (bare, ledger),
-        (Err(err), _) | (_, Err(err)) => {
+    let (bare, ledger, slack) = match (run_child("bare"), run_child("ledger"), run_child("slack")) {
+        (Ok(bare), Ok(ledger), Ok(slack)) => (bare, ledger, slack),
+        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
             eprintln!("{err}");
             return ExitCode::FAILURE;
         }
@@ -299,8 +330,8 @@ fn driver() -> ExitCode {
     );
     println!();
     println!(
-        "{:<10} {:>12} {:>12} {:>10}",
-        "jemalloc", "bare MB", "ledger MB", "increase"
+        "{:<10} {:>12} {:>12} {:>10} {:>12} {:>10}",
+        "jemalloc", "bare MB", "ledger MB", "increase", "slack MB", "increase"
     );
     // Dirty pages: freed by the program (the tables a `HashMap` outgrew, the buffers a `Vec`
     // moved out of) but not yet returned to the kernel; jemalloc purges them on a timer, so they
@@ -311,30 +342,41 @@ fn driver() -> ExitCode {
             .saturating_sub(get(figures, "metadata"))
     };
     let rows = [
-        (
-            "allocated",
-            get(&bare, "allocated"),
-            get(&ledger, "allocated"),
-        ),
-        ("active", get(&bare, "active"), get(&ledger, "active")),
-        ("metadata", get(&bare, "metadata"), get(&ledger, "metadata")),
-        ("dirty", dirty(&bare), dirty(&ledger)),
-        ("resident", get(&bare, "resident"), get(&ledger, "resident")),
-        ("mapped", get(&bare, "mapped"), get(&ledger, "mapped")),
-    ];
-    for (label, b, l) in rows {
-        let increase = if b == 0 {
+        "allocated",
+        "active",
+        "metadata",
+        "dirty",
+        "resident",
+        "mapped",
+    ]
+    .map(|label| {
+        let figure = |figures: &HashMap<String, u64>| match label {
+            "dirty" => dirty(figures),
+            _ => get(figures, label),
+        };
+        (label, figure(&bare), figure(&ledger), figure(&slack))
+    });
+    let increase = |b: u64, x: u64| {
+        if b == 0 {
             f64::NAN
         } else {
-            (l as f64 / b as f64 - 1.0) * 100.0
-        };
+            (x as f64 / b as f64 - 1.0) * 100.0
+        }
+    };
+    for (label, b, l, sl) in rows {
         println!(
-            "{label:<10} {:>12.1} {:>12.1} {:>+9.1}%",
+            "{label:<10} {:>12.1} {:>12.1} {:>+9.1}% {:>12.1} {:>+9.1}%",
             mb(b),
             mb(l),
-            increase
+            increase(b, l),
+            mb(sl),
+            increase(b, sl)
         );
     }
+    println!(
+        "(slack: what jemalloc holds when a tag goes in the size class's spare bytes where there \
+         are 2, and 2 bytes are added only where there are not)"
+    );
     println!(
         "(dirty = resident - active - metadata: purged on a timer, so it varies between runs)"
     );
@@ -382,8 +424,9 @@ fn main() -> ExitCode {
         Err(std::env::VarError::NotPresent) => ExitCode::SUCCESS,
         Ok("bare") => child(false),
         Ok("ledger") => child(true),
+        Ok("slack") => child(false),
         Ok(other) => {
-            eprintln!("{MODE_VAR} must be `bare` or `ledger`, not `{other}`");
+            eprintln!("{MODE_VAR} must be `bare`, `ledger` or `slack`, not `{other}`");
             ExitCode::FAILURE
         }
         Err(err) => {
