@@ -152,6 +152,8 @@ impl Reconciliation {
     /// Fails only when the RSS cannot be read; absent jemalloc statistics or cgroup are recorded
     /// in the result. A failing cgroup read is recorded as no cgroup.
     pub fn capture() -> Result<Reconciliation, ReadError> {
+        // The reconciliation is the crate's own memory, wherever it is taken.
+        let _own = crate::scope::ScopeGuard::own();
         let snapshot = crate::snapshot();
         let allocator = AllocatorStats::read();
         let process = ProcessMemory::read()?;

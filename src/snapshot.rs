@@ -480,6 +480,7 @@ impl Snapshot {
     /// # }
     /// ```
     pub fn diff(&self, baseline: &Snapshot) -> SnapshotDiff {
+        let _own = crate::scope::ScopeGuard::own();
         let mut scopes: Vec<ScopeDiff> = self
             .scopes
             .iter()

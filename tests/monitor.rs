@@ -586,3 +586,65 @@ fn the_process_wide_monitor_starts_once() {
     assert!(!memledger::monitor::stop());
     assert!(memledger::monitor::status().is_none());
 }
+
+#[test]
+fn each_measure_checks_its_own_figure() {
+    let _serial = serial();
+    let start = |measure| {
+        Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .budget(budget(1 << 40))
+            .measure(measure)
+            .start()
+            .unwrap()
+    };
+    let ledger = start(Measure::Ledger);
+    let sample = ledger.sample_now();
+    assert_eq!(sample.status.measure, Measure::Ledger);
+    assert_eq!(
+        sample.status.current_bytes,
+        sample.snapshot.total_live_bytes()
+    );
+    assert_eq!(sample.status.note, None);
+    ledger.stop();
+
+    let cgroup = start(Measure::Cgroup);
+    let sample = cgroup.sample_now();
+    let reconciliation = sample.reconciliation.as_ref().unwrap();
+    match reconciliation.cgroup {
+        Some(c) => {
+            assert_eq!(sample.status.measure, Measure::Cgroup);
+            assert_eq!(sample.status.current_bytes, c.usage_bytes);
+        }
+        None => {
+            // No cgroup here: the status says it checked the ledger instead.
+            assert_eq!(sample.status.measure, Measure::Ledger);
+            assert!(sample
+                .status
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("cgroup usage unavailable"));
+        }
+    }
+    cgroup.stop();
+
+    let rss = start(Measure::Rss);
+    let sample = rss.sample_now();
+    assert_eq!(
+        sample.status.current_bytes,
+        sample.reconciliation.as_ref().unwrap().process.rss_bytes
+    );
+    // The reconciliation and the diff are the crate's own memory, wherever they are taken.
+    let own_before = memledger::snapshot().own().allocations;
+    let r = memledger::in_scope("measures/user", Reconciliation::capture).unwrap();
+    assert!(memledger::snapshot().own().allocations > own_before);
+    assert_eq!(
+        memledger::snapshot()
+            .scope("measures/user")
+            .map_or(0, |s| s.live_bytes),
+        0
+    );
+    drop(r);
+    rss.stop();
+}
