@@ -2,7 +2,9 @@
 
 use core::fmt;
 
-use crate::counters;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::counters::{self, Tag};
 use crate::process::{physical_memory, CgroupMemory, ReadError};
 use crate::registry;
 
@@ -327,8 +329,9 @@ impl ScopeBudget {
 /// # Exactness and cost
 ///
 /// Once a limit is set, the scope's bookings, on every thread, go through shared atomics: one
-/// `fetch_add` checks and reserves each allocation, so no two threads pass on the same headroom
-/// and bookings made after the limit never overshoot it. Each thread that had booked to the scope
+/// compare-and-swap checks and reserves each allocation, so no two threads pass on the same
+/// headroom and bookings made after the limit never overshoot it. The scope's peak may count
+/// reservations other threads have in flight (never above the limit). Each thread that had booked to the scope
 /// *before* the limit was set may hold up to 64 KiB of net bytes it had not yet published, so
 /// with `k` such threads live bytes stay below `limit + k × 64 KiB`. Every other scope keeps the
 /// per-thread path. Building with the `enforce` feature adds one load of a flag and one branch to
@@ -347,26 +350,85 @@ impl ScopeBudget {
 /// # }
 /// ```
 pub fn limit_scope(path: &str, limit: Option<u64>) -> Result<(), crate::Error> {
-    swap_scope_limit(path, limit).map(drop)
+    let id = resolve_for_limit(path)?;
+    let mut overrides = lock_overrides();
+    counters::set_limit(id, limit);
+    // While samplers hold the scope, this is also the limit it returns to when they stop.
+    if let Some(base) = overrides.bases.iter_mut().find(|(scope, _)| *scope == id) {
+        base.1 = limit;
+    }
+    Ok(())
 }
 
-/// As [`limit_scope`], returning the limit the scope had before.
-pub(crate) fn swap_scope_limit(
-    path: &str,
-    limit: Option<u64>,
-) -> Result<Option<u64>, crate::Error> {
+/// The scope id of `path` for a limit, registering it if needed.
+fn resolve_for_limit(path: &str) -> Result<Tag, crate::Error> {
     if !cfg!(feature = "enforce") {
         return Err(crate::Error::EnforcementNotBuilt);
     }
-    let id = registry::with_registry(|r| r.resolve_path(path));
-    match id {
-        Some(id) => {
-            let (previous, _) = counters::limit(id);
-            counters::set_limit(id, limit);
-            Ok(previous)
+    registry::with_registry(|r| r.resolve_path(path)).ok_or_else(|| crate::Error::ScopeTableFull {
+        path: path.to_string(),
+    })
+}
+
+/// Limits set by samplers' enforced scope budgets, over the limits the scopes had before.
+///
+/// The newest sampler's limit applies; when it stops, the next newest one's; when the last one
+/// stops, the scope's own limit (as it was before them, or as [`limit_scope`] set it meanwhile).
+/// Samplers may stop in any order.
+struct Overrides {
+    /// (scope, sampler, limit), oldest first.
+    entries: Vec<(Tag, u64, u64)>,
+    /// (scope, its own limit) for every scope with entries.
+    bases: Vec<(Tag, Option<u64>)>,
+}
+
+static OVERRIDES: Mutex<Overrides> = Mutex::new(Overrides {
+    entries: Vec::new(),
+    bases: Vec::new(),
+});
+
+fn lock_overrides() -> MutexGuard<'static, Overrides> {
+    // Every update leaves the lists consistent.
+    OVERRIDES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies `limit` to the scope at `path` on behalf of `sampler`, until [`release_limits`].
+pub(crate) fn override_limit(sampler: u64, path: &str, limit: u64) -> Result<(), crate::Error> {
+    let id = resolve_for_limit(path)?;
+    let mut overrides = lock_overrides();
+    if !overrides.bases.iter().any(|(scope, _)| *scope == id) {
+        let (own, _) = counters::limit(id);
+        overrides.bases.push((id, own));
+    }
+    overrides.entries.push((id, sampler, limit));
+    counters::set_limit(id, Some(limit));
+    Ok(())
+}
+
+/// Takes back every limit `sampler` applied; each scope gets the limit now on top.
+pub(crate) fn release_limits(sampler: u64) {
+    let mut overrides = lock_overrides();
+    let mut touched: Vec<Tag> = Vec::new();
+    overrides.entries.retain(|&(scope, owner, _)| {
+        if owner == sampler {
+            touched.push(scope);
         }
-        None => Err(crate::Error::ScopeTableFull {
-            path: path.to_string(),
-        }),
+        owner != sampler
+    });
+    for scope in touched {
+        let top = overrides
+            .entries
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == scope)
+            .map(|&(_, _, limit)| Some(limit));
+        let limit = match top {
+            Some(limit) => limit,
+            None => {
+                let at = overrides.bases.iter().position(|(s, _)| *s == scope);
+                at.and_then(|at| overrides.bases.swap_remove(at).1)
+            }
+        };
+        counters::set_limit(scope, limit);
     }
 }

@@ -396,8 +396,9 @@ pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool, total: i64) {
         slot.allocs.fetch_add(1, Ordering::Relaxed);
     }
     slot.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-    // Raised only once the block exists, so a reservation the inner allocator failed never
-    // shows in the peak.
+    // Raised only once the block exists, so a reservation this thread's inner allocator failed
+    // never shows in the peak. `total` may include other threads' reservations still in
+    // flight: the peak of a limited scope is an upper bound by those, never above the limit.
     slot.peak.fetch_max(total, Ordering::Relaxed);
 }
 

@@ -284,7 +284,8 @@ impl Reconciliation {
                 .iter()
                 .map(|g| i128::from(g.bytes))
                 .sum::<i128>();
-        (i128::from(self.process.rss_bytes) - explained) as i64
+        let remainder = i128::from(self.process.rss_bytes) - explained;
+        remainder.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
     /// The gap of the given kind, if this reconciliation has it.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::allocator_stats::AllocatorStats;
-use crate::budget::{limit_scope, swap_scope_limit, Budget, Level, ScopeBudget};
+use crate::budget::{override_limit, release_limits, Budget, Level, ScopeBudget};
 use crate::error::Error;
 use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak, MAX_FIT_SAMPLES};
 use crate::history::{History, HistoryEntry};
@@ -258,8 +258,10 @@ impl SamplerBuilder {
     }
 
     /// A budget for the scope at `path`. An [enforced](ScopeBudget::enforced) one limits the
-    /// scope's allocations from [`start`](Self::start) until the sampler stops, when the scope
-    /// gets back the limit it had before (see [`limit_scope`]).
+    /// scope's allocations from [`start`](Self::start) until the sampler stops. The newest
+    /// sampler's limit applies; when samplers stop, in any order, the scope returns to the
+    /// newest remaining one's, and after the last to its own limit (see
+    /// [`limit_scope`](crate::limit_scope)).
     pub fn scope_budget(mut self, path: &str, budget: ScopeBudget) -> Self {
         let path = path
             .split('/')
@@ -370,20 +372,19 @@ impl SamplerBuilder {
                 .spawn(move || Worker::run(&worker, stopped))
                 .map_err(Error::Spawn)?
         };
-        let mut sampler = Sampler {
+        let sampler = Sampler {
             shared,
             worker,
             stop: Some(stop),
             thread: Some(thread),
             queue: self.queue,
-            enforced: Vec::new(),
+            id: NEXT_SAMPLER.fetch_add(1, Ordering::Relaxed),
         };
         // Once the thread runs: a sampler that fails to start leaves no limit behind (dropping
         // it restores the limits applied so far).
         for (path, scope_budget) in &self.scope_budgets {
             if scope_budget.enforce {
-                let previous = swap_scope_limit(path, Some(scope_budget.hard))?;
-                sampler.enforced.push((path.clone(), previous));
+                override_limit(sampler.id, path, scope_budget.hard)?;
             }
         }
         Ok(sampler)
@@ -445,9 +446,12 @@ pub struct Sampler {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     queue: usize,
-    /// Scopes whose limits this sampler set, with the limits they had before.
-    enforced: Vec<(String, Option<u64>)>,
+    /// Tells this sampler's enforced limits from other samplers'.
+    id: u64,
 }
+
+/// Ids of samplers.
+static NEXT_SAMPLER: AtomicU64 = AtomicU64::new(0);
 
 impl fmt::Debug for Sampler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -529,8 +533,9 @@ impl Sampler {
         stats
     }
 
-    /// Stops the sampler and waits for its thread; gives the scopes of enforced scope budgets
-    /// back the limits they had before it started.
+    /// Stops the sampler and waits for its thread; takes back the limits of its enforced scope
+    /// budgets (each scope returns to the limit of the newest sampler still enforcing one on it,
+    /// else to its own limit).
     /// Subscriptions read what is queued, then end.
     pub fn stop(mut self) {
         self.shutdown();
@@ -541,9 +546,7 @@ impl Sampler {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        for (path, previous) in self.enforced.drain(..).rev() {
-            let _ = limit_scope(&path, previous);
-        }
+        release_limits(self.id);
     }
 }
 

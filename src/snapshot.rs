@@ -499,7 +499,7 @@ impl Snapshot {
                     freed_bytes: now.freed_bytes.saturating_sub(at(|s| s.freed_bytes)),
                 }
             })
-            .filter(|d| d.live_before != d.live_after || d.allocations + d.deallocations > 0)
+            .filter(|d| d.live_before != d.live_after || d.allocations > 0 || d.deallocations > 0)
             .collect();
         scopes.sort_by(|a, b| {
             b.live_delta()
