@@ -22,11 +22,16 @@ use crate::{OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
 ///    memory outside the Rust heap (thread stacks, C `malloc`, other mappings).
 ///
 /// [`gaps`](Reconciliation::gaps) names and sizes each step; the named gaps, the ledger and the
-/// [`remainder`](Reconciliation::remainder) add up to the RSS exactly. Layers are read one after
-/// another, not atomically, so a layer can read below the one under it while other threads
-/// allocate; the gap is then zero and the difference shows, negative, in the remainder, never
-/// hidden. With an inner allocator other than jemalloc the allocator layers are absent (not zero)
-/// and [`allocator`](Reconciliation::allocator) says why.
+/// [`remainder`](Reconciliation::remainder) add up to the RSS exactly. Every gap but the last is
+/// measured; the last ([`GapKind::OutsideHeap`]) is what the RSS holds beyond everything measured
+/// below it: the unexplained rest, shown rather than hidden (Firefox's *heap-unclassified*).
+///
+/// Layers can overlap: they are read one after another, not atomically, and jemalloc's
+/// `resident` is an upper bound whose metadata need not all be resident. A step that reads
+/// negative is then a zero gap, and the overlap shows as a negative
+/// [`remainder`](Reconciliation::remainder), never folded into another gap. With an inner
+/// allocator other than jemalloc the allocator layers are absent (not zero) and
+/// [`allocator`](Reconciliation::allocator) says why.
 ///
 /// ```
 /// # #[global_allocator]
@@ -107,10 +112,10 @@ impl GapKind {
             GapKind::AllocatorMetadata => "allocator metadata",
             GapKind::DirtyPages => "dirty pages not yet purged",
             GapKind::AllocatorOverheadAndOutsideHeap => {
-                "allocator overhead and anonymous memory outside the ledger"
+                "unexplained: allocator overhead, stacks, C malloc"
             }
             GapKind::FileBacked => "file-backed pages (code, libraries, mapped files)",
-            GapKind::OutsideHeap => "outside the Rust heap (stacks, C malloc, other mappings)",
+            GapKind::OutsideHeap => "unexplained: stacks, C malloc, other mappings",
         }
     }
 }
@@ -275,8 +280,10 @@ impl Reconciliation {
             .collect()
     }
 
-    /// What no gap explains: the RSS minus the ledger and every named gap. Negative when the
-    /// layers overlap (see [`gaps`](Self::gaps)).
+    /// The RSS minus the ledger and every named gap: zero when the layers are in order, and
+    /// negative by the overlap when a layer reads below the one under it (see
+    /// [`gaps`](Self::gaps)). Never positive: the last gap takes whatever the RSS holds beyond
+    /// the layers below it.
     pub fn remainder(&self) -> i64 {
         let explained: i128 = i128::from(self.ledger_bytes)
             + self
@@ -346,7 +353,7 @@ impl fmt::Display for Reconciliation {
         writeln!(
             f,
             "{:<58}  {:>11}  {:>5.1}%",
-            "+ unexplained remainder",
+            "- overlap between layers",
             if remainder < 0 {
                 format!("-{}", human_bytes(remainder.unsigned_abs()))
             } else {
@@ -357,8 +364,8 @@ impl fmt::Display for Reconciliation {
         if remainder < 0 {
             writeln!(
                 f,
-                "  (negative: the layers overlap. jemalloc's `resident` is an upper bound that\n   \
-                 counts pages the kernel may not hold, and layers are read one after another)"
+                "  (jemalloc's `resident` is an upper bound that counts pages the kernel may not\n   \
+                 hold, and the layers are read one after another)"
             )?;
         }
         writeln!(f, "\nbreakdown of the RSS by measured bytes")?;
