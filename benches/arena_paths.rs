@@ -14,7 +14,8 @@
 //! Same two shapes as `alloc_pairs`: `pair/<variant>/<size>` and `churn/<variant>`.
 //!
 //! For instruction counts, `MEMLEDGER_ARENA_LOOP=<variant>:<steps>` (a variant above, or
-//! `ledger` for `Ledger<Jemalloc>` as it is today) runs only a churn of that
+//! `ledger` for `Ledger<Jemalloc>` as it is today, `tag_only` for its trailer without the books)
+//! runs only a churn of that
 //! many steps and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the
 //! difference by the difference of steps.
 
@@ -29,7 +30,7 @@ use tikv_jemallocator::Jemalloc;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{churn_layouts, Churn, JEMALLOC, LEDGER_JEMALLOC};
+use support::{churn_layouts, Churn, JEMALLOC, LEDGER_JEMALLOC, TAG_ONLY_JEMALLOC};
 
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
@@ -171,6 +172,10 @@ fn churn_loop(spec: &str) {
         }
         None if name == "ledger" => {
             let mut churn = Churn::new(&LEDGER_JEMALLOC, &layouts, 0);
+            (0..steps).for_each(|_| churn.step());
+        }
+        None if name == "tag_only" => {
+            let mut churn = Churn::new(&TAG_ONLY_JEMALLOC, &layouts, 0);
             (0..steps).for_each(|_| churn.step());
         }
         None => panic!("unknown variant {name}"),
