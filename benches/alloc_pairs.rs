@@ -16,7 +16,6 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -113,12 +112,7 @@ fn churn(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // Short: the machines this runs on are noisy, and the figures that matter are the ratios
-    // between variants measured minutes apart in one run.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = support::config(30);
     targets = churn, pairs
 }
 criterion_main!(benches);

@@ -22,7 +22,6 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use tikv_jemalloc_sys as sys;
@@ -184,10 +183,7 @@ fn churn_loop(spec: &str) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = support::config(30);
     targets = pairs, churn
 }
 fn main() {

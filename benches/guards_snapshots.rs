@@ -16,9 +16,11 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+#[path = "support/mod.rs"]
+mod support;
 use memledger::Ledger;
 use tikv_jemallocator::Jemalloc;
 
@@ -110,11 +112,7 @@ fn snapshots(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // Short: the machines this runs on are noisy; ratios within one run are what matter.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
+    config = support::config(30);
     targets = guards, snapshots
 }
 criterion_main!(benches);

@@ -21,6 +21,9 @@ use criterion::{BenchmarkId, Criterion};
 use memledger::{Budget, Sampler};
 use tikv_jemallocator::Jemalloc;
 
+#[path = "support/mod.rs"]
+mod support;
+
 #[global_allocator]
 static GLOBAL: memledger::Ledger<Jemalloc> = memledger::Ledger::new(Jemalloc);
 
@@ -143,11 +146,7 @@ fn cpu_share() {
 const CPU_SHARE_CHILD: &str = "MEMLEDGER_BENCH_CPU_SHARE_CHILD";
 
 fn main() {
-    let mut criterion = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args();
+    let mut criterion = support::config(20).configure_from_args();
     // The CPU share runs in a child process of its own, so that neither its scopes and threads
     // nor the criterion cases' are read by the other.
     if std::env::var_os(CPU_SHARE_CHILD).is_some() {

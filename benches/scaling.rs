@@ -162,10 +162,7 @@ criterion_group! {
     name = benches;
     // Ten samples of two seconds per case keep the whole run within a few minutes, 16 threads on
     // 2 cores included; each sample already averages millions of operations.
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(10);
+    config = support::config(10);
     targets = scaling
 }
 criterion_main!(benches);

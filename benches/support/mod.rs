@@ -5,6 +5,9 @@
 
 use std::alloc::{handle_alloc_error, GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::Criterion;
 
 use memledger::Ledger;
 use tikv_jemallocator::Jemalloc;
@@ -16,6 +19,16 @@ pub static SYSTEM: System = System;
 pub static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
 pub static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
 pub static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
+
+/// The benches' criterion settings: short, because the machines they run on are noisy and the
+/// figures that matter are ratios between variants measured minutes apart in one run.
+/// `samples` of two seconds each per case.
+pub fn config(samples: usize) -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(samples)
+}
 
 /// Live blocks in a churn ring. A power of two, so that the slot is a mask of the step.
 pub const RING: usize = 256;
