@@ -285,20 +285,9 @@ impl ScopeSlot {
     }
 }
 
-/// What [`reserve`] decided.
+/// A request [`reserve`] turned down: it would take the scope past its limit. Nothing was booked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reservation {
-    /// The scope has no enforced limit: book as usual.
-    Unlimited,
-    /// The bytes were added to the scope's shared total, taking it to `total`; book the
-    /// operation with [`book_reserved`], or give the bytes back with [`unreserve`].
-    Reserved {
-        /// The scope's shared total with the reservation.
-        total: i64,
-    },
-    /// The bytes would take the scope past its limit; nothing was booked.
-    Refused,
-}
+pub(crate) struct Refused;
 
 /// Whether any scope has (or had) an enforced limit: one relaxed load of a flag written once.
 #[inline(always)]
@@ -340,20 +329,24 @@ fn limited(scope: Tag) -> Option<&'static ScopeSlot> {
 
 /// Adds `bytes` to the shared total of `scope` if that keeps it within its enforced limit.
 ///
+/// `Ok(None)`: the scope has no limit, book as usual. `Ok(Some(total))`: the bytes were added,
+/// taking the total to `total`; book the operation with [`book_reserved`], or give the bytes back
+/// with [`unreserve`].
+///
 /// The check and the add are one compare-and-swap on the total, so two threads cannot both pass
 /// on the same headroom, and a refused request never shows in the total, even for a moment.
 #[cold]
 #[inline(never)]
-pub(crate) fn reserve(scope: Tag, bytes: u64) -> Reservation {
+pub(crate) fn reserve(scope: Tag, bytes: u64) -> Result<Option<i64>, Refused> {
     let Some(slot) = limited(scope) else {
-        return Reservation::Unlimited;
+        return Ok(None);
     };
     let limit = slot.limit.load(Ordering::Acquire);
     // Register first, as `ScopeSlot::publish` does, so that single-writer peaks stay sound.
     slot.register(SHARED_WRITER);
     let refused = || {
         slot.refused.fetch_add(1, Ordering::Relaxed);
-        Reservation::Refused
+        Err(Refused)
     };
     let Ok(bytes) = i64::try_from(bytes) else {
         return refused();
@@ -370,7 +363,7 @@ pub(crate) fn reserve(scope: Tag, bytes: u64) -> Reservation {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => return Reservation::Reserved { total: new },
+            Ok(_) => return Ok(Some(new)),
             Err(actual) => current = actual,
         }
     }

@@ -84,10 +84,8 @@ impl<A: GlobalAlloc> Ledger<A> {
     ) -> *mut u8 {
         let scope = counters::current_scope();
         let size = layout.size() as u64;
-        let reserved = match counters::reserve(scope, size) {
-            counters::Reservation::Refused => return ptr::null_mut(),
-            counters::Reservation::Reserved { total } => Some(total),
-            counters::Reservation::Unlimited => None,
+        let Ok(reserved) = counters::reserve(scope, size) else {
+            return ptr::null_mut();
         };
         let block = allocate(outer);
         if block.is_null() {
@@ -109,25 +107,20 @@ impl<A: GlobalAlloc> Ledger<A> {
         block
     }
 
-    /// Reserves the growth of a resize in a scope with an enforced limit: `Err` if it would pass
-    /// the limit, `Ok(Some((bytes, total)))` for a reservation, `Ok(None)` for a shrink or an
-    /// unlimited scope.
+    /// Reserves the growth of a resize in a scope with an enforced limit: `Ok(Some((bytes,
+    /// total)))` for a reservation, `Ok(None)` for a shrink or an unlimited scope.
     #[cold]
     #[inline(never)]
     fn reserve_growth(
         scope: counters::Tag,
         old: usize,
         new: usize,
-    ) -> Result<Option<(u64, i64)>, ()> {
+    ) -> Result<Option<(u64, i64)>, counters::Refused> {
         if new <= old {
             return Ok(None);
         }
         let growth = (new - old) as u64;
-        match counters::reserve(scope, growth) {
-            counters::Reservation::Refused => Err(()),
-            counters::Reservation::Reserved { total } => Ok(Some((growth, total))),
-            counters::Reservation::Unlimited => Ok(None),
-        }
+        Ok(counters::reserve(scope, growth)?.map(|total| (growth, total)))
     }
 }
 
@@ -190,10 +183,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         };
         let mut reserved = None;
         if counters::enforcing() {
-            match Self::reserve_growth(scope, layout.size(), new_size) {
-                Ok(reservation) => reserved = reservation,
-                Err(()) => return ptr::null_mut(),
-            }
+            let Ok(reservation) = Self::reserve_growth(scope, layout.size(), new_size) else {
+                return ptr::null_mut();
+            };
+            reserved = reservation;
         }
         // SAFETY:
         // - `ptr` was allocated by `self.inner` with `outer`;
