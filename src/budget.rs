@@ -136,6 +136,7 @@ impl fmt::Display for Level {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BudgetFields"))]
 pub struct Budget {
     /// All the memory there is: the cgroup limit, the physical memory, or a given figure.
     pub total: u64,
@@ -265,6 +266,7 @@ impl BudgetBuilder {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "ScopeBudgetFields"))]
 pub struct ScopeBudget {
     /// Caution from here on.
     pub soft: u64,
@@ -272,6 +274,53 @@ pub struct ScopeBudget {
     pub hard: u64,
     /// Whether allocations that would pass `hard` fail (see [`limit_scope`]).
     pub enforce: bool,
+}
+
+/// A [`Budget`] as read, checked by its builder before it becomes one: a budget read back from
+/// JSON holds the same guarantees as one built (a non-zero total, soft <= prompt <= hard <= total).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct BudgetFields {
+    total: u64,
+    soft: u64,
+    prompt: u64,
+    hard: u64,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BudgetFields> for Budget {
+    type Error = BudgetError;
+
+    fn try_from(f: BudgetFields) -> Result<Budget, BudgetError> {
+        Budget::builder()
+            .total(f.total)
+            .soft(Limit::Bytes(f.soft))
+            .prompt(Limit::Bytes(f.prompt))
+            .hard(Limit::Bytes(f.hard))
+            .build()
+    }
+}
+
+/// A [`ScopeBudget`] as read, checked by [`ScopeBudget::new`].
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct ScopeBudgetFields {
+    soft: u64,
+    hard: u64,
+    enforce: bool,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<ScopeBudgetFields> for ScopeBudget {
+    type Error = BudgetError;
+
+    fn try_from(f: ScopeBudgetFields) -> Result<ScopeBudget, BudgetError> {
+        let budget = ScopeBudget::new(f.soft, f.hard)?;
+        Ok(ScopeBudget {
+            enforce: f.enforce,
+            ..budget
+        })
+    }
 }
 
 impl ScopeBudget {
@@ -351,7 +400,7 @@ impl ScopeBudget {
 /// ```
 pub fn limit_scope(path: &str, limit: Option<u64>) -> Result<(), crate::Error> {
     let id = resolve_for_limit(path)?;
-    let mut overrides = lock_overrides();
+    let (_gate, mut overrides) = lock_overrides();
     counters::set_limit(id, limit);
     // While samplers hold the scope, this is also the limit it returns to when they stop.
     if let Some(base) = overrides.bases.iter_mut().find(|(scope, _)| *scope == id) {
@@ -387,15 +436,17 @@ static OVERRIDES: Mutex<Overrides> = Mutex::new(Overrides {
     bases: Vec::new(),
 });
 
-fn lock_overrides() -> MutexGuard<'static, Overrides> {
+/// The overrides, locked, behind the fork gate (see [`crate::fork`]).
+fn lock_overrides() -> (crate::fork::Gate, MutexGuard<'static, Overrides>) {
+    let gate = crate::fork::gate();
     // Every update leaves the lists consistent.
-    OVERRIDES.lock().unwrap_or_else(|e| e.into_inner())
+    (gate, OVERRIDES.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Applies `limit` to the scope at `path` on behalf of `sampler`, until [`release_limits`].
 pub(crate) fn override_limit(sampler: u64, path: &str, limit: u64) -> Result<(), crate::Error> {
     let id = resolve_for_limit(path)?;
-    let mut overrides = lock_overrides();
+    let (_gate, mut overrides) = lock_overrides();
     if !overrides.bases.iter().any(|(scope, _)| *scope == id) {
         let (own, _) = counters::limit(id);
         overrides.bases.push((id, own));
@@ -407,7 +458,7 @@ pub(crate) fn override_limit(sampler: u64, path: &str, limit: u64) -> Result<(),
 
 /// Takes back every limit `sampler` applied; each scope gets the limit now on top.
 pub(crate) fn release_limits(sampler: u64) {
-    let mut overrides = lock_overrides();
+    let (_gate, mut overrides) = lock_overrides();
     let mut touched: Vec<Tag> = Vec::new();
     overrides.entries.retain(|&(scope, owner, _)| {
         if owner == sampler {

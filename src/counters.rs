@@ -9,17 +9,8 @@
 //! adding to the same monotonic counters. The memory held by the ledger is therefore bounded by
 //! the largest number of threads alive at once, not by the number ever started.
 //!
-//! # Peaks
-//!
-//! A per-scope high-water mark cannot be summed from per-thread cells, so each cell also keeps
-//! its net bytes since it last *published* them. When that pending amount passes
-//! ±[`PUBLISH_THRESHOLD`], the cell adds it to the scope's shared `published` total with one
-//! atomic add and raises the scope's `peak` with `fetch_max`; a thread also publishes everything
-//! when it exits. Every live thread holds back less than the threshold, so with `k` live threads
-//! that have booked to a scope, `published` is within `k × PUBLISH_THRESHOLD` of the true live
-//! bytes, and so is the peak (see [`crate::ScopeStats`]). A cell registers itself with the scope
-//! the first time it books to it; while it is the only cell that ever did, it sees every change,
-//! and its own running maximum *is* the scope's: the peak of a scope booked by one thread is exact.
+//! The counters themselves, their publishing protocol and the slab list are in [`crate::cells`];
+//! this module holds the process-wide instances and the hot path that finds them.
 //!
 //! # Thread teardown
 //!
@@ -30,264 +21,17 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::primitive::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::cells::{Counter, Op, Page, ScopeSlot, Slab, SlabList, Slots};
+pub(crate) use crate::cells::{Refused, Totals, PUBLISH_THRESHOLD};
+use crate::primitive::{AtomicBool, AtomicU64, Ordering};
 use crate::registry::{MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
 pub(crate) use crate::tag::Tag;
 
-/// Net bytes a cell may hold back from its scope's shared total before publishing them.
-///
-/// Small enough that the peak of a scope is known within 64 KiB per live thread that booked to
-/// it; large enough that a churn of small blocks (which oscillates around zero) never publishes,
-/// and that the blocks which publish on every call (64 KiB and more) are ones where jemalloc's own
-/// large-allocation path costs far more than the publish.
-pub const PUBLISH_THRESHOLD: i64 = 64 * 1024;
-
-/// Scopes per page of counters; a thread's counters for scopes `64 * i .. 64 * (i + 1)` live in
-/// page `i`, created the first time the thread books to one of them.
-const PAGE_SCOPES: usize = 64;
-const PAGES: usize = MAX_SCOPES / PAGE_SCOPES;
-
-/// What one thread has booked to one scope. Written only by the thread that holds the slab.
-///
-/// All fields are atomics so that readers may load them while the owner writes; the owner uses
-/// relaxed loads and stores (plain moves on every mainstream target), never read-modify-write.
-/// One cache line per cell, so a cell is found with a shift.
-#[repr(C, align(64))]
-#[derive(Default)]
-pub(crate) struct Counter {
-    allocs: AtomicU64,
-    frees: AtomicU64,
-    reallocs: AtomicU64,
-    /// Bytes brought into the scope by this cell: allocations and realloc growth.
-    bytes_in: AtomicU64,
-    /// Bytes brought in minus bytes taken out (frees and realloc shrinkage) by this cell.
-    net: AtomicI64,
-    /// Highest `net` since the last publish.
-    net_max: AtomicI64,
-    /// `net` as of the last publish.
-    published_net: AtomicI64,
-}
-
-/// Adds `by` to a counter that only the calling thread writes.
-#[inline(always)]
-fn bump_u64(cell: &AtomicU64, by: u64) {
-    // Relaxed: the calling thread is the only writer (it holds the slab, handed over with
-    // acquire/release), so a load and a store cannot lose an update; readers only need each value
-    // to be one that was stored, and join/idle gives them the final one.
-    cell.store(
-        cell.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
-}
-
-/// As [`bump_u64`], for the signed net; returns the new value.
-#[inline(always)]
-fn bump_net(cell: &AtomicI64, by: i64) -> i64 {
-    let v = cell.load(Ordering::Relaxed).wrapping_add(by);
-    // Release: `bytes_in` is stored before `net`, and readers load `net` (acquire) before
-    // `bytes_in`, so `bytes_in - net` (the bytes taken out) never looks negative. A plain store
-    // on x86.
-    cell.store(v, Ordering::Release);
-    v
-}
-
-impl Counter {
-    #[inline(always)]
-    fn grew(&self, scope: Tag, by: u64) {
-        bump_u64(&self.bytes_in, by);
-        let net = bump_net(&self.net, by as i64);
-        // `net_max - published_net` never exceeds the threshold (passing it publishes, which
-        // resets both), so `net` can only pass the threshold when it also passes `net_max`: a
-        // churn below its high-water mark costs one comparison.
-        if net > self.net_max.load(Ordering::Relaxed) {
-            self.net_max.store(net, Ordering::Relaxed);
-            if net.wrapping_sub(self.published_net.load(Ordering::Relaxed)) > PUBLISH_THRESHOLD {
-                self.publish(scope, net);
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn shrank(&self, scope: Tag, by: u64) {
-        let net = bump_net(&self.net, (by as i64).wrapping_neg());
-        if self.published_net.load(Ordering::Relaxed).wrapping_sub(net) > PUBLISH_THRESHOLD {
-            self.publish(scope, net);
-        }
-    }
-
-    /// Counts one operation in `count`, registering this cell with the scope on its first one.
-    #[inline(always)]
-    fn count(&self, count: &AtomicU64, scope: Tag) {
-        // Relaxed: single writer, as in `bump_u64`.
-        let n = count.load(Ordering::Relaxed);
-        if n == 0 {
-            self.first_touch(scope);
-        }
-        count.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    /// Registers this cell as a writer of `scope` if none of its counts has started yet.
-    #[cold]
-    #[inline(never)]
-    fn first_touch(&self, scope: Tag) {
-        let untouched = [&self.allocs, &self.frees, &self.reallocs]
-            .iter()
-            .all(|c| c.load(Ordering::Relaxed) == 0);
-        if untouched {
-            SLOTS[usize::from(scope) % MAX_SCOPES].register(self as *const Counter as usize);
-        }
-    }
-
-    #[inline(always)]
-    fn on_alloc(&self, scope: Tag, size: u64) {
-        self.count(&self.allocs, scope);
-        self.grew(scope, size);
-    }
-
-    #[inline(always)]
-    fn on_dealloc(&self, scope: Tag, size: u64) {
-        self.count(&self.frees, scope);
-        self.shrank(scope, size);
-    }
-
-    #[inline(always)]
-    fn on_realloc(&self, scope: Tag, delta: i64) {
-        self.count(&self.reallocs, scope);
-        if delta >= 0 {
-            self.grew(scope, delta as u64);
-        } else {
-            self.shrank(scope, delta.unsigned_abs());
-        }
-    }
-
-    /// Moves this cell's pending bytes into the scope's shared total and raises the peak.
-    #[cold]
-    #[inline(never)]
-    fn publish(&self, scope: Tag, net: i64) {
-        let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-        let me = self as *const Counter as usize;
-        let published_net = self.published_net.load(Ordering::Relaxed);
-        let net_max = self.net_max.load(Ordering::Relaxed);
-        let new = slot.publish(me, net.wrapping_sub(published_net));
-        // While this cell is the only one that ever booked to the scope, `published` is exactly
-        // this cell's `published_net`, so this cell's running maximum is the scope's.
-        let candidate = if slot.writer.load(Ordering::Acquire) == me {
-            new.max(net_max)
-        } else {
-            new
-        };
-        slot.peak.fetch_max(candidate, Ordering::Relaxed);
-        self.published_net.store(net, Ordering::Relaxed);
-        self.net_max.store(net, Ordering::Relaxed);
-    }
-
-    /// Publishes whatever is pending; used when the slab is given back.
-    fn flush(&self, scope: Tag) {
-        let net = self.net.load(Ordering::Relaxed);
-        if net != self.published_net.load(Ordering::Relaxed) {
-            self.publish(scope, net);
-        }
-    }
-}
-
-/// `writer` values that are not cell addresses.
-const NO_WRITER: usize = 0;
-const SHARED_WRITER: usize = 1;
-const MANY_WRITERS: usize = usize::MAX;
-
-/// The shared, per-scope state: the published total and peak, and the counters of bookings made
-/// without a slab (after thread-local teardown, or when a slab could not be allocated).
-///
-/// Updated with atomic read-modify-writes, but only on the rare paths: a publish (every
-/// [`PUBLISH_THRESHOLD`] bytes of net movement per thread) or a booking without a slab.
-#[repr(align(64))]
-pub(crate) struct ScopeSlot {
-    allocs: AtomicU64,
-    frees: AtomicU64,
-    reallocs: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    /// Sum of all published nets (and of all shared bookings).
-    published: AtomicI64,
-    /// Highest value of `published` seen at a publish, or of a single writer's running maximum.
-    peak: AtomicI64,
-    /// Who has published so far: nobody, one cell (its address), the shared path, or many.
-    writer: AtomicUsize,
-    /// Enforced hard limit on `published`, or [`NO_LIMIT`].
-    limit: AtomicI64,
-    /// Allocations and resizes refused because they would have passed `limit`.
-    refused: AtomicU64,
-}
-
-/// `ScopeSlot::limit` of a scope without an enforced limit.
-const NO_LIMIT: i64 = i64::MAX;
-
 /// Set once any scope has had a limit enforced; until then the allocation path skips the check.
 static ENFORCING: AtomicBool = AtomicBool::new(false);
-
-impl ScopeSlot {
-    #[allow(clippy::declare_interior_mutable_const)] // only used to build the `SLOTS` array
-    const NEW: ScopeSlot = ScopeSlot {
-        allocs: AtomicU64::new(0),
-        frees: AtomicU64::new(0),
-        reallocs: AtomicU64::new(0),
-        bytes_in: AtomicU64::new(0),
-        bytes_out: AtomicU64::new(0),
-        published: AtomicI64::new(0),
-        peak: AtomicI64::new(0),
-        writer: AtomicUsize::new(NO_WRITER),
-        limit: AtomicI64::new(NO_LIMIT),
-        refused: AtomicU64::new(0),
-    };
-
-    /// Records `writer` as a writer of this scope: the first becomes the single writer, any
-    /// other makes it [`MANY_WRITERS`] for good.
-    fn register(&self, writer: usize) {
-        let current = self.writer.load(Ordering::Acquire);
-        if current != writer && current != MANY_WRITERS {
-            let claimed = current == NO_WRITER
-                && self
-                    .writer
-                    .compare_exchange(NO_WRITER, writer, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !claimed {
-                self.writer.store(MANY_WRITERS, Ordering::Release);
-            }
-        }
-    }
-
-    /// Adds `delta` to the published total on behalf of `writer`; returns the new total.
-    fn publish(&self, writer: usize, delta: i64) -> i64 {
-        // Register before adding: a writer that finds `writer == itself` after its own add then
-        // knows that every earlier add to `published` was its own. Another writer's registration
-        // is sequenced before that writer's add (AcqRel below), so it is visible to any add that
-        // comes later in `published`'s modification order. Cells are registered at their first
-        // booking already; this covers the shared path.
-        self.register(writer);
-        self.published
-            .fetch_add(delta, Ordering::AcqRel)
-            .wrapping_add(delta)
-    }
-
-    /// Books an operation through the shared atomics: exact, and its own publish.
-    #[cold]
-    fn book_shared(&self, allocs: u64, frees: u64, reallocs: u64, bytes_in: u64, bytes_out: u64) {
-        // Relaxed: independent monotonic counters; readers sum them after a join or while idle.
-        self.allocs.fetch_add(allocs, Ordering::Relaxed);
-        self.frees.fetch_add(frees, Ordering::Relaxed);
-        self.reallocs.fetch_add(reallocs, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
-        let new = self.publish(SHARED_WRITER, bytes_in.wrapping_sub(bytes_out) as i64);
-        self.peak.fetch_max(new, Ordering::Relaxed);
-    }
-}
-
-/// A request [`reserve`] turned down: it would take the scope past its limit. Nothing was booked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Refused;
 
 /// Whether any scope has (or had) an enforced limit: one relaxed load of a flag written once.
 #[inline(always)]
@@ -302,9 +46,7 @@ pub(crate) fn enforcing() -> bool {
 /// exact atomics, so that a limit check sees every other thread's bookings.
 #[cfg_attr(not(feature = "enforce"), allow(dead_code))]
 pub(crate) fn set_limit(scope: Tag, limit: Option<u64>) {
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    let value = limit.map_or(NO_LIMIT, |l| l.min(NO_LIMIT as u64 - 1) as i64);
-    slot.limit.store(value, Ordering::Release);
+    slot(scope).set_limit(limit);
     if limit.is_some() {
         ENFORCING.store(true, Ordering::Release);
     }
@@ -312,114 +54,82 @@ pub(crate) fn set_limit(scope: Tag, limit: Option<u64>) {
 
 /// The enforced limit of `scope`, and how many operations it refused.
 pub(crate) fn limit(scope: Tag) -> (Option<u64>, u64) {
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    let limit = slot.limit.load(Ordering::Acquire);
-    (
-        (limit != NO_LIMIT).then_some(limit as u64),
-        slot.refused.load(Ordering::Relaxed),
-    )
+    let slot = slot(scope);
+    (slot.limit(), slot.refused())
 }
 
 /// The slot of `scope` if it has an enforced limit.
 #[inline]
 fn limited(scope: Tag) -> Option<&'static ScopeSlot> {
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    (slot.limit.load(Ordering::Acquire) != NO_LIMIT).then_some(slot)
+    let slot = slot(scope);
+    slot.limit().is_some().then_some(slot)
 }
 
 /// Adds `bytes` to the shared total of `scope` if that keeps it within its enforced limit.
 ///
 /// `Ok(None)`: the scope has no limit, book as usual. `Ok(Some(total))`: the bytes were added,
 /// taking the total to `total`; book the operation with [`book_reserved`], or give the bytes back
-/// with [`unreserve`].
-///
-/// The check and the add are one compare-and-swap on the total, so two threads cannot both pass
-/// on the same headroom, and a refused request never shows in the total, even for a moment.
+/// with [`unreserve`]. See [`ScopeSlot::reserve`].
 #[cold]
 #[inline(never)]
 pub(crate) fn reserve(scope: Tag, bytes: u64) -> Result<Option<i64>, Refused> {
-    let Some(slot) = limited(scope) else {
-        return Ok(None);
-    };
-    let limit = slot.limit.load(Ordering::Acquire);
-    // Register first, as `ScopeSlot::publish` does, so that single-writer peaks stay sound.
-    slot.register(SHARED_WRITER);
-    let refused = || {
-        slot.refused.fetch_add(1, Ordering::Relaxed);
-        Err(Refused)
-    };
-    let Ok(bytes) = i64::try_from(bytes) else {
-        return refused();
-    };
-    let mut current = slot.published.load(Ordering::Acquire);
-    loop {
-        let new = match current.checked_add(bytes) {
-            Some(new) if new <= limit => new,
-            _ => return refused(),
-        };
-        match slot.published.compare_exchange_weak(
-            current,
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return Ok(Some(new)),
-            Err(actual) => current = actual,
-        }
+    match limited(scope) {
+        Some(slot) => slot.reserve(bytes).map(Some),
+        None => Ok(None),
     }
 }
 
 /// Gives back bytes reserved for an operation that the inner allocator then failed.
 #[cold]
 pub(crate) fn unreserve(scope: Tag, bytes: u64) {
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    // `reserve` only reserves amounts that fit an `i64`.
-    slot.published.fetch_sub(bytes as i64, Ordering::AcqRel);
+    slot(scope).unreserve(bytes);
 }
 
 /// Books an allocation (`realloc == false`) or a resize whose growth of `bytes` was reserved,
 /// taking the scope's total to `total` at the reservation.
 #[cold]
 pub(crate) fn book_reserved(scope: Tag, bytes: u64, realloc: bool, total: i64) {
-    let slot = &SLOTS[usize::from(scope) % MAX_SCOPES];
-    // Relaxed: monotonic counters, as in `book_shared`; `published` already holds the bytes.
-    if realloc {
-        slot.reallocs.fetch_add(1, Ordering::Relaxed);
-    } else {
-        slot.allocs.fetch_add(1, Ordering::Relaxed);
-    }
-    slot.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-    // Raised only once the block exists, so a reservation this thread's inner allocator failed
-    // never shows in the peak. `total` may include other threads' reservations still in
-    // flight: the peak of a limited scope is an upper bound by those, never above the limit.
-    slot.peak.fetch_max(total, Ordering::Relaxed);
+    slot(scope).book_reserved(bytes, realloc, total);
+}
+
+/// An all-zero `T`.
+///
+/// # Safety
+///
+/// - all-zero bytes must be a valid `T`.
+const unsafe fn zeroed<T>() -> T {
+    // SAFETY:
+    // - the caller guarantees that zeros are a valid `T`.
+    unsafe { MaybeUninit::zeroed().assume_init() }
 }
 
 /// One per scope id, in static memory: no allocation, and every scope's line is its own.
-static SLOTS: [ScopeSlot; MAX_SCOPES] = [ScopeSlot::NEW; MAX_SCOPES];
+// SAFETY:
+// - an all-zero `ScopeSlot` is an empty one without a limit (`ScopeSlot::new`): zero counters,
+//   no writer, and `NO_LIMIT` is zero.
+static SLOTS: [ScopeSlot; MAX_SCOPES] = unsafe { zeroed() };
 
-/// A page of counters for 64 consecutive scope ids.
-#[repr(C, align(64))]
-struct Page {
-    cells: [Counter; PAGE_SCOPES],
+/// Every slab ever made.
+// SAFETY:
+// - an all-zero `SlabList` is an empty one: a null head.
+static SLABS: SlabList = unsafe { zeroed() };
+
+/// The process-wide slot table, as [`Slots`] for the counters.
+#[derive(Clone, Copy)]
+struct Table;
+
+impl Slots<'static> for Table {
+    #[inline(always)]
+    fn slot(self, scope: Tag) -> &'static ScopeSlot {
+        slot(scope)
+    }
 }
 
-/// A thread's counters. Never freed; reused by later threads.
-#[repr(C, align(64))]
-struct Slab {
-    /// Next slab in the list of all slabs (set before the slab is pushed, never changed after).
-    next: *const Slab,
-    /// Held by a live thread.
-    in_use: AtomicBool,
-    /// `pages[i]` holds scopes `64 * i ..`; null until the holder first books to one of them.
-    pages: [AtomicPtr<Page>; PAGES],
-    /// Page 0 (the unscoped root, the crate's own scope and the first user scopes), inline so
-    /// that most threads never allocate a page.
-    first: Page,
+/// The shared slot of `scope`.
+#[inline(always)]
+fn slot(scope: Tag) -> &'static ScopeSlot {
+    &SLOTS[usize::from(scope) % MAX_SCOPES]
 }
-
-/// Head of the list of all slabs ever made.
-static SLABS: AtomicPtr<Slab> = AtomicPtr::new(ptr::null_mut());
 
 /// The hot-path thread-local state. `const`-initialised and without a destructor, so access is a
 /// plain TLS load and it stays valid during thread-local teardown.
@@ -548,36 +258,8 @@ fn counter(slab: *const Slab, scope: Tag) -> Option<&'static Counter> {
     // SAFETY:
     // - `slab` is neither null nor `RELEASED`, so it is the slab this thread acquired; slabs are
     //   never freed.
-    let slab = unsafe { &*slab };
-    let index = usize::from(scope) % MAX_SCOPES;
-    // Relaxed: this thread is the only one that stores page pointers into its slab.
-    let page = slab.pages[index / PAGE_SCOPES].load(Ordering::Relaxed);
-    if page.is_null() {
-        return None;
-    }
-    // SAFETY:
-    // - a non-null page pointer points to a page that is never freed.
-    Some(unsafe { &(*page).cells[index % PAGE_SCOPES] })
-}
-
-/// An operation to book.
-#[derive(Clone, Copy)]
-enum Op {
-    Alloc(u64),
-    Dealloc(u64),
-    /// The size change; 16 bytes in all, so the operation travels in registers.
-    Realloc(i64),
-}
-
-impl Op {
-    #[inline(always)]
-    fn apply(self, cell: &Counter, scope: Tag) {
-        match self {
-            Op::Alloc(size) => cell.on_alloc(scope, size),
-            Op::Dealloc(size) => cell.on_dealloc(scope, size),
-            Op::Realloc(delta) => cell.on_realloc(scope, delta),
-        }
-    }
+    let slab: &'static Slab = unsafe { &*slab };
+    slab.counter(usize::from(scope) % MAX_SCOPES)
 }
 
 /// Books `op` when the fast path found no counter: makes the slab or page it lacks, or books
@@ -592,21 +274,10 @@ fn book_slow<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
                 s.cell.set(cell);
             }
         });
-        op.apply(cell, scope);
+        cell.apply(Table, scope, op);
         return;
     }
-    book_op_shared(&SLOTS[usize::from(scope) % MAX_SCOPES], op);
-}
-
-/// Books `op` through a scope's shared atomics.
-#[cold]
-fn book_op_shared(slot: &ScopeSlot, op: Op) {
-    match op {
-        Op::Alloc(size) => slot.book_shared(1, 0, 0, size, 0),
-        Op::Dealloc(size) => slot.book_shared(0, 1, 0, 0, size),
-        Op::Realloc(delta) if delta >= 0 => slot.book_shared(0, 0, 1, delta as u64, 0),
-        Op::Realloc(delta) => slot.book_shared(0, 0, 1, 0, delta.unsigned_abs()),
-    }
+    slot(scope).book(op);
 }
 
 #[cold]
@@ -626,16 +297,14 @@ fn counter_slow<A: GlobalAlloc>(
         unsafe { &*slab }
     };
     let index = usize::from(scope) % MAX_SCOPES;
-    let pages = &slab.pages[index / PAGE_SCOPES];
-    let mut page = pages.load(Ordering::Relaxed);
-    if page.is_null() {
-        page = alloc_zeroed_internal::<Page, A>(inner)?;
+    let pages = slab.page_slot(index);
+    // Relaxed: this thread is the only one that stores page pointers into its slab.
+    if pages.load(Ordering::Relaxed).is_null() {
+        let page = alloc_zeroed_internal::<Page, A>(inner)?;
         // Release: readers that find the page (acquire) see its zeroed cells.
         pages.store(page, Ordering::Release);
     }
-    // SAFETY:
-    // - the page pointer is non-null and pages are never freed.
-    Some(unsafe { &(*page).cells[index % PAGE_SCOPES] })
+    slab.counter(index)
 }
 
 /// Allocates a zeroed `T` from the inner allocator for the ledger's own use, booked to the
@@ -648,7 +317,7 @@ fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
     if ptr.is_null() {
         return None;
     }
-    SLOTS[usize::from(OWN_SCOPE_ID)].book_shared(1, 0, 0, layout.size() as u64, 0);
+    slot(OWN_SCOPE_ID).book(Op::Alloc(layout.size() as u64));
     // Relaxed: a statistic, read by reconciliations.
     UNTAGGED_BLOCKS.fetch_add(1, Ordering::Relaxed);
     Some(ptr)
@@ -682,66 +351,20 @@ fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
 }
 
 fn take_free_slab() -> Option<&'static Slab> {
-    // Acquire: pairs with the release in `new_slab`'s push, making the slab's fields visible.
-    let mut cursor = SLABS.load(Ordering::Acquire);
-    while !cursor.is_null() {
-        // SAFETY:
-        // - every pointer in the list is a slab that is never freed.
-        let slab = unsafe { &*cursor };
-        // Acquire: see every counter the previous holder wrote before it released the slab.
-        if !slab.in_use.load(Ordering::Relaxed)
-            && slab
-                .in_use
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(slab);
-        }
-        cursor = slab.next.cast_mut();
-    }
-    None
+    SLABS.take_free()
 }
 
 fn new_slab<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let raw = alloc_zeroed_internal::<Slab, A>(inner)?;
     // SAFETY:
-    // - `raw` is a fresh, zeroed, properly aligned allocation of a `Slab`; all-zero is a valid
-    //   `Slab` (null pointers, false, zero counters), and nothing else can see it yet.
-    let slab = unsafe { &mut *raw };
-    *slab.in_use.get_mut() = true;
-    let first = ptr::addr_of!(slab.first).cast_mut();
-    *slab.pages[0].get_mut() = first;
-    let mut head = SLABS.load(Ordering::Relaxed);
-    loop {
-        slab.next = head;
-        // Release: a reader that loads this head sees the slab's initialised fields.
-        match SLABS.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(actual) => head = actual,
-        }
-    }
-    // SAFETY:
-    // - `raw` is now in the list and never freed; from here on it is only shared.
-    Some(unsafe { &*raw })
+    // - `raw` is a fresh, zeroed, properly aligned allocation of a `Slab`: all-zero is a valid,
+    //   empty `Slab`, nothing else can see it yet, and slabs are never freed.
+    Some(unsafe { SLABS.push(raw) })
 }
 
 /// Publishes the slab's pending bytes and marks it free.
 fn release(slab: &Slab) {
-    for (page_index, page) in slab.pages.iter().enumerate() {
-        let page = page.load(Ordering::Relaxed);
-        if page.is_null() {
-            continue;
-        }
-        // SAFETY:
-        // - non-null page pointers point to pages that are never freed.
-        let page = unsafe { &*page };
-        for (i, cell) in page.cells.iter().enumerate() {
-            // Both bounds come from `PAGES * PAGE_SCOPES == MAX_SCOPES <= 65_536`.
-            cell.flush((page_index * PAGE_SCOPES + i) as Tag);
-        }
-    }
-    // Release: the next holder (acquire) sees every counter written so far.
-    slab.in_use.store(false, Ordering::Release);
+    slab.release(Table);
 }
 
 /// Books a new block of `size` bytes to the current scope; returns that scope.
@@ -755,7 +378,7 @@ pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> Tag {
     // - a non-null cached cell is this thread's counter for the current scope, in a slab this
     //   thread holds; cells are never freed.
     match unsafe { cell.as_ref() } {
-        Some(cell) => op.apply(cell, scope),
+        Some(cell) => cell.apply(Table, scope, op),
         None => book_slow(inner, scope, op),
     }
     scope
@@ -766,7 +389,7 @@ pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> Tag {
 fn book<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
     if enforcing() {
         if let Some(slot) = limited(scope) {
-            return book_op_shared(slot, op);
+            return slot.book(op);
         }
     }
     let (cell, current, slab) = STATE
@@ -780,7 +403,7 @@ fn book<A: GlobalAlloc>(inner: &A, scope: Tag, op: Op) {
         counter(slab, scope)
     };
     match cell {
-        Some(cell) => op.apply(cell, scope),
+        Some(cell) => cell.apply(Table, scope, op),
         None => book_slow(inner, scope, op),
     }
 }
@@ -802,17 +425,6 @@ pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: Tag, old: usize, new:
     );
 }
 
-/// Summed counters of one scope, as read by [`read_totals`].
-#[derive(Clone, Copy, Default, Debug)]
-pub(crate) struct Totals {
-    pub allocs: u64,
-    pub frees: u64,
-    pub reallocs: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub peak: i64,
-}
-
 /// Slab usage, for snapshots.
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct SlabUsage {
@@ -828,61 +440,14 @@ pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
     // every slab's cells, taking a cell's running maximum only when it is its scope's single
     // writer.
     for (id, total) in out.iter_mut().enumerate().take(scopes) {
-        let slot = &SLOTS[id];
-        *total = Totals {
-            allocs: slot.allocs.load(Ordering::Relaxed),
-            frees: slot.frees.load(Ordering::Relaxed),
-            reallocs: slot.reallocs.load(Ordering::Relaxed),
-            bytes_in: slot.bytes_in.load(Ordering::Relaxed),
-            bytes_out: slot.bytes_out.load(Ordering::Relaxed),
-            peak: slot.peak.load(Ordering::Relaxed),
-        };
+        *total = SLOTS[id].totals();
     }
-    let mut cursor = SLABS.load(Ordering::Acquire);
-    while !cursor.is_null() {
-        // SAFETY:
-        // - every pointer in the list is a slab that is never freed.
-        let slab = unsafe { &*cursor };
+    SLABS.for_each(|slab| {
         usage.total += 1;
-        if slab.in_use.load(Ordering::Relaxed) {
+        if slab.in_use() {
             usage.in_use += 1;
         }
-        for (page_index, page) in slab.pages.iter().enumerate() {
-            let first_id = page_index * PAGE_SCOPES;
-            if first_id >= scopes {
-                break;
-            }
-            // Acquire: pairs with the release that published the page.
-            let page = page.load(Ordering::Acquire);
-            if page.is_null() {
-                continue;
-            }
-            // SAFETY:
-            // - non-null page pointers point to pages that are never freed.
-            let page = unsafe { &*page };
-            for (i, cell) in page.cells.iter().enumerate().take(scopes - first_id) {
-                let id = first_id + i;
-                let total = &mut out[id];
-                total.allocs = total
-                    .allocs
-                    .wrapping_add(cell.allocs.load(Ordering::Relaxed));
-                total.frees = total.frees.wrapping_add(cell.frees.load(Ordering::Relaxed));
-                total.reallocs = total
-                    .reallocs
-                    .wrapping_add(cell.reallocs.load(Ordering::Relaxed));
-                // `net` first (acquire), then `bytes_in`: see `bump_net`.
-                let net = cell.net.load(Ordering::Acquire) as u64;
-                let bytes_in = cell.bytes_in.load(Ordering::Relaxed);
-                total.bytes_in = total.bytes_in.wrapping_add(bytes_in);
-                total.bytes_out = total.bytes_out.wrapping_add(bytes_in.wrapping_sub(net));
-                let writer = SLOTS[id].writer.load(Ordering::Acquire);
-                let me = cell as *const Counter as usize;
-                if writer == me {
-                    total.peak = total.peak.max(cell.net_max.load(Ordering::Relaxed));
-                }
-            }
-        }
-        cursor = slab.next.cast_mut();
-    }
+        slab.for_each_counter(scopes, |id, cell| cell.add_to(&SLOTS[id], &mut out[id]));
+    });
     usage
 }

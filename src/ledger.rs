@@ -164,8 +164,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         // call, with no registers to keep across it.
         counters::on_dealloc(&self.inner, scope, layout.size());
         // SAFETY:
-        // - `ptr` was allocated by `self.inner` with `outer` (see `alloc`).
-        unsafe { self.inner.dealloc(ptr, outer) };
+        // - `ptr` was allocated by `self.inner` with `outer` (see `alloc`); `whole_block` gives
+        //   it back with the provenance of all of it.
+        unsafe { self.inner.dealloc(tag::whole_block(ptr), outer) };
     }
 
     #[inline(always)]
@@ -189,9 +190,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
             reserved = reservation;
         }
         // SAFETY:
-        // - `ptr` was allocated by `self.inner` with `outer`;
+        // - `ptr` was allocated by `self.inner` with `outer` (`whole_block` gives it back with the
+        //   provenance of all of it);
         // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
-        let block = unsafe { self.inner.realloc(ptr, outer, new_outer.size()) };
+        let block = unsafe {
+            self.inner
+                .realloc(tag::whole_block(ptr), outer, new_outer.size())
+        };
         if block.is_null() {
             if let Some((bytes, _)) = reserved {
                 counters::unreserve(scope, bytes);

@@ -124,9 +124,13 @@
 
 mod allocator_stats;
 mod budget;
+mod callsite;
+mod cells;
 mod counters;
 mod error;
+mod fork;
 mod growth;
+mod handoff;
 mod history;
 #[cfg(feature = "serde")]
 mod json;

@@ -197,6 +197,7 @@ impl CgroupMemory {
 /// ```
 pub fn physical_memory() -> Result<u64, ReadError> {
     static CACHE: Mutex<Option<u64>> = Mutex::new(None);
+    let _gate = crate::fork::gate();
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(bytes) = *cache {
         return Ok(bytes);
@@ -224,6 +225,7 @@ mod imp {
     pub(super) fn read() -> Result<ProcessMemory, ReadError> {
         let mut buf = [0u8; 256];
         let len = {
+            let _gate = crate::fork::gate();
             let mut file = STATM_FILE.lock().unwrap_or_else(|e| e.into_inner());
             let pid = std::process::id();
             if file.as_ref().map(|(owner, _)| *owner) != Some(pid) {
@@ -385,6 +387,7 @@ mod imp {
     }
 
     pub(super) fn read_cgroup() -> Result<Option<CgroupMemory>, ReadError> {
+        let _gate = crate::fork::gate();
         let mut cache = CGROUP.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         if cache.as_ref().map(|c| c.pid) != Some(pid) {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::callsite;
 use crate::counters;
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::tag::Tag;
@@ -52,6 +53,7 @@ static REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Runs `f` with the registry locked and every allocation booked to the crate's own scope.
 pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R {
     let previous = counters::set_current_scope(OWN_SCOPE_ID);
+    let gate = crate::fork::gate();
     let mut guard = lock();
     let registry = guard.get_or_insert_with(|| {
         let mut registry = Registry {
@@ -68,6 +70,7 @@ pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R 
     });
     let result = f(&mut RegistryView { registry });
     drop(guard);
+    drop(gate);
     counters::set_current_scope(previous);
     result
 }
@@ -168,14 +171,9 @@ pub(crate) fn refused() -> u64 {
 #[doc(hidden)]
 pub struct CallSite {
     name: &'static str,
-    /// `VALID | parent << 16 | REFUSAL? | child`, or 0 when nothing is cached.
+    /// The last (parent → child) resolved: see [`crate::callsite`].
     cache: AtomicU32,
 }
-
-const VALID: u32 = 1 << 31;
-/// Set on a cached overflow result that was a refusal (the table was full), so that each later
-/// entry through the cache is counted as one too.
-const REFUSAL: u32 = 1 << 15;
 
 impl CallSite {
     /// A call site for `name`.
@@ -189,19 +187,17 @@ impl CallSite {
     /// The child of `parent` named by this call site.
     #[inline]
     pub(crate) fn resolve(&self, parent: Tag) -> Tag {
-        // Relaxed: the cached ids are plain values; a stale or missing entry only sends us to the
-        // slow path, which reads the registry under its lock.
-        let cached = self.cache.load(Ordering::Relaxed);
-        if cached & VALID != 0 && (cached >> 16) & 0x7fff == u32::from(parent) {
-            let child = (cached & 0x7fff) as Tag;
-            if cached & REFUSAL != 0 {
-                // Counted without the registry's lock: the table never empties, so the entry is
-                // refused again.
-                REFUSED.fetch_add(1, Ordering::Relaxed);
+        match callsite::lookup(&self.cache, parent) {
+            Some((child, refusal)) => {
+                if refusal {
+                    // Counted without the registry's lock: the table never empties, so the entry
+                    // is refused again.
+                    REFUSED.fetch_add(1, Ordering::Relaxed);
+                }
+                child
             }
-            return child;
+            None => self.resolve_slow(parent),
         }
-        self.resolve_slow(parent)
     }
 
     #[cold]
@@ -209,11 +205,7 @@ impl CallSite {
     fn resolve_slow(&self, parent: Tag) -> Tag {
         let (child, refused) =
             with_registry(|registry| registry.resolve_counting(parent, self.name));
-        let mut packed = VALID | u32::from(parent) << 16 | u32::from(child);
-        if refused {
-            packed |= REFUSAL;
-        }
-        self.cache.store(packed, Ordering::Relaxed);
+        callsite::store(&self.cache, parent, child, refused);
         child
     }
 }

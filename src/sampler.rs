@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use crate::handoff::{self, Rejected};
+
 use crate::allocator_stats::AllocatorStats;
 use crate::budget::{override_limit, release_limits, Budget, Level, ScopeBudget};
 use crate::error::Error;
@@ -139,20 +141,29 @@ impl Subscriber {
         if Arc::strong_count(&self.dropped) == 1 {
             return false;
         }
-        let mut event = event;
-        loop {
-            match self.sender.try_send(event) {
-                Ok(()) => return true,
-                Err(TrySendError::Full(back)) => {
-                    event = back;
-                    if self.oldest.try_recv().is_ok() {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                        *dropped_total += 1;
-                    }
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
+        match handoff::send_dropping_oldest(self, event) {
+            Some(dropped) => {
+                self.dropped.fetch_add(dropped, Ordering::Relaxed);
+                *dropped_total += dropped;
+                true
             }
+            None => false,
         }
+    }
+}
+
+impl handoff::Queue for Subscriber {
+    type Item = Event;
+
+    fn try_push(&self, event: Event) -> Result<(), Rejected<Event>> {
+        self.sender.try_send(event).map_err(|e| match e {
+            TrySendError::Full(back) => Rejected::Full(back),
+            TrySendError::Disconnected(_) => Rejected::Closed,
+        })
+    }
+
+    fn drop_oldest(&self) -> bool {
+        self.oldest.try_recv().is_ok()
     }
 }
 
@@ -377,6 +388,7 @@ impl SamplerBuilder {
             worker,
             stop: Some(stop),
             thread: Some(thread),
+            pid: std::process::id(),
             queue: self.queue,
             id: NEXT_SAMPLER.fetch_add(1, Ordering::Relaxed),
         };
@@ -404,10 +416,42 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every update leaves the state consistent, so a panic elsewhere does not spoil it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        let gate = crate::fork::gate();
+        Locked {
+            // Every update leaves the state consistent, so a panic elsewhere does not spoil it.
+            state: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            _gate: gate,
+        }
     }
+}
+
+/// The shared state, locked, behind the fork gate (see [`crate::fork`]): a child of `fork` never
+/// finds it locked by a thread it does not have.
+struct Locked<'a> {
+    // Unlocked before the gate is left: fields drop in order.
+    state: MutexGuard<'a, State>,
+    _gate: crate::fork::Gate,
+}
+
+impl core::ops::Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl core::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// Locks the worker behind the fork gate, so that no tick is under way when the process forks.
+fn lock_worker(worker: &Mutex<Worker>) -> (crate::fork::Gate, MutexGuard<'_, Worker>) {
+    let gate = crate::fork::gate();
+    (gate, worker.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A running sampler. Stops (promptly, joining its thread) when dropped or on [`stop`].
@@ -445,6 +489,8 @@ pub struct Sampler {
     worker: Arc<Mutex<Worker>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The process that started the thread: a child of `fork` has no such thread.
+    pid: u32,
     queue: usize,
     /// Tells this sampler's enforced limits from other samplers'.
     id: u64,
@@ -485,7 +531,7 @@ impl Sampler {
     /// before a decision that should see the latest figures.
     pub fn sample_now(&self) -> Arc<Sample> {
         let _own = ScopeGuard::own();
-        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        let (_gate, mut worker) = lock_worker(&self.worker);
         worker.tick()
     }
 
@@ -544,7 +590,13 @@ impl Sampler {
     fn shutdown(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if std::process::id() == self.pid {
+                let _ = thread.join();
+            } else {
+                // In the child of a fork the thread was never copied: its handle names a thread
+                // of the parent, which must be neither joined nor detached here.
+                std::mem::forget(thread);
+            }
         }
         release_limits(self.id);
     }
@@ -579,7 +631,7 @@ impl Worker {
         loop {
             let began = Instant::now();
             let (shared, interval) = {
-                let mut worker = worker.lock().unwrap_or_else(|e| e.into_inner());
+                let (_gate, mut worker) = lock_worker(worker);
                 worker.tick();
                 (Arc::clone(&worker.shared), worker.interval)
             };

@@ -37,6 +37,28 @@ pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
     Some(unsafe { Layout::from_size_align_unchecked(size + TAG_SIZE, align) })
 }
 
+/// The trailer of the block at `ptr` whose caller-visible size is `size`, as a pointer that may
+/// reach it.
+///
+/// The pointer a caller hands to `dealloc` or `realloc` may carry provenance over its own
+/// `size` bytes only (a `Box<T>` is retagged for `size_of::<T>()`), so the trailer just past them
+/// cannot be reached through it. [`write`] exposes the provenance of the whole block, as the inner
+/// allocator returned it, by casting its address to an integer; the trailer's pointer is then made
+/// from an integer, which takes back an exposed provenance, the block's. The casts cost nothing at
+/// run time; they tell the compiler (and Miri) which memory the access may touch.
+#[inline(always)]
+fn trailer(ptr: *const u8, size: usize) -> *mut Tag {
+    (ptr as usize).wrapping_add(size) as *mut Tag
+}
+
+/// The block at `ptr` (a pointer from a caller) with the provenance of the whole block, trailer
+/// included, as [`write`] exposed it: what the inner allocator must be given back, since freeing
+/// or resizing a block touches all of it.
+#[inline(always)]
+pub(crate) fn whole_block(ptr: *mut u8) -> *mut u8 {
+    ptr as usize as *mut u8
+}
+
 /// Writes the owner of the block at `ptr` whose caller-visible size is `size`.
 ///
 /// # Safety
@@ -45,9 +67,10 @@ pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
 #[inline(always)]
 pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: Tag) {
     // SAFETY:
-    // - the caller guarantees `size + TAG_SIZE` bytes, so the trailer is in bounds;
+    // - the caller guarantees `size + TAG_SIZE` bytes, so the trailer is in bounds, and `ptr` is
+    //   the block as the inner allocator returned it, so `trailer` exposes its whole provenance;
     // - the trailer has no alignment of its own: an unaligned write is always allowed.
-    unsafe { ptr.add(size).cast::<Tag>().write_unaligned(tag) }
+    unsafe { trailer(ptr, size).write_unaligned(tag) }
 }
 
 /// Reads the owner of the block at `ptr` whose caller-visible size is `size`.
@@ -59,8 +82,9 @@ pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: Tag) {
 #[inline(always)]
 pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> Tag {
     // SAFETY:
-    // - the caller guarantees the block holds a trailer at `ptr + size`;
+    // - the caller guarantees the block holds a trailer at `ptr + size`, written by `write`,
+    //   which exposed the provenance of the whole block;
     // - an unaligned read is always allowed.
-    let raw = unsafe { ptr.add(size).cast::<Tag>().read_unaligned() };
+    let raw = unsafe { trailer(ptr, size).read_unaligned() };
     raw & TAG_MASK
 }

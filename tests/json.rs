@@ -162,3 +162,32 @@ fn an_inconsistent_snapshot_is_rejected_with_its_reason() {
     .unwrap_err();
     assert!(err.to_string().contains("unscoped root"), "{err}");
 }
+
+/// Budgets read back from JSON keep the guarantees of built ones: misordered limits, a hard
+/// limit past the total and a zero total are errors that name what clashes.
+#[test]
+fn budgets_read_from_json_are_checked() {
+    let good = Budget::builder().total(1000).build().unwrap();
+    let back: Budget = memledger::from_json(&memledger::to_json(&good).unwrap()).unwrap();
+    assert_eq!(back, good);
+    for (json, says) in [
+        (
+            r#"{"total":100,"soft":90,"prompt":80,"hard":95}"#,
+            "soft limit (90 bytes) is above the prompt",
+        ),
+        (r#"{"total":100,"soft":10,"prompt":20,"hard":200}"#, "hard"),
+        (r#"{"total":0,"soft":0,"prompt":0,"hard":0}"#, "zero"),
+    ] {
+        let err = memledger::from_json::<Budget>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{json}: {err}");
+    }
+    let err = memledger::from_json::<ScopeBudget>(r#"{"soft":9,"hard":5,"enforce":true}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("soft"), "{err}");
+    let enforced: ScopeBudget =
+        memledger::from_json(r#"{"soft":5,"hard":9,"enforce":true}"#).unwrap();
+    assert_eq!(enforced, ScopeBudget::new(5, 9).unwrap().enforced());
+}

@@ -10,6 +10,7 @@ exactness_suite!("system");
 /// With the system allocator inside, the jemalloc layers are absent, the report says why, and
 /// the gaps still add up to the RSS.
 #[test]
+#[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation hides")]
 fn reconciliation_without_jemalloc() {
     let held = memledger::in_scope("system_reconcile", || vec![5u8; 1 << 20]);
     let r = memledger::Reconciliation::capture().unwrap();
@@ -37,4 +38,26 @@ fn reconciliation_without_jemalloc() {
     assert_eq!(sum, r.process.rss_bytes as i128);
     assert!(r.ledger_bytes >= 1 << 20 && r.ledger_bytes <= r.process.rss_bytes);
     drop(held);
+}
+
+/// A sampler over the system allocator: jemalloc's stats are unavailable, each sample says why,
+/// and the books and the ticks go on exactly.
+#[test]
+#[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation hides")]
+fn sampler_without_jemalloc_stats() {
+    let sampler = memledger::Sampler::builder()
+        .interval(std::time::Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    let held = memledger::in_scope("system_sampler", || vec![3u8; 54_321]);
+    let sample = sampler.sample_now();
+    assert_eq!(
+        sample.snapshot.scope("system_sampler").unwrap().live_bytes,
+        54_321
+    );
+    let reconciliation = sample.reconciliation.as_ref().unwrap();
+    assert!(reconciliation.allocator.is_err(), "no jemalloc layers here");
+    assert_eq!(sampler.stats().ticks, 1);
+    drop(held);
+    sampler.stop();
 }

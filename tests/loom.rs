@@ -1,0 +1,367 @@
+//! Model checks of the lock-free protocols, over loom's atomics: every interleaving (and every
+//! value a relaxed or acquire load may return) of a few threads is explored.
+//!
+//! The crate's own source files are compiled here, unchanged, with `crate::primitive` pointing at
+//! loom's atomics instead of `core`'s:
+//!
+//! - `src/cells.rs`: the per-thread counter cells, publishing and peaks, enforced reservations,
+//!   and the slab list;
+//! - `src/handoff.rs`: the sampler's drop-oldest hand-off to a subscriber's queue;
+//! - `src/callsite.rs`: the packed cache of a `scope!` call site.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom`.
+#![cfg(loom)]
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+
+use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+
+/// What `src/cells.rs` and the others import as the crate's atomics.
+mod primitive {
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    };
+}
+
+/// The scope table size `src/cells.rs` reads: two pages of two counters, so that giving a slab
+/// back (which flushes every counter) stays within what loom can explore.
+mod registry {
+    pub(crate) const MAX_SCOPES: usize = 4;
+}
+
+mod tag {
+    pub(crate) type Tag = u16;
+}
+
+#[path = "../src/cells.rs"]
+mod cells;
+
+#[path = "../src/handoff.rs"]
+mod handoff;
+
+#[path = "../src/callsite.rs"]
+mod callsite;
+
+use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, PUBLISH_THRESHOLD};
+use primitive::Ordering;
+
+/// A block size that makes every booking publish.
+const BIG: u64 = PUBLISH_THRESHOLD as u64 + 1;
+
+/// Explores `f` with up to three preemptions per execution.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_bounded(3, f);
+}
+
+/// Explores `f` with up to `preemptions` preemptions per execution (loom's bound: beyond a few,
+/// the number of executions explodes and new bugs are rare).
+fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    builder.check(f);
+}
+
+/// A reader's sum of one scope: its slot, then the given cells.
+fn read(slot: &ScopeSlot, cells: &[&Counter]) -> Totals {
+    let mut total = slot.totals();
+    for cell in cells {
+        cell.add_to(slot, &mut total);
+    }
+    total
+}
+
+/// One slot, as a one-entry table for `Counter::apply`.
+fn table(slot: &ScopeSlot) -> &[ScopeSlot] {
+    std::slice::from_ref(slot)
+}
+
+/// A reader that runs while a thread books never sees more bytes taken out than brought in, nor
+/// counts that go backwards; after the join it sees the exact books.
+///
+/// loom remembers only the last access to each atomic, so a relaxed load followed by a store of
+/// the same cell in one thread (how a cell is bumped) hides the conflict with a reader's earlier
+/// load, and the reader would never be scheduled after the writer's bumps. The writer therefore
+/// also bumps `progress` (a read-modify-write) after each operation, and the reader loads it
+/// relaxed before each reading: that gives loom the scheduling points without adding any
+/// synchronisation between the two.
+#[test]
+fn a_reader_never_sees_torn_cells() {
+    model(|| {
+        let slot = Arc::new(ScopeSlot::new());
+        let cell = Arc::new(Counter::default());
+        let progress = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (slot, cell, progress) = (slot.clone(), cell.clone(), progress.clone());
+            thread::spawn(move || {
+                for op in [Op::Alloc(100), Op::Realloc(-40), Op::Dealloc(60)] {
+                    cell.apply(table(&slot), 0, op);
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let mut previous = Totals::default();
+        for _ in 0..2 {
+            progress.load(Ordering::Relaxed);
+            let t = read(&slot, &[&cell]);
+            assert!(t.bytes_out <= t.bytes_in, "{t:?}");
+            assert!(t.bytes_in <= 100, "{t:?}");
+            assert!(t.allocs >= previous.allocs && t.bytes_in >= previous.bytes_in);
+            previous = t;
+        }
+        writer.join().unwrap();
+        let last = read(&slot, &[&cell]);
+        assert_eq!(
+            (
+                last.allocs,
+                last.reallocs,
+                last.frees,
+                last.bytes_in,
+                last.bytes_out
+            ),
+            (1, 1, 1, 100, 100)
+        );
+    });
+}
+
+/// Two threads book to one scope, one freeing the other's block (handed over as a real pointer
+/// would be, with release/acquire). Every booking publishes. After both flush, the published
+/// total is exact, and the peak lies between the final total and the most that was ever live.
+#[test]
+fn publishes_and_peaks_across_threads() {
+    model(|| {
+        let slot = Arc::new(ScopeSlot::new());
+        let a = Arc::new(Counter::default());
+        let b = Arc::new(Counter::default());
+        let handed = Arc::new(AtomicBool::new(false));
+        let freer = {
+            let (slot, b, handed) = (slot.clone(), b.clone(), handed.clone());
+            thread::spawn(move || {
+                while !handed.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                b.apply(table(&slot), 0, Op::Dealloc(BIG));
+                b.flush(table(&slot), 0);
+            })
+        };
+        a.apply(table(&slot), 0, Op::Alloc(BIG));
+        handed.store(true, Ordering::Release);
+        a.apply(table(&slot), 0, Op::Alloc(BIG));
+        a.flush(table(&slot), 0);
+        freer.join().unwrap();
+        assert_eq!(slot.published(), BIG as i64);
+        let total = read(&slot, &[&a, &b]);
+        assert_eq!((total.bytes_in, total.bytes_out), (2 * BIG, BIG));
+        // At most both blocks were live at once; at least one is live now.
+        assert!(
+            (BIG as i64..=2 * BIG as i64).contains(&total.peak),
+            "peak {}",
+            total.peak
+        );
+    });
+}
+
+/// A cross-thread free ends the single-writer shortcut: once another cell has freed one of the
+/// allocating cell's blocks, that cell's own running maximum (which counts the freed block as
+/// still live) must not become the scope's peak.
+#[test]
+fn a_cross_thread_free_ends_single_writer_peaks() {
+    model(|| {
+        let slot = Arc::new(ScopeSlot::new());
+        let a = Arc::new(Counter::default());
+        let b = Arc::new(Counter::default());
+        let handed = Arc::new(AtomicUsize::new(0));
+        let freer = {
+            let (slot, b, handed) = (slot.clone(), b.clone(), handed.clone());
+            thread::spawn(move || {
+                while handed.load(Ordering::Acquire) != 1 {
+                    thread::yield_now();
+                }
+                b.apply(table(&slot), 0, Op::Dealloc(BIG));
+                handed.store(2, Ordering::Release);
+            })
+        };
+        // Below the threshold: `a` holds both allocations back until the second one.
+        let small = PUBLISH_THRESHOLD as u64 / 2 + 1;
+        a.apply(table(&slot), 0, Op::Alloc(BIG));
+        handed.store(1, Ordering::Release);
+        while handed.load(Ordering::Acquire) != 2 {
+            thread::yield_now();
+        }
+        a.apply(table(&slot), 0, Op::Alloc(small));
+        a.apply(table(&slot), 0, Op::Alloc(small));
+        a.flush(table(&slot), 0);
+        freer.join().unwrap();
+        let total = read(&slot, &[&a, &b]);
+        assert_eq!(slot.published(), 2 * small as i64);
+        // Live bytes went BIG, 0, small, 2 × small (which is more than BIG).
+        assert!(
+            total.peak <= 2 * small as i64,
+            "peak {} > {}",
+            total.peak,
+            2 * small
+        );
+    });
+}
+
+/// Two threads reserve against one limit: together they never pass it, a refused request never
+/// shows in the total, and a third thread's reading never exceeds the limit.
+#[test]
+fn reservations_never_pass_the_limit() {
+    model(|| {
+        let slot = Arc::new(ScopeSlot::new());
+        slot.set_limit(Some(150));
+        let threads: Vec<_> = [100u64, 80]
+            .into_iter()
+            .map(|bytes| {
+                let slot = slot.clone();
+                thread::spawn(move || match slot.reserve(bytes) {
+                    Ok(total) => {
+                        assert!(total <= 150);
+                        slot.book_reserved(bytes, false, total);
+                        bytes
+                    }
+                    Err(_) => 0,
+                })
+            })
+            .collect();
+        let seen = slot.published();
+        assert!((0..=150).contains(&seen), "{seen}");
+        let granted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // Exactly one of the two fits.
+        assert!(granted == 100 || granted == 80, "granted {granted}");
+        assert_eq!(slot.published(), granted as i64);
+        assert_eq!(slot.refused(), 1);
+        assert!(slot.totals().peak <= 150);
+    });
+}
+
+/// Threads take a free slab or push a new one, book into it and give it back, while a reader
+/// walks the list. No slab is ever held by two threads (their single-writer updates would lose
+/// bookings), and the final sum over the list is exact.
+#[test]
+fn slabs_change_hands_without_losing_bookings() {
+    // Three threads and a walk of the list: two preemptions keep it to seconds (three take
+    // minutes).
+    model_bounded(2, || {
+        let slots: &'static [ScopeSlot] = Box::leak(Box::new([ScopeSlot::new()]));
+        let list: &'static SlabList = Box::leak(Box::new(SlabList::new()));
+        // Scheduling points for the reader, as in `a_reader_never_sees_torn_cells`.
+        let progress: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let worker = move || {
+            let slab = list.take_free().unwrap_or_else(|| {
+                let raw = Box::into_raw(Slab::boxed());
+                // SAFETY:
+                // - a fresh, empty slab, leaked: never freed or moved.
+                unsafe { list.push(raw) }
+            });
+            slab.counter(0).unwrap().apply(slots, 0, Op::Alloc(10));
+            progress.fetch_add(1, Ordering::Relaxed);
+            slab.release(slots);
+        };
+        let threads: Vec<_> = (0..2).map(|_| thread::spawn(worker)).collect();
+        progress.load(Ordering::Relaxed);
+        let mut during = Totals::default();
+        list.for_each(|slab| slab.for_each_counter(1, |_, c| c.add_to(&slots[0], &mut during)));
+        assert!(during.allocs <= 2 && during.bytes_in <= 20);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut slabs = 0;
+        let mut after = slots[0].totals();
+        list.for_each(|slab| {
+            slabs += 1;
+            assert!(!slab.in_use());
+            slab.for_each_counter(1, |_, c| c.add_to(&slots[0], &mut after));
+        });
+        assert!((1..=2).contains(&slabs));
+        assert_eq!((after.allocs, after.bytes_in), (2, 20));
+        assert_eq!(slots[0].published(), 20);
+    });
+}
+
+/// A bounded queue for the hand-off model: a mutex around a deque, as a channel behaves.
+struct ModelQueue {
+    items: Mutex<VecDeque<u32>>,
+    capacity: usize,
+}
+
+impl handoff::Queue for ModelQueue {
+    type Item = u32;
+
+    fn try_push(&self, item: u32) -> Result<(), handoff::Rejected<u32>> {
+        let mut items = self.items.lock().unwrap();
+        if items.len() == self.capacity {
+            return Err(handoff::Rejected::Full(item));
+        }
+        items.push_back(item);
+        Ok(())
+    }
+
+    fn drop_oldest(&self) -> bool {
+        self.items.lock().unwrap().pop_front().is_some()
+    }
+}
+
+/// The sampler sends three events into a queue of one while the reader takes events: every event
+/// is either read or counted as dropped, exactly once; the reader sees them in order; the newest
+/// is never dropped; the sender never waits.
+#[test]
+fn the_hand_off_loses_nothing_uncounted() {
+    model(|| {
+        let queue = Arc::new(ModelQueue {
+            items: Mutex::new(VecDeque::new()),
+            capacity: 1,
+        });
+        let sender = {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                (1..=3)
+                    .map(|event| handoff::send_dropping_oldest(&*queue, event).unwrap())
+                    .sum::<u64>()
+            })
+        };
+        let mut read = Vec::new();
+        for _ in 0..2 {
+            if let Some(event) = queue.items.lock().unwrap().pop_front() {
+                read.push(event);
+            }
+        }
+        let dropped = sender.join().unwrap();
+        read.extend(queue.items.lock().unwrap().drain(..));
+        assert_eq!(
+            read.len() as u64 + dropped,
+            3,
+            "read {read:?}, dropped {dropped}"
+        );
+        assert!(read.windows(2).all(|w| w[0] < w[1]), "{read:?}");
+        assert_eq!(read.last(), Some(&3));
+    });
+}
+
+/// Two threads fill one call-site cache with different parents: a lookup only ever returns the
+/// child cached for its own parent, never one thread's parent with the other's child.
+#[test]
+fn a_call_site_cache_never_mixes_entries() {
+    model(|| {
+        let cache = Arc::new(AtomicU32::new(0));
+        let other = {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                callsite::store(&cache, 7, 300, false);
+                callsite::lookup(&cache, 7)
+            })
+        };
+        callsite::store(&cache, 9, 5000, true);
+        let mine = callsite::lookup(&cache, 9);
+        let theirs = other.join().unwrap();
+        assert!(mine.is_none() || mine == Some((5000, true)), "{mine:?}");
+        assert!(
+            theirs.is_none() || theirs == Some((300, false)),
+            "{theirs:?}"
+        );
+        assert!(mine.is_some() || theirs.is_some());
+    });
+}
