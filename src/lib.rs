@@ -113,8 +113,8 @@
 //!
 //! - Guards are per thread and `!Send`: a guard held across an `.await` would book other tasks
 //!   polled on that thread to its scope.
-//! - After `fork()`, the child keeps the parent's books; if another thread held the scope
-//!   registry's lock at that moment, the child's first registration or snapshot blocks.
+//! - After `fork()`, the child keeps the parent's books and keeps working (the crate's locks are
+//!   closed across the fork); the parent's samplers have no thread there, so start a new one.
 //! - The hot path reads a `const` thread-local: targets without native thread-local storage are
 //!   not supported.
 

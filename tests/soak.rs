@@ -126,7 +126,10 @@ fn soak() {
         };
         samples += 1;
         if let Ok(r) = &sample.reconciliation {
-            let a = r.allocator.as_ref().expect("jemalloc is the global allocator");
+            let a = r
+                .allocator
+                .as_ref()
+                .expect("jemalloc is the global allocator");
             assert!(
                 r.ledger_bytes + r.tag_bytes <= a.allocated,
                 "reading {readings}: ledger {} + tags {} > allocated {}",

@@ -7,23 +7,18 @@
 
 #![allow(dead_code)]
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
+#[path = "differential.rs"]
+pub mod differential;
+
+/// One scope's books, as the reference expects them and as the ledger has them.
+pub use differential::{alloc_in, books_of as actual, Books as Expected};
+
+use std::alloc::{alloc, dealloc, realloc, Layout};
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 
-/// What the reference expects of one scope.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Expected {
-    pub live: u64,
-    pub allocs: u64,
-    pub frees: u64,
-    pub reallocs: u64,
-    pub allocated: u64,
-    pub freed: u64,
-}
-
-/// Live blocks (address → owner index and size) and what each scope should show.
+/// The reference's live blocks (address → owner, size) and its books per scope.
 type ReferenceState = (HashMap<usize, (usize, usize)>, Vec<Expected>);
 
 /// A naive ledger: every live block with its owner and size.
@@ -95,17 +90,6 @@ impl Reference {
     }
 }
 
-pub fn actual(s: &memledger::ScopeStats) -> Expected {
-    Expected {
-        live: s.live_bytes,
-        allocs: s.allocations,
-        frees: s.deallocations,
-        reallocs: s.reallocations,
-        allocated: s.allocated_bytes,
-        freed: s.freed_bytes,
-    }
-}
-
 pub fn stats(path: &str) -> Expected {
     memledger::snapshot()
         .scope(path)
@@ -169,23 +153,6 @@ fn check_fill(ptr: *mut u8, size: usize, byte: u8) {
         assert_eq!(*ptr, byte, "first byte lost");
         assert_eq!(*ptr.add(size - 1), byte, "last byte lost");
     }
-}
-
-/// Allocates a block booked to `path`, with nothing else allocated while the scope is current.
-pub fn alloc_in(path: &str, layout: Layout, zeroed: bool) -> *mut u8 {
-    let guard = memledger::enter(path);
-    // SAFETY: `layout` has a non-zero size (every caller passes one).
-    let ptr = unsafe {
-        if zeroed {
-            alloc_zeroed(layout)
-        } else {
-            alloc(layout)
-        }
-    };
-    drop(guard);
-    assert!(!ptr.is_null(), "allocation of {layout:?} failed");
-    assert_eq!(ptr as usize % layout.align(), 0, "misaligned block");
-    ptr
 }
 
 /// The suite's stress test: `threads` threads allocate, zero, resize and free blocks of random

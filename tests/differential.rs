@@ -1,0 +1,52 @@
+//! The differential check of `tests/common/differential.rs` over the system allocator: random
+//! programs from a seeded generator, the `ledger_ops` fuzz target's seeds (`fuzz/seeds`), and the
+//! inputs that once found a bug (`tests/regressions/ledger_ops`).
+
+#[path = "common/differential.rs"]
+mod differential;
+
+use std::path::Path;
+
+#[global_allocator]
+static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+
+/// xorshift64*: the same programs on every run.
+fn programs(count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    (0..count).map(move |_| {
+        let len = (next() % 600) as usize;
+        (0..len).map(|_| next() as u8).collect()
+    })
+}
+
+#[test]
+fn random_programs_keep_exact_books() {
+    let count = if cfg!(miri) { 3 } else { 2_000 };
+    for program in programs(count, 0x5eed) {
+        differential::run(&program);
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "reads files, which Miri's isolation hides")]
+fn kept_inputs_keep_exact_books() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut ran = 0;
+    for dir in ["fuzz/seeds/ledger_ops", "tests/regressions/ledger_ops"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            differential::run(&std::fs::read(&path).unwrap());
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no kept inputs found");
+}
