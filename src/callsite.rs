@@ -1,7 +1,7 @@
 //! The cache of a `scope!` call site: the last (parent → child) it resolved, packed in one atomic
 //! word so that a reader never pairs one thread's parent with another's child.
 //!
-//! Global-free, so that `tests/loom.rs` checks it over loom's atomics.
+//! Global-free, so that `loom/tests/models.rs` checks it over loom's atomics.
 
 use crate::primitive::{AtomicU32, Ordering};
 use crate::tag::Tag;

@@ -4,7 +4,7 @@
 //! [`crate::counters`] owns the process-wide instances (the slot table, the slab list, the
 //! thread-local state) and the hot path around them. Keeping this module free of globals and of
 //! every other module but [`crate::primitive`] (the atomics) and [`crate::registry::MAX_SCOPES`]
-//! lets the model checks in `tests/loom.rs` compile this very file over loom's atomics and explore
+//! lets the model checks in `loom/tests/models.rs` compile this very file over loom's atomics and explore
 //! every interleaving of its protocols.
 //!
 //! # Peaks

@@ -3,7 +3,7 @@
 //!
 //! The sampler sends each event to every subscriber this way (a subscriber's queue is a bounded
 //! crossbeam channel, and the sampler holds a second receiver of it to take the oldest event
-//! out). The protocol lives here, over a [`Queue`] trait, so that `tests/loom.rs` can check it
+//! out). The protocol lives here, over a [`Queue`] trait, so that `loom/tests/models.rs` can check it
 //! against a reader that takes events at the same time, in every interleaving.
 
 /// The sender's view of a bounded queue that a reader drains concurrently.

@@ -30,7 +30,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         assert!(diff.scopes.iter().all(|d| d.live_before == d.live_after));
         for scope in snap.scopes() {
             let subtree = snap.subtree(&scope.path).expect("a scope's subtree exists");
-            assert!(subtree.live_bytes >= scope.live_bytes, "a subtree holds its root");
+            assert!(
+                subtree.live_bytes >= scope.live_bytes,
+                "a subtree holds its root"
+            );
             let _ = snap.children(&scope.path).count();
             let _ = snap.parent(&scope.path);
         }

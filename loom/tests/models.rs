@@ -9,7 +9,7 @@
 //! - `src/handoff.rs`: the sampler's drop-oldest hand-off to a subscriber's queue;
 //! - `src/callsite.rs`: the packed cache of a `scope!` call site.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom`.
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --manifest-path loom/Cargo.toml`.
 #![cfg(loom)]
 #![allow(dead_code)]
 
@@ -36,13 +36,13 @@ mod tag {
     pub(crate) type Tag = u16;
 }
 
-#[path = "../src/cells.rs"]
+#[path = "../../src/cells.rs"]
 mod cells;
 
-#[path = "../src/handoff.rs"]
+#[path = "../../src/handoff.rs"]
 mod handoff;
 
-#[path = "../src/callsite.rs"]
+#[path = "../../src/callsite.rs"]
 mod callsite;
 
 use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, PUBLISH_THRESHOLD};
