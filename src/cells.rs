@@ -217,6 +217,16 @@ impl Counter {
         }
     }
 
+    /// Publishes whatever is pending and restarts this cell's running maximum at its current net:
+    /// the owner's part of restarting its scope's peak ([`ScopeSlot::restart_peak`]). Only the
+    /// owning thread may call it.
+    pub(crate) fn restart_peak<'s>(&self, slots: impl Slots<'s>, scope: Tag) {
+        self.flush(slots, scope);
+        // Relaxed: single writer, as in `publish`.
+        self.net_max
+            .store(self.net.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Adds this cell's counts to `total`, a reader's sum for the scope of `slot`. Any thread may
     /// call it while the owner writes.
     pub(crate) fn add_to(&self, slot: &ScopeSlot, total: &mut Totals) {
@@ -353,6 +363,14 @@ impl ScopeSlot {
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
         let new = self.publish(SHARED_WRITER, bytes_in.wrapping_sub(bytes_out) as i64);
         self.peak.fetch_max(new, Ordering::Relaxed);
+    }
+
+    /// Lowers the peak to the published total, so that it tracks the high-water mark from now on.
+    /// A raise by a concurrent publish may be lost; the peak is then low by at most that publish,
+    /// within the resolution documented on [`crate::ScopeStats`].
+    pub(crate) fn restart_peak(&self) {
+        self.peak
+            .store(self.published.load(Ordering::Acquire), Ordering::Relaxed);
     }
 
     /// The published total: every publish and shared booking so far.

@@ -180,6 +180,18 @@ pub(crate) fn release_thread_slab() {
     });
 }
 
+/// Restarts the peak of `scope` at its live bytes: this thread's pending bytes are published, its
+/// running maximum restarts, then the scope's shared peak drops to the published total. Exact
+/// when this thread is the only one booking to the scope; otherwise within the peak's resolution
+/// per thread.
+pub(crate) fn restart_peak(scope: Tag) {
+    let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
+    if let Some(cell) = counter(slab, scope) {
+        cell.restart_peak(Table, scope);
+    }
+    slot(scope).restart_peak();
+}
+
 /// The scope new blocks of this thread are booked to.
 #[inline(always)]
 pub(crate) fn current_scope() -> Tag {

@@ -32,6 +32,13 @@ pub enum Error {
     EnforcementNotBuilt,
     /// A sampler is already running as the process-wide monitor.
     MonitorRunning,
+    /// A file could not be created, written or read.
+    Io {
+        /// The file (empty for a writer that is not a file).
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// JSON that could not be read as the type asked for.
     #[cfg(feature = "serde")]
     Json(serde_json::Error),
@@ -59,6 +66,10 @@ impl fmt::Display for Error {
                 "the process-wide monitor is already running; stop it first with \
                  `memledger::monitor::stop()`",
             ),
+            Error::Io { path, error } if path.as_os_str().is_empty() => {
+                write!(f, "cannot write: {error}")
+            }
+            Error::Io { path, error } => write!(f, "{}: {error}", path.display()),
             #[cfg(feature = "serde")]
             Error::Json(e) => write!(f, "invalid JSON: {e}"),
         }
@@ -71,6 +82,7 @@ impl std::error::Error for Error {
             Error::Read(e) => Some(e),
             Error::Budget(e) => Some(e),
             Error::Spawn(e) => Some(e),
+            Error::Io { error, .. } => Some(error),
             #[cfg(feature = "serde")]
             Error::Json(e) => Some(e),
             _ => None,

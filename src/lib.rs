@@ -97,6 +97,38 @@
 //! # }
 //! ```
 //!
+//! # Scopes that follow the work
+//!
+//! Guards are per thread; work that moves between threads keeps its scope with:
+//!
+//! - [`ScopeExt::in_scope`]: wraps a future so that every poll (and its drop) runs in the scope,
+//!   on whichever thread the runtime polls it, in the style of tracing's `Instrument`.
+//! - [`ScopeHandle`]: a `Copy + Send` handle to a scope that any thread, or a pool such as rayon,
+//!   can enter, so that handed-over work stays booked to the component that handed it over.
+//! - [`tracing::ScopeLayer`](crate::tracing) (feature `tracing`): a `tracing_subscriber` layer
+//!   that enters a span's scope while the span is entered, named by its `mem.scope` field or by
+//!   the span's name.
+//!
+//! # Measuring a component
+//!
+//! - [`measure`] runs a closure in a scope of its own and returns its [`Footprint`]: bytes and
+//!   blocks allocated and freed, the peak and what is still live, per scope and in total, counting
+//!   only that work even while other threads allocate elsewhere.
+//! - [`criterion::Allocated`](crate::criterion) and `Peak` (feature `criterion`) are criterion
+//!   measurements, so `cargo bench` reports the bytes a component allocates, or its peak, per
+//!   iteration.
+//!
+//! # Export and the report
+//!
+//! - [`metrics::Publisher`](crate::metrics) (feature `metrics`) publishes every tick through the
+//!   `metrics` facade (per-scope bytes and counts, the reconciliation's layers, the budget level),
+//!   for Prometheus or any other exporter.
+//! - [`Recorder`] (feature `serde`) appends every tick to a JSON Lines file; [`Recording`] reads
+//!   it back.
+//! - [`report::render_html`](crate::report) turns a recording into one self-contained HTML page
+//!   of charts and tables; the `memledger-report` command (feature `report`) does it from the
+//!   command line.
+//!
 //! # Guarantees
 //!
 //! The allocation path takes no lock, allocates nothing through the global allocator and never
@@ -112,7 +144,7 @@
 //! # Limits
 //!
 //! - Guards are per thread and `!Send`: a guard held across an `.await` would book other tasks
-//!   polled on that thread to its scope.
+//!   polled on that thread to its scope. Wrap the future with [`ScopeExt::in_scope`] instead.
 //! - After `fork()`, the child keeps the parent's books and keeps working (the crate's locks are
 //!   closed across the fork); the parent's samplers have no thread there, so start a new one.
 //! - The hot path reads a `const` thread-local: targets without native thread-local storage are
@@ -127,42 +159,61 @@ mod budget;
 mod callsite;
 mod cells;
 mod counters;
+#[cfg(feature = "criterion")]
+pub mod criterion;
 mod error;
 mod fork;
+mod future;
 mod growth;
 mod handoff;
 mod history;
 #[cfg(feature = "serde")]
 mod json;
 mod ledger;
+mod measure;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod primitive;
 mod process;
 mod reconcile;
+#[cfg(feature = "serde")]
+mod recording;
 mod registry;
+#[cfg(feature = "serde")]
+pub mod report;
 mod sampler;
 mod scope;
 mod snapshot;
 mod status;
 mod tag;
 mod thread_exit;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
 pub use crate::allocator_stats::{AllocatorStats, AllocatorStatsUnavailable};
 pub use crate::budget::{
     limit_scope, Budget, BudgetBuilder, BudgetError, Level, Limit, ScopeBudget,
 };
 pub use crate::error::Error;
+pub use crate::future::{InScope, ScopeExt};
 pub use crate::growth::{growth_rate, GrowthRate, LeakDetection, SuspectedLeak};
 pub use crate::history::{HistoryEntry, ScopeSample};
 #[cfg(feature = "serde")]
 pub use crate::json::{from_json, to_json};
 pub use crate::ledger::Ledger;
+pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 pub use crate::process::{physical_memory, CgroupMemory, ProcessMemory, ReadError};
 pub use crate::reconcile::{BreakdownEntry, BreakdownKind, Gap, GapKind, Reconciliation};
+#[cfg(feature = "serde")]
+pub use crate::recording::{
+    Recorder, RecorderStats, Recording, RecordingError, RecordingErrorKind, RecordingHeader,
+    RECORDING_VERSION,
+};
 pub use crate::registry::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
 pub use crate::sampler::{
     monitor, Event, Sample, Sampler, SamplerBuilder, SamplerStats, Subscription,
 };
-pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard};
+pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard, ScopeHandle};
 pub use crate::snapshot::{snapshot, ScopeDiff, ScopeStats, Snapshot, SnapshotDiff, SubtreeStats};
 pub use crate::status::{Measure, Reason, Recommendation, ScopeStatus, Status};
 

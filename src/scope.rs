@@ -100,19 +100,96 @@ pub fn in_scope<R>(name: &str, f: impl FnOnce() -> R) -> R {
 /// assert_eq!(memledger::current_scope(), "project_indexes/parse");
 /// ```
 pub fn current_scope() -> String {
-    let id = counters::current_scope();
-    registry::with_registry(|registry| {
-        let scopes = registry.scopes();
-        let mut segments = Vec::new();
-        let mut cursor = id;
-        while cursor != registry::ROOT_SCOPE_ID {
-            let meta = &scopes[usize::from(cursor)];
-            segments.push(&*meta.name);
-            cursor = meta.parent;
+    ScopeHandle::current().path()
+}
+
+/// A scope, as a value that any thread can enter: work handed to another thread or a pool stays
+/// booked to the component that handed it over.
+///
+/// A handle is `Copy`, `Send` and `Sync`, and costs nothing to keep: scopes are never
+/// unregistered, so a handle stays valid for the life of the process. Entering it sets the scope
+/// itself, not a child of whatever is current on the entering thread.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+/// # fn main() {
+/// let _g = memledger::scope!("project_indexes");
+/// let here = memledger::ScopeHandle::current();
+/// let built = std::thread::spawn(move || here.in_scope(|| vec![0u8; 4096]))
+///     .join()
+///     .unwrap();
+/// let snap = memledger::snapshot();
+/// assert!(snap.scope("project_indexes").unwrap().live_bytes >= 4096);
+/// # drop(built);
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ScopeHandle {
+    id: Tag,
+}
+
+impl ScopeHandle {
+    /// The scope current on this thread.
+    pub fn current() -> ScopeHandle {
+        ScopeHandle {
+            id: counters::current_scope(),
         }
-        segments.reverse();
-        segments.join("/")
-    })
+    }
+
+    /// The unscoped root.
+    pub const fn root() -> ScopeHandle {
+        ScopeHandle {
+            id: registry::ROOT_SCOPE_ID,
+        }
+    }
+
+    /// The scope at the absolute `path` (`"project_indexes/parse"`), registered if it is new.
+    /// Past [`MAX_SCOPES`](crate::MAX_SCOPES) scopes, the overflow scope, as for [`enter`].
+    pub fn at(path: &str) -> ScopeHandle {
+        ScopeHandle::root().child(path)
+    }
+
+    /// The child `name` of this scope (`name` may hold several `/`-separated segments),
+    /// registered if it is new.
+    pub fn child(self, name: &str) -> ScopeHandle {
+        ScopeHandle {
+            id: registry::with_registry(|registry| registry.resolve(self.id, name)),
+        }
+    }
+
+    /// Makes this scope current on the calling thread until the guard is dropped.
+    #[inline]
+    pub fn enter(self) -> ScopeGuard {
+        ScopeGuard::set(self.id)
+    }
+
+    /// Runs `f` with this scope current on the calling thread.
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _guard = self.enter();
+        f()
+    }
+
+    #[cfg_attr(not(feature = "criterion"), allow(dead_code))]
+    pub(crate) fn id(self) -> Tag {
+        self.id
+    }
+
+    /// The scope's path (`""` for the unscoped root).
+    pub fn path(self) -> String {
+        registry::with_registry(|registry| {
+            let scopes = registry.scopes();
+            let mut segments = Vec::new();
+            let mut cursor = self.id;
+            while cursor != registry::ROOT_SCOPE_ID {
+                let meta = &scopes[usize::from(cursor)];
+                segments.push(&*meta.name);
+                cursor = meta.parent;
+            }
+            segments.reverse();
+            segments.join("/")
+        })
+    }
 }
 
 #[doc(hidden)]

@@ -1,0 +1,27 @@
+//! Recordings and the HTML report: any input either fails to read with an error that names a
+//! line of the input (or none), or reads as a recording that renders to one whole page, with
+//! nothing from the input left unescaped.
+#![no_main]
+
+use memledger::report::render_html;
+use memledger::Recording;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    match Recording::read(data) {
+        Ok(recording) => {
+            let html = render_html(&recording);
+            assert!(html.starts_with("<!DOCTYPE html>"), "a page starts as one");
+            assert!(html.ends_with("</html>\n"), "a page is written whole");
+            // The page's own scripts only: the error handler, the chart's figures (with
+            // samples) and the main script. Text from the input never opens or closes one.
+            let scripts = if recording.samples.is_empty() { 2 } else { 3 };
+            assert_eq!(html.matches("<script").count(), scripts);
+            assert_eq!(html.matches("</script>").count(), scripts);
+        }
+        Err(e) => {
+            let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+            assert!(e.line <= lines, "line {} of {lines}: {e}", e.line);
+            let _ = e.to_string();
+        }
+    }
+});
