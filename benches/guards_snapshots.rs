@@ -2,6 +2,9 @@
 //!
 //! - `guard/*`: one enter and the matching exit, by each way there is to enter a scope, beside a
 //!   baseline that swaps a thread-local `Cell` and back (the least a guard can do).
+//! - `guard/scope_handle`: entering a scope through a [`memledger::ScopeHandle`].
+//! - `poll/{bare,in_scope}`: one poll of a ready future, bare and wrapped with
+//!   [`memledger::ScopeExt`], which enters and leaves the scope around the poll.
 //! - `snapshot/<scopes>_scopes/<threads>_threads`: one [`memledger::snapshot`] while `threads`
 //!   live threads have each booked to `scopes` distinct scopes.
 //!
@@ -13,6 +16,7 @@
 //! too, but they only hold the counter pages that case touched.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::thread;
@@ -21,7 +25,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 #[path = "support/mod.rs"]
 mod support;
-use memledger::Ledger;
+use memledger::{Ledger, ScopeExt};
 use tikv_jemallocator::Jemalloc;
 
 #[global_allocator]
@@ -68,6 +72,33 @@ fn guards(c: &mut Criterion) {
         b.iter(|| {
             let _g = memledger::enter(black_box("x"));
             black_box(&_g);
+        });
+    });
+    let handle = memledger::ScopeHandle::at("bench_handle");
+    group.bench_function("scope_handle", |b| {
+        b.iter(|| {
+            let _g = black_box(handle).enter();
+            black_box(&_g);
+        });
+    });
+    group.finish();
+
+    // One poll of a ready future, bare and wrapped with `in_scope`: what the wrapper adds per
+    // poll.
+    let mut group = c.benchmark_group("poll");
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            let mut fut = std::pin::pin!(std::future::ready(black_box(1u32)));
+            black_box(fut.as_mut().poll(&mut cx))
+        });
+    });
+    group.bench_function("in_scope", |b| {
+        b.iter(|| {
+            let fut = std::future::ready(black_box(1u32)).with_scope(handle);
+            let mut fut = std::pin::pin!(fut);
+            black_box(fut.as_mut().poll(&mut cx))
         });
     });
     group.finish();

@@ -152,6 +152,9 @@ pub(crate) struct ThreadState {
 const GUARD_GENERATIONS: usize = 32;
 
 /// Marks a thread whose slab was given back at thread-local teardown.
+// A sentinel, not a dangling pointer to a `Slab`: 1, so that one comparison (`<= RELEASED`)
+// tells both null and released apart from a slab.
+#[allow(clippy::manual_dangling_ptr)]
 const RELEASED: *const Slab = 1 as *const Slab;
 
 std::thread_local! {

@@ -16,7 +16,7 @@
 //! use memledger::criterion::{Allocated, Peak};
 //!
 //! #[global_allocator]
-//! static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+//! static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
 //!
 //! fn build() -> Vec<String> {
 //!     let _g = memledger::scope!("index");
@@ -46,7 +46,9 @@
 //!
 //! Both read the books with [`snapshot`](crate::snapshot), outside the timed loop; the figures are
 //! exact when the routine's threads are joined by the end of each sample, and [`Peak`] is exact
-//! when one thread books to the scope (see [`ScopeStats`](crate::ScopeStats)).
+//! when only the benchmark's thread books to the scope (see [`measure`](crate::measure) for what
+//! a restarted peak means otherwise). [`Peak`] restarts the scope's peak, which samplers and
+//! snapshots see too.
 
 use ::criterion::measurement::{Measurement, ValueFormatter};
 use ::criterion::Throughput;

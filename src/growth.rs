@@ -170,7 +170,7 @@ impl SlidingFit {
 
     /// Whether series `i` is zero at every instant of the window.
     pub(crate) fn is_zero(&self, i: usize) -> bool {
-        self.series.get(i).map_or(true, |s| s[0] == 0)
+        self.series.get(i).is_none_or(|s| s[0] == 0)
     }
 
     /// The slope (bytes per second) and fit of series `i`.

@@ -105,7 +105,7 @@
 //!   on whichever thread the runtime polls it, in the style of tracing's `Instrument`.
 //! - [`ScopeHandle`]: a `Copy + Send` handle to a scope that any thread, or a pool such as rayon,
 //!   can enter, so that handed-over work stays booked to the component that handed it over.
-//! - [`tracing::ScopeLayer`](crate::tracing) (feature `tracing`): a `tracing_subscriber` layer
+//! - `tracing::ScopeLayer` (feature `tracing`): a `tracing_subscriber` layer
 //!   that enters a span's scope while the span is entered, named by its `mem.scope` field or by
 //!   the span's name.
 //!
@@ -114,18 +114,18 @@
 //! - [`measure`] runs a closure in a scope of its own and returns its [`Footprint`]: bytes and
 //!   blocks allocated and freed, the peak and what is still live, per scope and in total, counting
 //!   only that work even while other threads allocate elsewhere.
-//! - [`criterion::Allocated`](crate::criterion) and `Peak` (feature `criterion`) are criterion
+//! - `criterion::Allocated` and `Peak` (feature `criterion`) are criterion
 //!   measurements, so `cargo bench` reports the bytes a component allocates, or its peak, per
 //!   iteration.
 //!
 //! # Export and the report
 //!
-//! - [`metrics::Publisher`](crate::metrics) (feature `metrics`) publishes every tick through the
+//! - `metrics::Publisher` (feature `metrics`) publishes every tick through the
 //!   `metrics` facade (per-scope bytes and counts, the reconciliation's layers, the budget level),
 //!   for Prometheus or any other exporter.
-//! - [`Recorder`] (feature `serde`) appends every tick to a JSON Lines file; [`Recording`] reads
-//!   it back.
-//! - [`report::render_html`](crate::report) turns a recording into one self-contained HTML page
+//! - `Recorder` (feature `serde`) appends every tick to a JSON Lines file; `Recording` reads it
+//!   back.
+//! - `report::render_html` (feature `serde`) turns a recording into one self-contained HTML page
 //!   of charts and tables; the `memledger-report` command (feature `report`) does it from the
 //!   command line.
 //!

@@ -33,7 +33,7 @@ pub struct ScopeFootprint {
 impl ScopeFootprint {
     /// Bytes the work left allocated (negative if it freed more than it kept).
     pub fn retained_bytes(&self) -> i64 {
-        self.live_after as i64 - self.live_before as i64
+        (self.live_after as i64).saturating_sub(self.live_before as i64)
     }
 
     /// How far the peak rose above the live bytes at the start.
@@ -58,11 +58,11 @@ impl ScopeFootprint {
         let before = before.unwrap_or(&zero);
         ScopeFootprint {
             path: path.to_string(),
-            allocated_bytes: after.allocated_bytes.wrapping_sub(before.allocated_bytes),
-            freed_bytes: after.freed_bytes.wrapping_sub(before.freed_bytes),
-            allocations: after.allocations.wrapping_sub(before.allocations),
-            deallocations: after.deallocations.wrapping_sub(before.deallocations),
-            reallocations: after.reallocations.wrapping_sub(before.reallocations),
+            allocated_bytes: after.allocated_bytes.saturating_sub(before.allocated_bytes),
+            freed_bytes: after.freed_bytes.saturating_sub(before.freed_bytes),
+            allocations: after.allocations.saturating_sub(before.allocations),
+            deallocations: after.deallocations.saturating_sub(before.deallocations),
+            reallocations: after.reallocations.saturating_sub(before.reallocations),
             live_before: before.live_bytes,
             live_after: after.live_bytes,
             peak_bytes: after
@@ -103,14 +103,14 @@ impl Footprint {
             ..ScopeFootprint::default()
         };
         for s in &self.scopes {
-            total.allocated_bytes += s.allocated_bytes;
-            total.freed_bytes += s.freed_bytes;
-            total.allocations += s.allocations;
-            total.deallocations += s.deallocations;
-            total.reallocations += s.reallocations;
-            total.live_before += s.live_before;
-            total.live_after += s.live_after;
-            total.peak_bytes += s.peak_bytes;
+            total.allocated_bytes = total.allocated_bytes.saturating_add(s.allocated_bytes);
+            total.freed_bytes = total.freed_bytes.saturating_add(s.freed_bytes);
+            total.allocations = total.allocations.saturating_add(s.allocations);
+            total.deallocations = total.deallocations.saturating_add(s.deallocations);
+            total.reallocations = total.reallocations.saturating_add(s.reallocations);
+            total.live_before = total.live_before.saturating_add(s.live_before);
+            total.live_after = total.live_after.saturating_add(s.live_after);
+            total.peak_bytes = total.peak_bytes.saturating_add(s.peak_bytes);
         }
         total
     }
@@ -185,10 +185,15 @@ pub struct Measured<R> {
 /// [`ScopeHandle`] (or a future wrapped with [`in_scope`](crate::ScopeExt::in_scope)) does.
 /// Scopes nested inside `f` are listed under `name`.
 ///
-/// Bytes and counts are exact once the threads that did the work are joined or idle. Peaks
-/// restart when the measurement starts: a scope's peak is exact when one thread booked to it,
-/// and within the resolution of [`ScopeStats`]'s `peak_bytes` otherwise. Measurements of the
-/// same scope should not overlap in time.
+/// Bytes and counts are exact once the threads that did the work are joined or idle.
+///
+/// The peaks of the measured scopes restart when the measurement starts, at their live bytes (so
+/// [`ScopeStats::peak_bytes`] reads from then on). A scope's peak is exact when only the calling
+/// thread books to it. Otherwise it has the resolution documented on [`ScopeStats`], and two more
+/// limits: a thread other than the caller that was the scope's only writer keeps its running
+/// maximum from before the restart (at most 64 KiB above its published bytes), and a publish by
+/// another thread while the restart runs may be lost. Measurements of the same scope should not
+/// overlap in time, and nothing else should book to the scope while one starts.
 ///
 /// ```
 /// # #[global_allocator]

@@ -20,7 +20,7 @@
 //! | Metric | Type | Labels | Value |
 //! |---|---|---|---|
 //! | `memledger_scope_live_bytes` | gauge | `scope` | bytes of the scope's live blocks |
-//! | `memledger_scope_peak_bytes` | gauge | `scope` | highest `live_bytes` since the process started |
+//! | `memledger_scope_peak_bytes` | gauge | `scope` | highest `live_bytes` since the process started, or since `measure` last restarted it |
 //! | `memledger_scope_allocations_total` | counter | `scope` | blocks allocated |
 //! | `memledger_scope_deallocations_total` | counter | `scope` | blocks freed |
 //! | `memledger_scope_reallocations_total` | counter | `scope` | blocks resized |
@@ -143,7 +143,7 @@ pub fn describe() {
     );
     bytes(
         SCOPE_PEAK,
-        "Highest live bytes of the scope since the process started.",
+        "Highest live bytes of the scope since the process started, or since its peak was last restarted.",
     );
     describe_counter!(
         SCOPE_ALLOCATIONS,

@@ -4,8 +4,9 @@
 //! A recording is a text file of one JSON document per line. The first line is a
 //! [`RecordingHeader`] whose `memledger_recording` field holds the format's version
 //! ([`RECORDING_VERSION`]); every other line is one [`Sample`], in the order the sampler ran them.
-//! A recording cut short (a process killed mid-write) loses at most its last, partial line, and
-//! [`Recording::read`] names that line.
+//! The recorder writes each line whole and flushes it, so a recording cut short (a process
+//! killed mid-write) loses at most its last line, which is then partial: [`Recording::read`]
+//! names it, and the lines before it read once it is removed.
 
 use std::fmt;
 use std::fs::File;
@@ -44,7 +45,9 @@ impl RecordingHeader {
             memledger_recording: RECORDING_VERSION,
             started_at: SystemTime::now(),
             pid: std::process::id(),
-            program: std::env::args().next(),
+            program: std::env::args_os()
+                .next()
+                .map(|arg| arg.to_string_lossy().into_owned()),
         }
     }
 }
@@ -201,8 +204,10 @@ impl Recording {
 ///
 /// The recorder subscribes to the sampler like any reader: a recorder that falls behind loses
 /// the oldest ticks, never blocks the sampler, and counts what it lost
-/// ([`RecorderStats::dropped`]). Each line is written whole and flushed when the recorder stops,
-/// when the sampler stops, or when the recorder is dropped.
+/// ([`RecorderStats::dropped`]). Each line is written whole and flushed at once, so the file can
+/// be read while the program runs. The recorder ends when it is stopped or dropped (after writing
+/// what is queued), or when the sampler stops. In the child of a `fork` it has no thread, and
+/// dropping it there does nothing.
 ///
 /// ```
 /// # #[global_allocator]
@@ -230,6 +235,8 @@ pub struct Recorder {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<io::Result<RecorderStats>>>,
     path: Option<PathBuf>,
+    /// The process that started the thread: a child of `fork` has no such thread.
+    pid: u32,
 }
 
 /// What a recorder wrote.
@@ -300,6 +307,7 @@ impl Recorder {
             stop: Some(stop),
             thread: Some(thread),
             path: None,
+            pid: std::process::id(),
         })
     }
 
@@ -316,6 +324,12 @@ impl Recorder {
     fn finish(&mut self) -> Result<RecorderStats, Error> {
         drop(self.stop.take());
         match self.thread.take() {
+            Some(thread) if std::process::id() != self.pid => {
+                // In the child of a fork the thread was never copied: its handle names a thread
+                // of the parent, which must be neither joined nor detached here.
+                std::mem::forget(thread);
+                Ok(RecorderStats::default())
+            }
             Some(thread) => match thread.join() {
                 Ok(result) => result.map_err(|error| Error::Io {
                     path: self.path.clone().unwrap_or_default(),
@@ -355,6 +369,7 @@ impl<W: Write> Lines<W> {
         let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
         line.push(b'\n');
         self.writer.write_all(&line)?;
+        self.writer.flush()?;
         self.stats.bytes += line.len() as u64;
         Ok(())
     }

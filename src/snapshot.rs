@@ -39,8 +39,9 @@ pub struct ScopeStats {
     pub name: String,
     /// Bytes of the scope's blocks that are still allocated.
     pub live_bytes: u64,
-    /// Highest `live_bytes` seen since the process started (see the type's docs for its
-    /// resolution under many threads).
+    /// Highest `live_bytes` seen since the process started, or since the scope's peak was last
+    /// restarted by [`crate::measure`] or a criterion `Peak` measurement (see the type's docs for
+    /// its resolution under many threads).
     pub peak_bytes: u64,
     /// Blocks allocated (`alloc` and `alloc_zeroed`).
     pub allocations: u64,

@@ -36,6 +36,7 @@
 
 use core::cell::RefCell;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ::tracing::field::{Field, Visit};
 use ::tracing::span::{Attributes, Id};
@@ -55,10 +56,20 @@ enum Naming {
 }
 
 /// A layer that enters a span's scope while the span is entered. See the [module docs](self).
+///
+/// Spans are expected to exit in the reverse order of their entries on a thread, as tracing's
+/// guards do. A span that exits while spans entered after it are still entered ends their scopes
+/// too (as an outer [`ScopeGuard`] does), until they are entered again.
 #[derive(Clone, Copy, Debug)]
 pub struct ScopeLayer {
     naming: Naming,
+    /// Tells this layer's entries from another's on the same thread: span ids are unique only
+    /// within one subscriber.
+    id: u64,
 }
+
+/// Ids of layers.
+static NEXT_LAYER: AtomicU64 = AtomicU64::new(0);
 
 impl Default for ScopeLayer {
     fn default() -> Self {
@@ -74,15 +85,19 @@ impl ScopeLayer {
 
     /// Spans with the field `name` get the scope it names.
     pub fn field(name: &'static str) -> ScopeLayer {
-        ScopeLayer {
-            naming: Naming::Field(name),
-        }
+        ScopeLayer::with(Naming::Field(name))
     }
 
     /// Every span gets a scope named after the span.
     pub fn span_names() -> ScopeLayer {
+        ScopeLayer::with(Naming::SpanName)
+    }
+
+    fn with(naming: Naming) -> ScopeLayer {
         ScopeLayer {
-            naming: Naming::SpanName,
+            naming,
+            // Relaxed: only distinctness matters.
+            id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
@@ -112,7 +127,7 @@ impl Visit for FieldValue {
 
 std::thread_local! {
     /// The guards of the spans entered on this thread, innermost last.
-    static ENTERED: RefCell<Vec<(Id, ScopeGuard)>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<(u64, Id, ScopeGuard)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<S> Layer<S> for ScopeLayer
@@ -151,15 +166,18 @@ where
         let guard = handle.enter();
         let _ = ENTERED.try_with(|entered| {
             let _own = ScopeGuard::own();
-            entered.borrow_mut().push((id.clone(), guard));
+            entered.borrow_mut().push((self.id, id.clone(), guard));
         });
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let _ = ENTERED.try_with(|entered| {
             let mut entered = entered.borrow_mut();
-            if let Some(at) = entered.iter().rposition(|(entered_id, _)| entered_id == id) {
-                let (_, guard) = entered.remove(at);
+            let mine = |(layer, entered_id, _): &(u64, Id, ScopeGuard)| {
+                *layer == self.id && entered_id == id
+            };
+            if let Some(at) = entered.iter().rposition(mine) {
+                let (_, _, guard) = entered.remove(at);
                 drop(entered);
                 drop(guard);
             }

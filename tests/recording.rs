@@ -182,3 +182,49 @@ fn unreadable_recordings_name_the_line() {
     assert_eq!(err.line, 0);
     assert!(matches!(err.kind, RecordingErrorKind::Io(_)));
 }
+
+/// A recorder dropped without `stop` still writes what it was sent, whole.
+#[test]
+fn a_dropped_recorder_writes_what_it_was_sent() {
+    let path = temp("dropped");
+    let sampler = Sampler::builder()
+        .interval(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    let recorder = Recorder::create(&sampler, &path).unwrap();
+    let sent: Vec<u64> = (0..3).map(|_| sampler.sample_now().sequence).collect();
+    drop(recorder);
+    let recording = Recording::open(&path).unwrap();
+    let read: Vec<u64> = recording.samples.iter().map(|s| s.sequence).collect();
+    assert!(
+        sent.iter().all(|s| read.contains(s)),
+        "{read:?} lacks some of {sent:?}"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Lines are flushed as they are written: the file can be read while the recorder runs.
+#[test]
+fn the_file_can_be_read_while_recording() {
+    let path = temp("live");
+    let sampler = Sampler::builder()
+        .interval(Duration::from_secs(3600))
+        .start()
+        .unwrap();
+    let recorder = Recorder::create(&sampler, &path).unwrap();
+    let sent = sampler.sample_now().sequence;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let recording = Recording::open(&path).unwrap();
+        if recording.samples.iter().any(|s| s.sequence == sent) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sample never reached the file"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    recorder.stop().unwrap();
+    std::fs::remove_file(&path).unwrap();
+}

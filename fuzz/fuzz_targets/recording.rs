@@ -6,6 +6,14 @@
 use memledger::report::render_html;
 use memledger::Recording;
 
+/// The elements the report writes.
+const PAGE_TAGS: &[&str] = &[
+    "b", "body", "caption", "circle", "details", "div", "footer", "g", "h1", "h2", "h3", "head",
+    "header", "html", "li", "line", "meta", "p", "path", "polyline", "pre", "rect", "script",
+    "section", "span", "style", "summary", "svg", "table", "tbody", "td", "text", "th", "thead",
+    "title", "tr", "ul",
+];
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     match Recording::read(data) {
         Ok(recording) => {
@@ -17,6 +25,18 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             let scripts = if recording.samples.is_empty() { 2 } else { 3 };
             assert_eq!(html.matches("<script").count(), scripts);
             assert_eq!(html.matches("</script>").count(), scripts);
+            // Every tag is one the page itself writes: a scope name such as `<img onerror=..>`
+            // arrives escaped.
+            for (at, _) in html.match_indices('<') {
+                let name: String = html[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                assert!(
+                    name.is_empty() || PAGE_TAGS.contains(&name.as_str()),
+                    "a tag the page does not write: <{name}"
+                );
+            }
         }
         Err(e) => {
             let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;

@@ -98,7 +98,8 @@ fn main() -> ExitCode {
     };
     let (input, output) = match command {
         Command::Help => {
-            print!("{USAGE}");
+            // A closed standard output is no reason to panic.
+            let _ = write!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Command::Render { input, output } => {
@@ -130,7 +131,9 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let samples = recording.samples.len();
-    println!(
+    // The page is written: a closed standard output only loses this line.
+    let _ = writeln!(
+        std::io::stdout(),
         "memledger-report: wrote {} ({samples} sample{}, {} KiB)",
         output.display(),
         if samples == 1 { "" } else { "s" },
