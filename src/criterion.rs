@@ -95,6 +95,27 @@ fn normalize(path: &str) -> String {
         .join("/")
 }
 
+/// The parts of [`Measurement`] that a count of bytes shares: values add up, and show as bytes.
+macro_rules! bytes_value {
+    () => {
+        fn add(&self, v1: &u64, v2: &u64) -> u64 {
+            v1.saturating_add(*v2)
+        }
+
+        fn zero(&self) -> u64 {
+            0
+        }
+
+        fn to_f64(&self, value: &u64) -> f64 {
+            *value as f64
+        }
+
+        fn formatter(&self) -> &dyn ValueFormatter {
+            &BytesFormatter
+        }
+    };
+}
+
 /// Bytes allocated per iteration: allocations plus realloc growth, in a scope and its
 /// descendants or in the whole program.
 #[derive(Clone, Debug)]
@@ -130,21 +151,7 @@ impl Measurement for Allocated {
         self.target.read().0.wrapping_sub(start)
     }
 
-    fn add(&self, v1: &u64, v2: &u64) -> u64 {
-        v1 + v2
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &BytesFormatter
-    }
+    bytes_value!();
 }
 
 /// The peak of a scope's live bytes above where they started, per iteration.
@@ -209,21 +216,7 @@ impl Measurement for Peak {
         self.read().0.saturating_sub(start)
     }
 
-    fn add(&self, v1: &u64, v2: &u64) -> u64 {
-        v1 + v2
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &BytesFormatter
-    }
+    bytes_value!();
 }
 
 /// Shows bytes as B, KiB, MiB or GiB.

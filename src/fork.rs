@@ -50,6 +50,21 @@ pub(crate) fn gate() -> Gate {
     }
 }
 
+/// Joins `thread`, which process `pid` started. In the child of a fork the thread was never
+/// copied: its handle names a thread of the parent, which must be neither joined nor detached
+/// there, so it is forgotten and `None` returned.
+pub(crate) fn join_unless_forked<T>(
+    thread: std::thread::JoinHandle<T>,
+    pid: u32,
+) -> Option<std::thread::Result<T>> {
+    if std::process::id() == pid {
+        Some(thread.join())
+    } else {
+        std::mem::forget(thread);
+        None
+    }
+}
+
 /// Registers the fork handlers, once per process.
 fn arrange() {
     #[cfg(all(unix, not(miri)))]

@@ -455,13 +455,7 @@ impl Publisher {
     fn shutdown(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
-            if std::process::id() == self.pid {
-                let _ = thread.join();
-            } else {
-                // In the child of a fork the thread was never copied: its handle names a thread
-                // of the parent, which must be neither joined nor detached here.
-                std::mem::forget(thread);
-            }
+            let _ = crate::fork::join_unless_forked(thread, self.pid);
         }
     }
 }

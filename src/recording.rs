@@ -323,23 +323,20 @@ impl Recorder {
 
     fn finish(&mut self) -> Result<RecorderStats, Error> {
         drop(self.stop.take());
-        match self.thread.take() {
-            Some(thread) if std::process::id() != self.pid => {
-                // In the child of a fork the thread was never copied: its handle names a thread
-                // of the parent, which must be neither joined nor detached here.
-                std::mem::forget(thread);
-                Ok(RecorderStats::default())
-            }
-            Some(thread) => match thread.join() {
-                Ok(result) => result.map_err(|error| Error::Io {
-                    path: self.path.clone().unwrap_or_default(),
-                    error,
-                }),
-                Err(_) => Err(Error::Io {
-                    path: self.path.clone().unwrap_or_default(),
-                    error: io::Error::other("the recorder thread panicked"),
-                }),
-            },
+        let joined = self
+            .thread
+            .take()
+            .and_then(|thread| crate::fork::join_unless_forked(thread, self.pid));
+        match joined {
+            Some(Ok(result)) => result.map_err(|error| Error::Io {
+                path: self.path.clone().unwrap_or_default(),
+                error,
+            }),
+            Some(Err(_)) => Err(Error::Io {
+                path: self.path.clone().unwrap_or_default(),
+                error: io::Error::other("the recorder thread panicked"),
+            }),
+            // Already stopped, or in the child of a fork.
             None => Ok(RecorderStats::default()),
         }
     }
