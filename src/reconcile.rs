@@ -305,13 +305,7 @@ impl Reconciliation {
 impl fmt::Display for Reconciliation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rss = self.process.rss_bytes;
-        let pct = |b: u64| {
-            if rss == 0 {
-                0.0
-            } else {
-                b as f64 * 100.0 / rss as f64
-            }
-        };
+        let pct = |b: u64| crate::status::percent(b, rss);
         writeln!(f, "{:<58}  {:>11}  {:>6}", "layer", "bytes", "of RSS")?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, bytes: u64| {
             writeln!(

@@ -1116,13 +1116,7 @@ impl<'a> Page<'a> {
         let height = rows.len() as f64 * ROW_H + 8.0;
         let x_of = |v: u64| LABEL_W + v as f64 / scale * bar_w;
         let rss = r.process.rss_bytes;
-        let pct = |v: u64| {
-            if rss == 0 {
-                0.0
-            } else {
-                v as f64 * 100.0 / rss as f64
-            }
-        };
+        let pct = |v: u64| crate::status::percent(v, rss);
         writeln!(
             out,
             "<svg class=\"waterfall\" viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\" \

@@ -121,7 +121,7 @@ pub struct Status {
 }
 
 /// Percentage of `part` in `whole` (zero for an empty whole).
-fn percent(part: u64, whole: u64) -> f64 {
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
