@@ -54,7 +54,8 @@ use ::criterion::measurement::{Measurement, ValueFormatter};
 use ::criterion::Throughput;
 
 use crate::counters;
-use crate::snapshot::snapshot;
+use crate::measure::in_subtree;
+use crate::snapshot::{normalize, snapshot};
 
 /// Which scopes a measurement reads.
 #[derive(Clone, Debug)]
@@ -80,19 +81,12 @@ impl Target {
             Target::Scope(path) => snap
                 .scopes()
                 .iter()
-                .filter(|s| s.path == *path || s.path.starts_with(&format!("{path}/")))
+                .filter(|s| in_subtree(&s.path, path))
                 .fold((0, 0), |(a, l), s| {
                     (a + s.allocated_bytes, l + s.live_bytes)
                 }),
         }
     }
-}
-
-fn normalize(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// The parts of [`Measurement`] that a count of bytes shares: values add up, and show as bytes.

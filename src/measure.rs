@@ -4,7 +4,7 @@ use core::fmt;
 
 use crate::counters;
 use crate::scope::ScopeHandle;
-use crate::snapshot::{human_bytes, snapshot, ScopeStats, Snapshot};
+use crate::snapshot::{human_bytes, normalize, snapshot, ScopeStats, Snapshot};
 
 /// What one scope did during a measurement (see [`measure`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct Footprint {
 impl Footprint {
     /// The footprint of the scope at `path` (absolute, as in [`ScopeStats::path`]).
     pub fn scope(&self, path: &str) -> Option<&ScopeFootprint> {
-        let path = path.trim_matches('/');
+        let path = normalize(path);
         self.scopes.iter().find(|s| s.path == path)
     }
 
@@ -118,11 +118,11 @@ impl Footprint {
     /// The footprint of `path` and its descendants between two snapshots. Peaks are as the later
     /// snapshot read them: the high-water mark since the process started, unless restarted.
     pub fn between(before: &Snapshot, after: &Snapshot, path: &str) -> Footprint {
-        let path = path.trim_matches('/');
+        let path = normalize(path);
         let scopes = after
             .scopes()
             .iter()
-            .filter(|s| in_subtree(&s.path, path))
+            .filter(|s| in_subtree(&s.path, &path))
             .map(|s| ScopeFootprint::between(&s.path, before.scope(&s.path), s))
             .filter(|f| f.path == path || f.allocations + f.reallocations + f.deallocations > 0)
             .collect();
@@ -131,7 +131,7 @@ impl Footprint {
 }
 
 /// Whether `path` is `root` or under it.
-fn in_subtree(path: &str, root: &str) -> bool {
+pub(crate) fn in_subtree(path: &str, root: &str) -> bool {
     root.is_empty()
         || path == root
         || (path.len() > root.len()

@@ -314,7 +314,7 @@ impl Snapshot {
     pub const PEAK_RESOLUTION_PER_THREAD: u64 = PUBLISH_THRESHOLD as u64;
 }
 
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     path.split('/')
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
