@@ -169,8 +169,18 @@ std::thread_local! {
     };
 }
 
+/// Whether this thread holds a counter slab (so its release at thread exit is arranged).
+#[cfg_attr(not(all(feature = "arenas", target_os = "linux")), allow(dead_code))]
+pub(crate) fn holds_slab() -> bool {
+    STATE
+        .try_with(|s| s.slab.get() as usize > RELEASED as usize)
+        .unwrap_or(false)
+}
+
 /// Gives this thread's slab back; from now on the thread books through the shared slots.
 pub(crate) fn release_thread_slab() {
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    crate::arenas::release_thread();
     let _ = STATE.try_with(|state| {
         state.cell.set(ptr::null());
         let slab = state.slab.replace(RELEASED);
@@ -324,7 +334,7 @@ fn counter_slow<A: GlobalAlloc>(
 
 /// Allocates a zeroed `T` from the inner allocator for the ledger's own use, booked to the
 /// crate's own scope. Such blocks are never freed, so they carry no tag.
-fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
+pub(crate) fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
     let layout = Layout::new::<T>();
     // SAFETY:
     // - `layout` has a non-zero size (`Page` and `Slab` hold counters).

@@ -111,7 +111,7 @@ impl<A: GlobalAlloc> Ledger<A> {
     /// total)))` for a reservation, `Ok(None)` for a shrink or an unlimited scope.
     #[cold]
     #[inline(never)]
-    fn reserve_growth(
+    pub(crate) fn reserve_growth(
         scope: counters::Tag,
         old: usize,
         new: usize,

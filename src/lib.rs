@@ -155,6 +155,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod allocator_stats;
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+mod arena_ledger;
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+mod arenas;
 mod budget;
 mod callsite;
 mod cells;
@@ -191,6 +195,10 @@ mod thread_exit;
 pub mod tracing;
 
 pub use crate::allocator_stats::{AllocatorStats, AllocatorStatsUnavailable};
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+pub use crate::arena_ledger::{ArenaLedger, ScopeArena};
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+pub use crate::arenas::ArenaUsage;
 pub use crate::budget::{
     limit_scope, Budget, BudgetBuilder, BudgetError, Level, Limit, ScopeBudget,
 };

@@ -180,7 +180,8 @@ impl Reconciliation {
             .scopes()
             .iter()
             .fold(0u64, |total, s| total.saturating_add(s.live_blocks()));
-        let tagged_blocks = ledger_blocks.saturating_sub(crate::counters::untagged_blocks());
+        let tagged_blocks =
+            ledger_blocks.saturating_sub(crate::counters::untagged_blocks() + arena_blocks());
         let rss = process.rss_bytes;
         let percent = |bytes: u64| {
             if rss == 0 {
@@ -374,6 +375,14 @@ impl fmt::Display for Reconciliation {
         }
         Ok(())
     }
+}
+
+/// Live blocks that carry no trailer because they sit in their scope's arena.
+fn arena_blocks() -> u64 {
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    return crate::arenas::live_blocks();
+    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    0
 }
 
 #[cfg(test)]

@@ -170,6 +170,11 @@ impl ScopeHandle {
         f()
     }
 
+    #[cfg_attr(not(all(feature = "arenas", target_os = "linux")), allow(dead_code))]
+    pub(crate) fn from_id(id: Tag) -> ScopeHandle {
+        ScopeHandle { id }
+    }
+
     #[cfg_attr(not(feature = "criterion"), allow(dead_code))]
     pub(crate) fn id(self) -> Tag {
         self.id

@@ -1,0 +1,852 @@
+//! Owners by address: a jemalloc arena per scope for the blocks a trailer would push into the next
+//! size class.
+//!
+//! The trailer of [`crate::tag`] costs no memory when the block's size class leaves 2 spare bytes:
+//! `size + 2` lands in the same class. It costs a whole class step when it does not, and Rust's
+//! doubling growth puts most buffers exactly on a class. Those blocks (here "full" blocks) are
+//! allocated instead from an arena of their scope's own, carrying no trailer; their owner is found
+//! from their address.
+//!
+//! # Where arena memory lives
+//!
+//! The arenas get their memory from this module's extent hooks, which carve it out of one region of
+//! address space reserved at the first arena's creation ([`REGION_SIZE`], `MAP_NORESERVE`: only
+//! the pages jemalloc touches become resident). The region is cut into chunks of
+//! [`CHUNK_SIZE`], and each chunk serves one arena only; a table with one byte per chunk names the
+//! arena. So a free tells an arena block from a trailer block with one subtraction and one
+//! comparison, and finds its owner with two loads: no hashing, no lock.
+//!
+//! # Thread caches
+//!
+//! jemalloc's automatic thread cache hands out blocks of any arena, which would mix owners. Each
+//! (thread, arena) pair therefore gets an explicit cache (`tcache.create`), used for that arena's
+//! allocations and for the frees of its blocks on that thread. Per-thread tables are kept in
+//! [`ThreadArenas`], never freed and reused by the next thread, as the counter slabs are; a thread
+//! that exits flushes its caches (their blocks go back to their arenas) and leaves them to the
+//! next.
+//!
+//! # Limits
+//!
+//! At most [`MAX_ARENAS`] arenas (the allocator's own limit may be lower) and a per-thread limit
+//! of explicit caches. Past the arena limit, or if the region cannot be reserved, a scope's full
+//! blocks take the trailer as before (exact, at the old memory cost). Past the cache limit, a
+//! thread allocates and frees in that arena without a cache (`MALLOCX_TCACHE_NONE`: exact, no
+//! memory held, slower). Neither case is ever undefined behaviour or a lost block.
+
+use core::cell::Cell;
+use core::ffi::{c_char, c_uint, c_void};
+use core::ptr;
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+};
+use std::sync::Mutex;
+
+use tikv_jemalloc_sys as ffi;
+
+/// C's `bool`, as the extent hooks take and return it.
+type CBool = bool;
+
+use crate::registry::MAX_SCOPES;
+use crate::tag::Tag;
+
+/// The most arenas the crate makes, whatever the allocator's own limit.
+pub const MAX_ARENAS: usize = 254;
+
+/// Address space reserved for all arenas together: 1 TiB.
+pub const REGION_SIZE: usize = 1 << 40;
+
+/// The unit in which the region is handed to arenas: 2 MiB.
+pub const CHUNK_SIZE: usize = 1 << CHUNK_SHIFT;
+const CHUNK_SHIFT: u32 = 21;
+const CHUNKS: usize = REGION_SIZE >> CHUNK_SHIFT;
+
+/// The region's base before it is reserved: `ptr - base` is then at least [`REGION_SIZE`] for
+/// every pointer from 1 up to the top of the user address space, so no block is taken for an
+/// arena block.
+const NO_REGION: usize = usize::MAX - REGION_SIZE + 1;
+
+/// The region's base address, [`NO_REGION`] until it is reserved.
+static BASE: AtomicUsize = AtomicUsize::new(NO_REGION);
+
+/// Set when the region could not be reserved: no arena is ever made.
+static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+
+/// `1 + slot` of the arena each chunk serves; 0 for a chunk not handed out.
+// SAFETY (of the all-zero initialiser): zeros are valid `AtomicU8`s.
+static CHUNK_ARENA: [AtomicU8; CHUNKS] = [const { AtomicU8::new(0) }; CHUNKS];
+
+/// Per scope: 0 before its arena was asked for, `1 + slot` when it has one, [`NO_ARENA`] when
+/// it cannot have one.
+static SCOPE_ARENA: [AtomicU8; MAX_SCOPES] = [const { AtomicU8::new(0) }; MAX_SCOPES];
+const NO_ARENA: u8 = u8::MAX;
+
+/// Per slot: jemalloc's index of the arena, and the scope it serves.
+static ARENA_INDEX: [AtomicU32; MAX_ARENAS] = [const { AtomicU32::new(0) }; MAX_ARENAS];
+static ARENA_SCOPE: [AtomicU16; MAX_ARENAS] = [const { AtomicU16::new(0) }; MAX_ARENAS];
+/// Arenas made so far.
+static ARENAS: AtomicUsize = AtomicUsize::new(0);
+
+/// jemalloc's arena index → `1 + slot`, for the hooks, which are told the index only. 0 for the
+/// arena being made (its slot is [`Carver::pending`]).
+static INDEX_SLOT: [AtomicU8; 4096] = [const { AtomicU8::new(0) }; 4096];
+
+/// Live arena blocks booked by threads that have no [`ThreadArenas`].
+static SHARED_LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// Explicit thread caches made so far, over all threads.
+static TCACHES: AtomicUsize = AtomicUsize::new(0);
+
+/// The part of the region each arena is carving, and the next free chunk.
+struct Carver {
+    /// Next unused chunk of the region.
+    next_chunk: usize,
+    /// Per slot, the free range `[start, end)` of the arena's last chunks.
+    free: [(usize, usize); MAX_ARENAS],
+    /// The slot of the arena being made, whose hooks run before its index is known.
+    pending: usize,
+}
+
+static CARVER: Mutex<Carver> = Mutex::new(Carver {
+    next_chunk: 0,
+    free: [(0, 0); MAX_ARENAS],
+    pending: 0,
+});
+
+/// Serialises arena creation (the slot count, `pending`).
+static CREATING: Mutex<()> = Mutex::new(());
+
+/// The largest small size class of jemalloc with 4 KiB pages.
+const SMALL_MAX: usize = 14 * 1024;
+
+/// jemalloc's page.
+const PAGE: usize = 4096;
+
+/// The jemalloc size class of a request of `size` bytes at an alignment of at most 16 and at
+/// most `size` (sizes up to `isize::MAX`): small classes are 8, 16, then four per doubling with
+/// steps of at least 16; a large block takes whole pages (jemalloc's default
+/// `disable_large_size_classes`). A wrong answer (another page size, another configuration)
+/// costs memory, never exactness: both kinds of block are booked and freed correctly.
+#[inline(always)]
+pub(crate) fn size_class(size: usize) -> usize {
+    if size <= 16 {
+        return if size <= 8 { 8 } else { 16 };
+    }
+    if size > SMALL_MAX {
+        return (size + PAGE - 1) & !(PAGE - 1);
+    }
+    // `size` lies in (2^(lg - 1), 2^lg]: the classes of that group are 2^(lg - 3) apart.
+    let lg = usize::BITS - (size - 1).leading_zeros();
+    let step = (1usize << (lg - 3)).max(16);
+    (size + step - 1) & !(step - 1)
+}
+
+/// Whether a block of `size` bytes at `align` goes to its scope's arena: its class leaves fewer
+/// spare bytes than the trailer needs, and its alignment is one jemalloc gives without a flag.
+#[inline(always)]
+pub(crate) fn is_full(size: usize, align: usize) -> bool {
+    align <= 16
+        && align <= size
+        && size <= isize::MAX as usize / 2
+        && size_class(size) - size < crate::tag::TAG_SIZE
+}
+
+/// The offset of `ptr` in the region, if it lies there.
+#[inline(always)]
+pub(crate) fn region_offset(ptr: *const u8) -> Option<usize> {
+    // Relaxed: a block in the region was handed out after the base was stored (the region is
+    // reserved before any arena exists), through jemalloc's and the caller's synchronisation.
+    let offset = (ptr as usize).wrapping_sub(BASE.load(Ordering::Relaxed));
+    (offset < REGION_SIZE).then_some(offset)
+}
+
+/// The arena slot serving the chunk at `offset`.
+#[inline(always)]
+fn chunk_slot(offset: usize) -> usize {
+    // Relaxed: the chunk's entry was stored before jemalloc got the chunk (see `region_offset`).
+    usize::from(CHUNK_ARENA[(offset >> CHUNK_SHIFT) % CHUNKS].load(Ordering::Relaxed))
+        .wrapping_sub(1)
+        % MAX_ARENAS
+}
+
+/// The scope owning the arena block at `offset` and the arena's slot.
+#[inline(always)]
+pub(crate) fn owner(offset: usize) -> (Tag, usize) {
+    let slot = chunk_slot(offset);
+    (ARENA_SCOPE[slot].load(Ordering::Relaxed), slot)
+}
+
+/// The slot of `scope`'s arena, making the arena if `max` allows; `None` if it has none.
+#[inline(always)]
+pub(crate) fn arena_of(scope: Tag, max: usize) -> Option<usize> {
+    match SCOPE_ARENA[usize::from(scope) % MAX_SCOPES].load(Ordering::Acquire) {
+        0 => make_arena(scope, max),
+        NO_ARENA => None,
+        slot => Some(usize::from(slot) - 1),
+    }
+}
+
+/// Makes `scope`'s arena, or marks it as having none.
+#[cold]
+#[inline(never)]
+fn make_arena(scope: Tag, max: usize) -> Option<usize> {
+    let entry = &SCOPE_ARENA[usize::from(scope) % MAX_SCOPES];
+    let Ok(_creating) = CREATING.lock() else {
+        return None;
+    };
+    match entry.load(Ordering::Acquire) {
+        0 => {}
+        NO_ARENA => return None,
+        slot => return Some(usize::from(slot) - 1),
+    }
+    let slot = ARENAS.load(Ordering::Relaxed);
+    if slot >= max.min(MAX_ARENAS) || !reserve_region() {
+        entry.store(NO_ARENA, Ordering::Release);
+        return None;
+    }
+    match CARVER.lock() {
+        Ok(mut carver) => carver.pending = slot,
+        Err(_) => return None,
+    }
+    ARENA_SCOPE[slot].store(scope, Ordering::Relaxed);
+    let mut index: c_uint = 0;
+    let mut len = core::mem::size_of::<c_uint>();
+    let mut hooks: *mut ffi::extent_hooks_t = ptr::addr_of!(HOOKS.0).cast_mut();
+    // SAFETY:
+    // - "arenas.create" reads an `unsigned` (the new index) and takes an `extent_hooks_t *`;
+    //   `index`/`len` and `hooks` are valid for those sizes;
+    // - `HOOKS` is a static that lives for the whole program and is never written.
+    let failed = unsafe {
+        ffi::mallctl(
+            c"arenas.create".as_ptr().cast::<c_char>(),
+            ptr::addr_of_mut!(index).cast::<c_void>(),
+            &mut len,
+            ptr::addr_of_mut!(hooks).cast::<c_void>(),
+            core::mem::size_of::<*mut ffi::extent_hooks_t>(),
+        )
+    } != 0;
+    if failed || index as usize >= INDEX_SLOT.len() {
+        entry.store(NO_ARENA, Ordering::Release);
+        return None;
+    }
+    INDEX_SLOT[index as usize].store(slot as u8 + 1, Ordering::Release);
+    ARENA_INDEX[slot].store(index, Ordering::Relaxed);
+    ARENAS.store(slot + 1, Ordering::Relaxed);
+    // Release: a thread that reads the slot (acquire) sees the arena's index and scope.
+    entry.store(slot as u8 + 1, Ordering::Release);
+    Some(slot)
+}
+
+/// Reserves the region once; `false` if it cannot be.
+fn reserve_region() -> bool {
+    if BASE.load(Ordering::Relaxed) != NO_REGION {
+        return true;
+    }
+    if UNAVAILABLE.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY:
+    // - an anonymous private mapping at an address of the kernel's choosing touches no existing
+    //   memory; `MAP_NORESERVE` commits no memory until pages are touched.
+    let base = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            REGION_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        UNAVAILABLE.store(true, Ordering::Relaxed);
+        return false;
+    }
+    BASE.store(base as usize, Ordering::Release);
+    true
+}
+
+/// The address space reserved for arenas, in bytes: [`REGION_SIZE`] once an arena exists, else 0.
+fn reserved_bytes() -> usize {
+    if BASE.load(Ordering::Relaxed) == NO_REGION {
+        0
+    } else {
+        REGION_SIZE
+    }
+}
+
+/// Carves `size` bytes at `alignment` for the arena in `slot`.
+fn carve(carver: &mut Carver, slot: usize, size: usize, alignment: usize) -> *mut c_void {
+    let base = BASE.load(Ordering::Acquire);
+    if base == NO_REGION || alignment == 0 || !alignment.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    // Offsets in the region; the region itself is page-aligned, so alignments are taken on the
+    // absolute address.
+    let align_up = |offset: usize| ((base + offset + alignment - 1) & !(alignment - 1)) - base;
+    let (start, end) = carver.free[slot];
+    if start != end {
+        let aligned = align_up(start);
+        if aligned.checked_add(size).is_some_and(|e| e <= end) {
+            carver.free[slot] = (aligned + size, end);
+            return (base + aligned) as *mut c_void;
+        }
+    }
+    // New chunks, continuing the arena's free range when they follow it. Alignments up to a page
+    // hold at any chunk start; larger ones may need slack.
+    let first = carver.next_chunk;
+    let start = if end == first << CHUNK_SHIFT && start != end {
+        start
+    } else {
+        first << CHUNK_SHIFT
+    };
+    let slack = if alignment <= 4096 { 0 } else { alignment - 1 };
+    let Some(needed) = size.checked_add(slack).and_then(|n| n.checked_add(start)) else {
+        return ptr::null_mut();
+    };
+    let chunks = needed
+        .saturating_sub(first << CHUNK_SHIFT)
+        .div_ceil(CHUNK_SIZE);
+    if chunks == 0 || chunks > CHUNKS - first {
+        return ptr::null_mut();
+    }
+    for chunk in &CHUNK_ARENA[first..first + chunks] {
+        chunk.store(slot as u8 + 1, Ordering::Release);
+    }
+    carver.next_chunk = first + chunks;
+    let end = (first + chunks) << CHUNK_SHIFT;
+    let aligned = align_up(start);
+    if aligned + size > end {
+        return ptr::null_mut();
+    }
+    carver.free[slot] = (aligned + size, end);
+    (base + aligned) as *mut c_void
+}
+
+/// The hooks' table. jemalloc keeps the pointer and never writes through it.
+struct Hooks(ffi::extent_hooks_t);
+
+// SAFETY:
+// - the table holds function pointers only and is never written after initialisation.
+unsafe impl Sync for Hooks {}
+
+static HOOKS: Hooks = Hooks(ffi::extent_hooks_t {
+    alloc: Some(hook_alloc),
+    dalloc: Some(hook_dalloc),
+    destroy: Some(hook_destroy),
+    commit: Some(hook_commit),
+    decommit: Some(hook_decommit),
+    purge_lazy: Some(hook_purge_lazy),
+    purge_forced: Some(hook_purge_forced),
+    split: Some(hook_split),
+    merge: Some(hook_merge),
+});
+
+/// Gives jemalloc fresh (zeroed, committed) memory of the arena's own chunks.
+unsafe extern "C" fn hook_alloc(
+    _hooks: *mut ffi::extent_hooks_t,
+    new_addr: *mut c_void,
+    size: usize,
+    alignment: usize,
+    zero: *mut CBool,
+    commit: *mut CBool,
+    arena_ind: c_uint,
+) -> *mut c_void {
+    // Memory at a given address (an in-place growth) is never offered: jemalloc then moves.
+    if !new_addr.is_null() {
+        return ptr::null_mut();
+    }
+    let Ok(mut carver) = CARVER.lock() else {
+        return ptr::null_mut();
+    };
+    let slot = match INDEX_SLOT
+        .get(arena_ind as usize)
+        .map_or(0, |s| s.load(Ordering::Acquire))
+    {
+        0 => carver.pending,
+        slot => usize::from(slot) - 1,
+    };
+    let block = carve(&mut carver, slot, size, alignment);
+    if !block.is_null() {
+        // SAFETY:
+        // - jemalloc passes valid pointers to its flags. The memory was never handed out before
+        //   (chunks are carved once), so it is still the mapping's zero pages, and it is
+        //   mapped read-write: committed.
+        unsafe {
+            *zero = true;
+            *commit = true;
+        }
+    }
+    block
+}
+
+/// Opts out: jemalloc keeps the extent (retained) and reuses it for the same arena.
+unsafe extern "C" fn hook_dalloc(
+    _hooks: *mut ffi::extent_hooks_t,
+    _addr: *mut c_void,
+    _size: usize,
+    _committed: CBool,
+    _arena_ind: c_uint,
+) -> CBool {
+    true
+}
+
+/// Gives the pages back to the system; the address space stays the arena's.
+unsafe extern "C" fn hook_destroy(
+    _hooks: *mut ffi::extent_hooks_t,
+    addr: *mut c_void,
+    size: usize,
+    _committed: CBool,
+    _arena_ind: c_uint,
+) {
+    // SAFETY:
+    // - jemalloc destroys only extents our `hook_alloc` gave it, in the region's mapping.
+    unsafe { libc::madvise(addr, size, libc::MADV_DONTNEED) };
+}
+
+/// Memory in the region is always committed (mapped read-write).
+unsafe extern "C" fn hook_commit(
+    _hooks: *mut ffi::extent_hooks_t,
+    _addr: *mut c_void,
+    _size: usize,
+    _offset: usize,
+    _length: usize,
+    _arena_ind: c_uint,
+) -> CBool {
+    false
+}
+
+/// Opts out: pages stay committed, and jemalloc purges them instead.
+unsafe extern "C" fn hook_decommit(
+    _hooks: *mut ffi::extent_hooks_t,
+    _addr: *mut c_void,
+    _size: usize,
+    _offset: usize,
+    _length: usize,
+    _arena_ind: c_uint,
+) -> CBool {
+    true
+}
+
+/// `MADV_FREE`: the kernel may take the pages back when it needs memory.
+unsafe extern "C" fn hook_purge_lazy(
+    _hooks: *mut ffi::extent_hooks_t,
+    addr: *mut c_void,
+    _size: usize,
+    offset: usize,
+    length: usize,
+    _arena_ind: c_uint,
+) -> CBool {
+    // SAFETY:
+    // - `[addr + offset, addr + offset + length)` lies in an extent our `hook_alloc` gave out;
+    //   jemalloc purges only unused pages.
+    unsafe {
+        libc::madvise(
+            addr.cast::<u8>().add(offset).cast(),
+            length,
+            libc::MADV_FREE,
+        ) != 0
+    }
+}
+
+/// `MADV_DONTNEED`: the pages go back now and read as zeros after.
+unsafe extern "C" fn hook_purge_forced(
+    _hooks: *mut ffi::extent_hooks_t,
+    addr: *mut c_void,
+    _size: usize,
+    offset: usize,
+    length: usize,
+    _arena_ind: c_uint,
+) -> CBool {
+    // SAFETY:
+    // - as in `hook_purge_lazy`.
+    unsafe {
+        libc::madvise(
+            addr.cast::<u8>().add(offset).cast(),
+            length,
+            libc::MADV_DONTNEED,
+        ) != 0
+    }
+}
+
+/// Extents of one mapping split and merge freely; jemalloc merges only extents of one arena.
+unsafe extern "C" fn hook_split(
+    _hooks: *mut ffi::extent_hooks_t,
+    _addr: *mut c_void,
+    _size: usize,
+    _size_a: usize,
+    _size_b: usize,
+    _committed: CBool,
+    _arena_ind: c_uint,
+) -> CBool {
+    false
+}
+
+unsafe extern "C" fn hook_merge(
+    _hooks: *mut ffi::extent_hooks_t,
+    _addr_a: *mut c_void,
+    _size_a: usize,
+    _addr_b: *mut c_void,
+    _size_b: usize,
+    _committed: CBool,
+    _arena_ind: c_uint,
+) -> CBool {
+    false
+}
+
+/// A thread's explicit caches, one per arena, and its count of live arena blocks.
+///
+/// Never freed: a thread that exits flushes the caches and leaves the table to the next thread.
+pub(crate) struct ThreadArenas {
+    next: *const ThreadArenas,
+    in_use: AtomicBool,
+    /// Per slot: 0 before a cache was asked for, `1 + index` of the cache, or [`NO_TCACHE`].
+    tcaches: [AtomicU16; MAX_ARENAS],
+    /// Caches this table made.
+    made: AtomicU8,
+    /// Arena blocks allocated minus freed by the threads that held this table. Written by the
+    /// holder only (relaxed load and store), summed by readers.
+    live: AtomicI64,
+}
+
+const NO_TCACHE: u16 = u16::MAX;
+
+/// Every table ever made.
+static TABLES: AtomicPtr<ThreadArenas> = AtomicPtr::new(ptr::null_mut());
+
+/// Marks a thread whose table was given back.
+#[allow(clippy::manual_dangling_ptr)]
+const RELEASED: *const ThreadArenas = 1 as *const ThreadArenas;
+
+std::thread_local! {
+    static MINE: Cell<*const ThreadArenas> = const { Cell::new(ptr::null()) };
+}
+
+/// This thread's table, taking one if the thread has a counter slab (so that its release at
+/// thread exit is arranged); `None` otherwise.
+#[inline(always)]
+fn table() -> Option<&'static ThreadArenas> {
+    let mine = MINE.try_with(Cell::get).unwrap_or(RELEASED);
+    if mine as usize > RELEASED as usize {
+        // SAFETY:
+        // - tables are never freed, and this thread holds this one.
+        return Some(unsafe { &*mine });
+    }
+    if mine.is_null() {
+        take_table()
+    } else {
+        None
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_table() -> Option<&'static ThreadArenas> {
+    if !crate::counters::holds_slab() {
+        return None;
+    }
+    let mut cursor = TABLES.load(Ordering::Acquire);
+    let table = loop {
+        if cursor.is_null() {
+            break new_table()?;
+        }
+        // SAFETY:
+        // - tables are never freed; `cursor` came from the list.
+        let table = unsafe { &*cursor };
+        if table
+            .in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            break table;
+        }
+        cursor = table.next.cast_mut();
+    };
+    if MINE.try_with(|m| m.set(table)).is_err() {
+        table.in_use.store(false, Ordering::Release);
+        return None;
+    }
+    Some(table)
+}
+
+fn new_table() -> Option<&'static ThreadArenas> {
+    let raw = crate::counters::alloc_zeroed_internal::<ThreadArenas, tikv_jemallocator::Jemalloc>(
+        &tikv_jemallocator::Jemalloc,
+    )?;
+    // SAFETY:
+    // - `raw` is a fresh, zeroed, aligned `ThreadArenas`: zeros are a valid empty table (null
+    //   `next`, no caches, nothing live); nothing else sees it yet.
+    let table = unsafe { &mut *raw };
+    table.in_use = AtomicBool::new(true);
+    let mut head = TABLES.load(Ordering::Relaxed);
+    loop {
+        table.next = head;
+        match TABLES.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => head = now,
+        }
+    }
+    // SAFETY:
+    // - published tables are never freed or moved.
+    Some(unsafe { &*raw })
+}
+
+/// Gives this thread's table back at thread exit: its caches are flushed (their blocks go back to
+/// their arenas) and kept for the next thread.
+pub(crate) fn release_thread() {
+    let _ = MINE.try_with(|m| {
+        let mine = m.replace(RELEASED);
+        if mine as usize > RELEASED as usize {
+            // SAFETY:
+            // - this thread's table; never freed.
+            let table = unsafe { &*mine };
+            for tcache in &table.tcaches {
+                let value = tcache.load(Ordering::Relaxed);
+                if value != 0 && value != NO_TCACHE {
+                    let mut index = c_uint::from(value - 1);
+                    // SAFETY:
+                    // - "tcache.flush" takes the `unsigned` index of an explicit cache; this one
+                    //   was made by "tcache.create" and is used by this thread only.
+                    unsafe {
+                        ffi::mallctl(
+                            c"tcache.flush".as_ptr().cast::<c_char>(),
+                            ptr::null_mut(),
+                            ptr::null_mut(),
+                            ptr::addr_of_mut!(index).cast::<c_void>(),
+                            core::mem::size_of::<c_uint>(),
+                        )
+                    };
+                }
+            }
+            table.in_use.store(false, Ordering::Release);
+        }
+    });
+}
+
+/// The `MALLOCX_TCACHE` flag this thread uses for the arena in `slot`.
+#[inline(always)]
+fn tcache_flag(
+    table: Option<&ThreadArenas>,
+    slot: usize,
+    max_per_thread: usize,
+    make: bool,
+) -> i32 {
+    let Some(table) = table else {
+        return ffi::MALLOCX_TCACHE_NONE;
+    };
+    match table.tcaches[slot].load(Ordering::Relaxed) {
+        0 if make => make_tcache(table, slot, max_per_thread),
+        0 | NO_TCACHE => ffi::MALLOCX_TCACHE_NONE,
+        index => ffi::MALLOCX_TCACHE(usize::from(index) - 1),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn make_tcache(table: &ThreadArenas, slot: usize, max_per_thread: usize) -> i32 {
+    let entry = &table.tcaches[slot];
+    if usize::from(table.made.load(Ordering::Relaxed)) >= max_per_thread {
+        entry.store(NO_TCACHE, Ordering::Relaxed);
+        return ffi::MALLOCX_TCACHE_NONE;
+    }
+    let mut index: c_uint = 0;
+    let mut len = core::mem::size_of::<c_uint>();
+    // SAFETY:
+    // - "tcache.create" writes an `unsigned`; `index` and `len` are valid for it.
+    let failed = unsafe {
+        ffi::mallctl(
+            c"tcache.create".as_ptr().cast::<c_char>(),
+            ptr::addr_of_mut!(index).cast::<c_void>(),
+            &mut len,
+            ptr::null_mut(),
+            0,
+        )
+    } != 0;
+    if failed || index >= u32::from(NO_TCACHE - 1) {
+        entry.store(NO_TCACHE, Ordering::Relaxed);
+        return ffi::MALLOCX_TCACHE_NONE;
+    }
+    table
+        .made
+        .store(table.made.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    TCACHES.fetch_add(1, Ordering::Relaxed);
+    entry.store(index as u16 + 1, Ordering::Relaxed);
+    ffi::MALLOCX_TCACHE(index as usize)
+}
+
+/// Adds `delta` to the live arena blocks of this thread.
+#[inline(always)]
+fn count(table: Option<&ThreadArenas>, delta: i64) {
+    match table {
+        // Relaxed load and store: only the holder writes; readers sum.
+        Some(t) => t
+            .live
+            .store(t.live.load(Ordering::Relaxed) + delta, Ordering::Relaxed),
+        None => {
+            SHARED_LIVE.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Allocates `size` bytes in the arena of `slot` (a full block: see [`is_full`]), with this
+/// thread's cache for it; null if jemalloc fails. Counts the block as a live arena block.
+#[inline(always)]
+pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize) -> *mut u8 {
+    let table = table();
+    let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
+        | tcache_flag(table, slot, max_tcaches, true)
+        | if zero { ffi::MALLOCX_ZERO } else { 0 };
+    // SAFETY:
+    // - `size` is non-zero (full blocks have at least their alignment's size); the flags name an
+    //   arena made with "arenas.create" and a cache made by this thread's table (or none).
+    let block = unsafe { ffi::mallocx(size, flags) }.cast::<u8>();
+    if !block.is_null() {
+        count(table, 1);
+    }
+    block
+}
+
+/// Frees the arena block `ptr` of `size` bytes of the arena in `slot`.
+///
+/// # Safety
+///
+/// - `ptr` is a live block of that arena, allocated for `size` bytes.
+#[inline(always)]
+pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize) {
+    let table = table();
+    count(table, -1);
+    let flags = tcache_flag(table, slot, 0, false);
+    // SAFETY:
+    // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
+    unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
+}
+
+/// Resizes the arena block `ptr` of the arena in `slot` to `new_size` bytes at `align`, in the
+/// same arena; null on failure (the block is then untouched).
+///
+/// # Safety
+///
+/// - `ptr` is a live block of that arena; `new_size` is non-zero.
+pub(crate) unsafe fn reallocate(
+    ptr: *mut u8,
+    slot: usize,
+    new_size: usize,
+    align: usize,
+) -> *mut u8 {
+    let table = table();
+    let mut flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
+        | tcache_flag(table, slot, 0, false);
+    if align > 16 || align > new_size {
+        flags |= ffi::MALLOCX_ALIGN(align);
+    }
+    // SAFETY:
+    // - the caller's guarantee; the flags as in `allocate`.
+    unsafe { ffi::rallocx(ptr.cast(), new_size, flags) }.cast::<u8>()
+}
+
+/// Live blocks in the arenas (they carry no trailer).
+pub(crate) fn live_blocks() -> u64 {
+    let mut live = SHARED_LIVE.load(Ordering::Relaxed);
+    let mut cursor = TABLES.load(Ordering::Acquire);
+    while !cursor.is_null() {
+        // SAFETY:
+        // - tables are never freed.
+        let table = unsafe { &*cursor };
+        live += table.live.load(Ordering::Relaxed);
+        cursor = table.next.cast_mut();
+    }
+    live.max(0) as u64
+}
+
+/// What the arenas hold and cost, for the reconciliation and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArenaUsage {
+    /// Arenas made.
+    pub arenas: usize,
+    /// Explicit thread caches made, over all threads.
+    pub thread_caches: usize,
+    /// Thread tables made (at most the largest number of threads alive at once).
+    pub thread_tables: usize,
+    /// Chunks of [`CHUNK_SIZE`] handed to arenas (address space, not memory).
+    pub chunks: usize,
+    /// Live blocks held in the arenas.
+    pub live_blocks: u64,
+    /// Address space reserved for the arenas: [`REGION_SIZE`] once the first arena is made.
+    pub reserved_bytes: usize,
+}
+
+/// Counts what the arenas hold.
+pub(crate) fn usage() -> ArenaUsage {
+    let mut tables = 0;
+    let mut cursor = TABLES.load(Ordering::Acquire);
+    while !cursor.is_null() {
+        tables += 1;
+        // SAFETY:
+        // - tables are never freed.
+        cursor = unsafe { &*cursor }.next.cast_mut();
+    }
+    ArenaUsage {
+        arenas: ARENAS.load(Ordering::Relaxed),
+        thread_caches: TCACHES.load(Ordering::Relaxed),
+        thread_tables: tables,
+        chunks: CARVER.lock().map_or(0, |c| c.next_chunk),
+        live_blocks: live_blocks(),
+        reserved_bytes: reserved_bytes(),
+    }
+}
+
+/// The arenas made so far: slot, jemalloc's index, and the scope served.
+pub(crate) fn arenas() -> Vec<(usize, u32, Tag)> {
+    (0..ARENAS.load(Ordering::Acquire).min(MAX_ARENAS))
+        .map(|slot| {
+            (
+                slot,
+                ARENA_INDEX[slot].load(Ordering::Relaxed),
+                ARENA_SCOPE[slot].load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// jemalloc's own size for a request, with no flags.
+    fn nallocx(size: usize) -> usize {
+        // SAFETY:
+        // - `nallocx` only computes; a non-zero size and no flags are valid.
+        unsafe { ffi::nallocx(size, 0) }
+    }
+
+    #[test]
+    fn size_classes_are_jemallocs() {
+        for size in 1..=(1 << 20) {
+            assert_eq!(size_class(size), nallocx(size), "size {size}");
+        }
+        let mut size = 1usize << 20;
+        while size < 1 << 36 {
+            for probe in [
+                size - 1,
+                size,
+                size + 1,
+                size + size / 3,
+                size + size / 2 + 7,
+            ] {
+                assert_eq!(size_class(probe), nallocx(probe), "size {probe}");
+            }
+            size <<= 1;
+        }
+    }
+
+    #[test]
+    fn full_means_no_room_for_the_trailer() {
+        for size in 1..=70_000 {
+            let full = nallocx(size + crate::tag::TAG_SIZE) != nallocx(size);
+            assert_eq!(is_full(size, 1), full, "size {size}");
+        }
+        // Alignments jemalloc gives only with a flag always take the trailer.
+        assert!(is_full(64, 16));
+        assert!(!is_full(64, 32));
+        assert!(!is_full(8, 16));
+    }
+}

@@ -1,0 +1,120 @@
+//! `ArenaLedger` past its limits: a scope made after the last arena keeps the trailer, a thread
+//! past its explicit caches allocates without one, and the books stay exact either way. Each
+//! figure is checked against an independent count (the test's own sums, jemalloc's per-arena
+//! stats), in one test so that no other test's arenas or threads interfere.
+#![cfg(all(feature = "arenas", target_os = "linux"))]
+
+use std::alloc::{alloc, dealloc, Layout};
+
+use memledger::ArenaLedger;
+
+/// Two arenas at most, one explicit cache per thread.
+#[global_allocator]
+static GLOBAL: ArenaLedger = ArenaLedger::with_limits(2, 1);
+
+const FULL: usize = 4096;
+
+/// Addresses of `count` full blocks, in a vector of 50 places (400 bytes: a block with room for
+/// its trailer, outside the arenas).
+fn allocate_in(scope: &str, count: usize) -> Vec<usize> {
+    assert!(count <= 50);
+    memledger::in_scope(scope, || {
+        let layout = Layout::from_size_align(FULL, 8).unwrap();
+        let mut blocks = Vec::with_capacity(50);
+        for _ in 0..count {
+            // SAFETY: a non-zero layout.
+            let p = unsafe { alloc(layout) };
+            assert!(!p.is_null());
+            blocks.push(p as usize);
+        }
+        blocks
+    })
+}
+
+fn free(blocks: Vec<usize>) {
+    let layout = Layout::from_size_align(FULL, 8).unwrap();
+    for p in blocks {
+        // SAFETY: allocated by `allocate_in` with this layout.
+        unsafe { dealloc(p as *mut u8, layout) };
+    }
+}
+
+fn live(scope: &str) -> u64 {
+    memledger::snapshot()
+        .scope(scope)
+        .map_or(0, |s| s.live_bytes)
+}
+
+/// One test, so that no other test of this binary makes arenas or threads meanwhile.
+#[test]
+fn limits() {
+    past_the_limits_books_stay_exact();
+    thread_tables_are_reused();
+}
+
+fn past_the_limits_books_stay_exact() {
+    // The unscoped root's full blocks (the harness's) may already have made the first arena.
+    let a = allocate_in("limits/a", 50);
+    let b = allocate_in("limits/b", 50);
+    let c = allocate_in("limits/c", 50);
+    let usage = ArenaLedger::usage();
+    assert_eq!(usage.arenas, 2, "{usage:?}");
+    let arenas = ArenaLedger::arenas();
+    assert_eq!(arenas.len(), 2);
+    assert!(arenas.iter().all(|a| a.scope != "limits/c"), "{arenas:?}");
+    let has_arena = |scope: &str| arenas.iter().any(|a| a.scope == scope);
+    // Every scope books exactly, in an arena or not.
+    for (scope, blocks) in [("limits/a", &a), ("limits/b", &b), ("limits/c", &c)] {
+        assert_eq!(
+            live(scope),
+            (blocks.len() * FULL + blocks.capacity() * 8) as u64,
+            "{scope}"
+        );
+    }
+    // This thread has one cache; a second arena in use means at least one runs without a cache,
+    // which books exactly all the same. Threads past their caches free blocks of both arenas.
+    assert!(usage.thread_caches >= 1);
+    let live_in_arenas = ArenaLedger::usage().live_blocks;
+    let (a, b) = std::thread::spawn(move || {
+        let _g = memledger::scope!("limits/freer");
+        let a_bytes = a.len();
+        free(a);
+        let more = allocate_in("limits/b", 10);
+        (a_bytes, (b, more))
+    })
+    .join()
+    .unwrap();
+    let (b, more) = b;
+    assert_eq!(live("limits/a"), 0);
+    assert_eq!(live("limits/freer"), 0);
+    let freed = if has_arena("limits/a") { a as u64 } else { 0 };
+    let added = if has_arena("limits/b") { 10 } else { 0 };
+    assert_eq!(
+        ArenaLedger::usage().live_blocks,
+        live_in_arenas - freed + added,
+        "arena blocks counted exactly across threads"
+    );
+    free(b);
+    free(more);
+    free(c);
+    assert_eq!(live("limits/b"), 0);
+    assert_eq!(live("limits/c"), 0);
+}
+
+/// A thread's table of caches goes back at thread exit and the next thread reuses it: tables stay
+/// bounded by the threads alive at once, and caches by tables × the per-thread limit.
+fn thread_tables_are_reused() {
+    for round in 0..50 {
+        std::thread::spawn(move || {
+            let blocks = allocate_in("limits/churn", 3 + round % 3);
+            free(blocks);
+        })
+        .join()
+        .unwrap();
+    }
+    let usage = ArenaLedger::usage();
+    // This test's threads run one at a time, beside this thread and the harness's.
+    assert!(usage.thread_tables <= 4, "{usage:?}");
+    assert!(usage.thread_caches <= usage.thread_tables, "{usage:?}");
+    assert_eq!(live("limits/churn"), 0);
+}
