@@ -35,6 +35,7 @@ const UNDECIDED: u8 = 0;
 const BARE: u8 = 1;
 const LEDGER: u8 = 2;
 const SLACK: u8 = 3;
+const ARENAS: u8 = 4;
 
 /// Bare jemalloc or the ledger over it, chosen once per process by [`MODE_VAR`].
 ///
@@ -46,6 +47,8 @@ struct Switch {
     mode: AtomicU8,
     ledger: Ledger<Jemalloc>,
     slack: SlackTag,
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    arenas: memledger::ArenaLedger,
 }
 
 /// Requests the sizes a tag placed in size-class slack would: `size` when jemalloc's class for it
@@ -89,6 +92,8 @@ static GLOBAL: Switch = Switch {
     mode: AtomicU8::new(UNDECIDED),
     ledger: Ledger::new(Jemalloc),
     slack: SlackTag,
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    arenas: memledger::ArenaLedger::new(),
 };
 
 impl Switch {
@@ -118,6 +123,7 @@ impl Switch {
             match unsafe { CStr::from_ptr(value) }.to_bytes() {
                 b"ledger" => LEDGER,
                 b"slack" => SLACK,
+                b"arenas" => ARENAS,
                 _ => BARE,
             }
         };
@@ -131,13 +137,15 @@ impl Switch {
         match self.mode() {
             LEDGER => &self.ledger,
             SLACK => &self.slack,
+            #[cfg(all(feature = "arenas", target_os = "linux"))]
+            ARENAS => &self.arenas,
             _ => &Jemalloc,
         }
     }
 }
 
 // SAFETY:
-// - every call is forwarded to one of three allocators, and which one never changes after the
+// - every call is forwarded to one of four allocators, and which one never changes after the
 //   first call (see `Switch`), so each block is freed and resized by the allocator that made it.
 unsafe impl GlobalAlloc for Switch {
     #[inline]
@@ -260,6 +268,10 @@ fn child(ledger: bool) -> ExitCode {
         }
     };
     let mut line: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match memledger::ProcessMemory::read() {
+        Ok(memory) => line.push(format!("rss={}", memory.rss_bytes)),
+        Err(err) => eprintln!("reading the RSS failed: {err}"),
+    }
     if ledger {
         // Taken after jemalloc's figures, so that the snapshot's own memory is not in them.
         let snap = memledger::snapshot();
@@ -315,24 +327,35 @@ fn mb(bytes: u64) -> f64 {
 }
 
 fn driver() -> ExitCode {
-    let (bare, ledger, slack) = match (run_child("bare"), run_child("ledger"), run_child("slack")) {
-        (Ok(bare), Ok(ledger), Ok(slack)) => (bare, ledger, slack),
-        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
-            eprintln!("{err}");
-            return ExitCode::FAILURE;
+    let mut modes = vec!["bare", "ledger", "slack"];
+    if cfg!(all(feature = "arenas", target_os = "linux")) {
+        modes.insert(2, "arenas");
+    }
+    let mut figures = Vec::new();
+    for mode in &modes {
+        match run_child(mode) {
+            Ok(f) => figures.push(f),
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::FAILURE;
+            }
         }
-    };
+    }
     let get = |figures: &HashMap<String, u64>, key: &str| figures.get(key).copied().unwrap_or(0);
 
     println!(
-        "memory overhead of Ledger<Jemalloc> over bare jemalloc: {SYMBOLS} symbols, \
+        "memory overhead of the ledger over bare jemalloc: {SYMBOLS} symbols, \
          {POSTINGS} postings in a HashMap<String, Vec<u32>>, {BOXES} small boxes"
     );
     println!();
-    println!(
-        "{:<10} {:>12} {:>12} {:>10} {:>12} {:>10}",
-        "jemalloc", "bare MB", "ledger MB", "increase", "slack MB", "increase"
-    );
+    print!("{:<10}", "jemalloc");
+    for mode in &modes {
+        print!(" {:>10}", format!("{mode} MB"));
+        if *mode != "bare" {
+            print!(" {:>8}", "increase");
+        }
+    }
+    println!();
     // Dirty pages: freed by the program (the tables a `HashMap` outgrew, the buffers a `Vec`
     // moved out of) but not yet returned to the kernel; jemalloc purges them on a timer, so they
     // and the resident and mapped figures vary from run to run while the others do not.
@@ -341,21 +364,6 @@ fn driver() -> ExitCode {
             .saturating_sub(get(figures, "active"))
             .saturating_sub(get(figures, "metadata"))
     };
-    let rows = [
-        "allocated",
-        "active",
-        "metadata",
-        "dirty",
-        "resident",
-        "mapped",
-    ]
-    .map(|label| {
-        let figure = |figures: &HashMap<String, u64>| match label {
-            "dirty" => dirty(figures),
-            _ => get(figures, label),
-        };
-        (label, figure(&bare), figure(&ledger), figure(&slack))
-    });
     let increase = |b: u64, x: u64| {
         if b == 0 {
             f64::NAN
@@ -363,32 +371,49 @@ fn driver() -> ExitCode {
             (x as f64 / b as f64 - 1.0) * 100.0
         }
     };
-    for (label, b, l, sl) in rows {
-        println!(
-            "{label:<10} {:>12.1} {:>12.1} {:>+9.1}% {:>12.1} {:>+9.1}%",
-            mb(b),
-            mb(l),
-            increase(b, l),
-            mb(sl),
-            increase(b, sl)
-        );
+    for label in [
+        "allocated",
+        "active",
+        "metadata",
+        "dirty",
+        "resident",
+        "mapped",
+        "rss",
+    ] {
+        let figure = |figures: &HashMap<String, u64>| match label {
+            "dirty" => dirty(figures),
+            _ => get(figures, label),
+        };
+        let bare = figure(&figures[0]);
+        print!("{label:<10}");
+        for (mode, f) in modes.iter().zip(&figures) {
+            print!(" {:>10.1}", mb(figure(f)));
+            if *mode != "bare" {
+                print!(" {:>+7.1}%", increase(bare, figure(f)));
+            }
+        }
+        println!();
     }
     println!(
-        "(slack: what jemalloc holds when a tag goes in the size class's spare bytes where there \
-         are 2, and 2 bytes are added only where there are not)"
+        "(ledger: Ledger<Jemalloc>, every block with a 2-byte trailer; arenas: ArenaLedger, \
+         blocks that fill their size class in their scope's arena; slack: what jemalloc holds when \
+         a tag goes in the size class's spare bytes where there are 2, and 2 bytes are added only \
+         where there are not, booking nothing)"
     );
     println!(
-        "(dirty = resident - active - metadata: purged on a timer, so it varies between runs)"
+        "(dirty = resident - active - metadata: purged on a timer, so it varies between runs; \
+         rss: the process's resident set, /proc/self/statm)"
     );
-    let requested = get(&ledger, "ledger_total_live");
+    let ledger = &figures[1];
+    let requested = get(ledger, "ledger_total_live");
     println!();
     println!("the ledger's books (bytes requested by the program, trailers not included):");
     let books = [
         ("all scopes".to_string(), requested),
-        ("\"index\"".to_string(), get(&ledger, "ledger_index_live")),
+        ("\"index\"".to_string(), get(ledger, "ledger_index_live")),
         (
             memledger::OWN_SCOPE.to_string(),
-            get(&ledger, "ledger_own_live"),
+            get(ledger, "ledger_own_live"),
         ),
     ];
     for (label, bytes) in books {
@@ -398,13 +423,23 @@ fn driver() -> ExitCode {
             bytes
         );
     }
+    if modes.contains(&"arenas") {
+        let arenas = &figures[2];
+        println!(
+            "ArenaLedger's books: all scopes {} bytes, \"index\" {} bytes, {} {} bytes",
+            get(arenas, "ledger_total_live"),
+            get(arenas, "ledger_index_live"),
+            memledger::OWN_SCOPE,
+            get(arenas, "ledger_own_live"),
+        );
+    }
     if requested > 0 {
         let over = |allocated: u64| (allocated as f64 / requested as f64 - 1.0) * 100.0;
-        println!(
-            "jemalloc allocated over requested: bare {:+.1}%, ledger {:+.1}%",
-            over(get(&bare, "allocated")),
-            over(get(&ledger, "allocated"))
-        );
+        print!("jemalloc allocated over requested:");
+        for (mode, f) in modes.iter().zip(&figures) {
+            print!(" {mode} {:+.1}%", over(get(f, "allocated")));
+        }
+        println!();
     }
     ExitCode::SUCCESS
 }
@@ -425,8 +460,9 @@ fn main() -> ExitCode {
         Ok("bare") => child(false),
         Ok("ledger") => child(true),
         Ok("slack") => child(false),
+        Ok("arenas") => child(true),
         Ok(other) => {
-            eprintln!("{MODE_VAR} must be `bare`, `ledger` or `slack`, not `{other}`");
+            eprintln!("{MODE_VAR} must be `bare`, `ledger`, `arenas` or `slack`, not `{other}`");
             ExitCode::FAILURE
         }
         Err(err) => {
