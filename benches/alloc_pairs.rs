@@ -54,6 +54,10 @@ macro_rules! for_each_variant {
         $bench($group, "tag_only_jemalloc", &TAG_ONLY_JEMALLOC, false $(, $arg)*);
         $bench($group, "ledger_jemalloc", &LEDGER_JEMALLOC, false $(, $arg)*);
         $bench($group, "ledger_jemalloc_scoped", &LEDGER_JEMALLOC, true $(, $arg)*);
+        #[cfg(all(feature = "arenas", target_os = "linux"))]
+        $bench($group, "ledger_arenas", &support::LEDGER_ARENAS, false $(, $arg)*);
+        #[cfg(all(feature = "arenas", target_os = "linux"))]
+        $bench($group, "ledger_arenas_scoped", &support::LEDGER_ARENAS, true $(, $arg)*);
     }};
 }
 

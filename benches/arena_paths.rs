@@ -173,11 +173,64 @@ fn churn_loop(spec: &str) {
             let mut churn = Churn::new(&LEDGER_JEMALLOC, &layouts, 0);
             (0..steps).for_each(|_| churn.step());
         }
+        #[cfg(all(feature = "arenas", target_os = "linux"))]
+        None if name == "arenas" || name == "arenas_scoped" => {
+            let _guard = (name == "arenas_scoped").then(|| memledger::scope!("bench"));
+            let mut churn = Churn::new(&support::LEDGER_ARENAS, &layouts, 0);
+            (0..steps).for_each(|_| churn.step());
+        }
+        None if name == "pair64_malloc" || name == "pair64_ledger" || name == "pair64_arenas" => {
+            let layout = Layout::from_size_align(64, 8).unwrap();
+            let _guard = memledger::scope!("bench");
+            for _ in 0..steps {
+                let ptr = match name {
+                    "pair64_malloc" => support::alloc_via(&JEMALLOC, layout),
+                    "pair64_ledger" => support::alloc_via(&LEDGER_JEMALLOC, layout),
+                    _ => pair64_arenas(layout),
+                };
+                let ptr = black_box(ptr);
+                // SAFETY:
+                // - `ptr` was just allocated by the same variant with `layout`.
+                unsafe {
+                    match name {
+                        "pair64_malloc" => support::dealloc_via(&JEMALLOC, ptr, layout),
+                        "pair64_ledger" => support::dealloc_via(&LEDGER_JEMALLOC, ptr, layout),
+                        _ => pair64_arenas_free(ptr, layout),
+                    }
+                }
+            }
+        }
         None if name == "tag_only" => {
             let mut churn = Churn::new(&TAG_ONLY_JEMALLOC, &layouts, 0);
             (0..steps).for_each(|_| churn.step());
         }
         None => panic!("unknown variant {name}"),
+    }
+}
+
+/// `ArenaLedger`'s allocation, or jemalloc's where the feature is off.
+fn pair64_arenas(layout: Layout) -> *mut u8 {
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    return support::alloc_via(&support::LEDGER_ARENAS, layout);
+    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    support::alloc_via(&JEMALLOC, layout)
+}
+
+/// Frees a block of [`pair64_arenas`].
+///
+/// # Safety
+///
+/// - `ptr` came from `pair64_arenas` with `layout`.
+unsafe fn pair64_arenas_free(ptr: *mut u8, layout: Layout) {
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    // SAFETY:
+    // - the caller's guarantee.
+    return unsafe { support::dealloc_via(&support::LEDGER_ARENAS, ptr, layout) };
+    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    // SAFETY:
+    // - the caller's guarantee.
+    unsafe {
+        support::dealloc_via(&JEMALLOC, ptr, layout)
     }
 }
 

@@ -150,6 +150,15 @@ fn scaling(c: &mut Criterion) {
             l,
             threads,
         );
+        #[cfg(all(feature = "arenas", target_os = "linux"))]
+        bench_variant(
+            g,
+            "ledger_arenas_scoped",
+            &support::LEDGER_ARENAS,
+            true,
+            l,
+            threads,
+        );
         // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
         // static over the system allocator is the one instance there can be.
         bench_variant(g, "stats_alloc", &INSTRUMENTED_SYSTEM, false, l, threads);

@@ -9,6 +9,7 @@ use crate::arenas;
 use crate::arenas::ArenaUsage;
 use crate::counters;
 use crate::ledger::Ledger;
+use crate::reconcile::ScopeArena;
 use crate::tag;
 
 /// [`Ledger<Jemalloc>`](Ledger) without the trailer's memory cost: blocks whose size class has no
@@ -105,31 +106,7 @@ impl ArenaLedger {
     /// blocks with a trailer live in jemalloc's ordinary arenas.
     pub fn arenas() -> Vec<ScopeArena> {
         let _ = tikv_jemalloc_ctl::epoch::advance();
-        let read = |index: u32, stat: &str| -> Option<u64> {
-            let name = format!("stats.arenas.{index}.{stat}\0");
-            // SAFETY:
-            // - every statistic read here is a `size_t`, and the name is NUL-terminated.
-            unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }
-                .ok()
-                .map(|v| v as u64)
-        };
-        let page = read_page_size();
-        arenas::arenas()
-            .into_iter()
-            .map(|(_, index, scope)| {
-                let small = read(index, "small.allocated");
-                let large = read(index, "large.allocated");
-                ScopeArena {
-                    scope: crate::scope::ScopeHandle::from_id(scope).path(),
-                    jemalloc_index: index,
-                    allocated: small.zip(large).map(|(s, l)| s + l),
-                    active: read(index, "pactive").map(|p| p * page),
-                    resident: read(index, "resident"),
-                    mapped: read(index, "mapped"),
-                    metadata: read(index, "base"),
-                }
-            })
-            .collect()
+        read_arenas()
     }
 
     /// A full block in `scope`'s arena; null if it has none or jemalloc failed.
@@ -287,24 +264,31 @@ fn read_page_size() -> u64 {
     unsafe { tikv_jemalloc_ctl::raw::read::<usize>(b"arenas.page\0") }.map_or(4096, |p| p as u64)
 }
 
-/// One scope's arena and jemalloc's statistics for it: the memory of the scope's full blocks
-/// (those that fill their size class), as jemalloc sees it. `None` where a statistic cannot be
-/// read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScopeArena {
-    /// The scope's path.
-    pub scope: String,
-    /// jemalloc's index of the arena (`stats.arenas.<i>`).
-    pub jemalloc_index: u32,
-    /// Bytes in live blocks, size classes included (`small.allocated + large.allocated`);
-    /// blocks cached in threads' explicit caches count as live.
-    pub allocated: Option<u64>,
-    /// Bytes in pages that hold live blocks (`pactive` × page size).
-    pub active: Option<u64>,
-    /// Bytes of the arena's memory that are resident, metadata included (`resident`).
-    pub resident: Option<u64>,
-    /// Bytes the arena has mapped (`mapped`).
-    pub mapped: Option<u64>,
-    /// The arena's own metadata (`base`).
-    pub metadata: Option<u64>,
+/// jemalloc's statistics for every arena made so far, as of the last `epoch` advance.
+pub(crate) fn read_arenas() -> Vec<ScopeArena> {
+    let read = |index: u32, stat: &str| -> Option<u64> {
+        let name = format!("stats.arenas.{index}.{stat}\0");
+        // SAFETY:
+        // - every statistic read here is a `size_t`, and the name is NUL-terminated.
+        unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }
+            .ok()
+            .map(|v| v as u64)
+    };
+    let page = read_page_size();
+    arenas::arenas()
+        .into_iter()
+        .map(|(_, index, scope)| {
+            let small = read(index, "small.allocated");
+            let large = read(index, "large.allocated");
+            ScopeArena {
+                scope: crate::scope::ScopeHandle::from_id(scope).path(),
+                jemalloc_index: index,
+                allocated: small.zip(large).map(|(s, l)| s + l),
+                active: read(index, "pactive").map(|p| p * page),
+                resident: read(index, "resident"),
+                mapped: read(index, "mapped"),
+                metadata: read(index, "base"),
+            }
+        })
+        .collect()
 }

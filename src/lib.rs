@@ -196,7 +196,7 @@ pub mod tracing;
 
 pub use crate::allocator_stats::{AllocatorStats, AllocatorStatsUnavailable};
 #[cfg(all(feature = "arenas", target_os = "linux"))]
-pub use crate::arena_ledger::{ArenaLedger, ScopeArena};
+pub use crate::arena_ledger::ArenaLedger;
 #[cfg(all(feature = "arenas", target_os = "linux"))]
 pub use crate::arenas::ArenaUsage;
 pub use crate::budget::{
@@ -211,7 +211,9 @@ pub use crate::json::{from_json, to_json};
 pub use crate::ledger::Ledger;
 pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 pub use crate::process::{physical_memory, CgroupMemory, ProcessMemory, ReadError};
-pub use crate::reconcile::{BreakdownEntry, BreakdownKind, Gap, GapKind, Reconciliation};
+pub use crate::reconcile::{
+    BreakdownEntry, BreakdownKind, Gap, GapKind, Reconciliation, ScopeArena,
+};
 #[cfg(feature = "serde")]
 pub use crate::recording::{
     Recorder, RecorderStats, Recording, RecordingError, RecordingErrorKind, RecordingHeader,

@@ -66,6 +66,33 @@ pub struct Reconciliation {
     pub cgroup: Option<CgroupMemory>,
     /// Live bytes per scope and the rest of the RSS, largest first.
     pub breakdown: Vec<BreakdownEntry>,
+    /// Per scope with an arena of its own (`ArenaLedger`, feature `arenas`): jemalloc's own
+    /// statistics for the scope's full blocks. Empty under other allocators.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub scope_arenas: Vec<ScopeArena>,
+}
+
+/// One scope's arena under `ArenaLedger` and jemalloc's statistics for it: the memory of the
+/// scope's blocks that fill their size class, as jemalloc sees it. `None` where a statistic cannot
+/// be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScopeArena {
+    /// The scope's path.
+    pub scope: String,
+    /// jemalloc's index of the arena (`stats.arenas.<i>`).
+    pub jemalloc_index: u32,
+    /// Bytes in live blocks, size classes included (`small.allocated + large.allocated`);
+    /// blocks cached in threads' explicit caches count as live.
+    pub allocated: Option<u64>,
+    /// Bytes in pages that hold live blocks (`pactive` × page size).
+    pub active: Option<u64>,
+    /// Bytes of the arena's memory that are resident, metadata included (`resident`).
+    pub resident: Option<u64>,
+    /// Bytes the arena has mapped (`mapped`).
+    pub mapped: Option<u64>,
+    /// The arena's own metadata (`base`).
+    pub metadata: Option<u64>,
 }
 
 /// A named gap between two layers.
@@ -230,6 +257,7 @@ impl Reconciliation {
             process,
             cgroup,
             breakdown,
+            scope_arenas: scope_arenas(),
         }
     }
 
@@ -373,8 +401,37 @@ impl fmt::Display for Reconciliation {
                 entry.percent_of_rss
             )?;
         }
+        if !self.scope_arenas.is_empty() {
+            writeln!(
+                f,
+                "\nscope arenas (blocks that fill their size class): allocated / active / resident"
+            )?;
+            let shown = |v: Option<u64>| v.map_or_else(|| "?".to_string(), human_bytes);
+            for arena in &self.scope_arenas {
+                let scope = if arena.scope.is_empty() {
+                    "<unscoped>"
+                } else {
+                    &arena.scope
+                };
+                writeln!(
+                    f,
+                    "{scope:<40}  {:>11}  {:>11}  {:>11}",
+                    shown(arena.allocated),
+                    shown(arena.active),
+                    shown(arena.resident)
+                )?;
+            }
+        }
         Ok(())
     }
+}
+
+/// jemalloc's statistics per scope arena, as of the allocator reading's epoch.
+fn scope_arenas() -> Vec<ScopeArena> {
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    return crate::arena_ledger::read_arenas();
+    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    Vec::new()
 }
 
 /// Live blocks that carry no trailer because they sit in their scope's arena.

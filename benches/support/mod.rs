@@ -19,6 +19,9 @@ pub static SYSTEM: System = System;
 pub static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
 pub static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
 pub static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
+/// The ledger with full blocks (no room for the trailer in their class) in per-scope arenas.
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+pub static LEDGER_ARENAS: memledger::ArenaLedger = memledger::ArenaLedger::new();
 
 /// The benches' criterion settings: short, because the machines they run on are noisy and the
 /// figures that matter are ratios between variants measured minutes apart in one run.
