@@ -87,7 +87,7 @@ static ARENA_SCOPE: [AtomicU16; MAX_ARENAS] = [const { AtomicU16::new(0) }; MAX_
 static ARENAS: AtomicUsize = AtomicUsize::new(0);
 
 /// jemalloc's arena index → `1 + slot`, for the hooks, which are told the index only. 0 for the
-/// arena being made (its slot is [`Carver::pending`]).
+/// arena being made (its slot is [`PENDING`]).
 static INDEX_SLOT: [AtomicU8; 4096] = [const { AtomicU8::new(0) }; 4096];
 
 /// Live arena blocks booked by threads that have no [`ThreadArenas`].
@@ -102,18 +102,35 @@ struct Carver {
     next_chunk: usize,
     /// Per slot, the free range `[start, end)` of the arena's last chunks.
     free: [(usize, usize); MAX_ARENAS],
-    /// The slot of the arena being made, whose hooks run before its index is known.
-    pending: usize,
 }
 
+/// Taken only by the hooks, which jemalloc calls with its extent-growth or base lock held; those
+/// locks are taken by jemalloc's own `fork` handler, so this one is never held across a `fork`.
 static CARVER: Mutex<Carver> = Mutex::new(Carver {
     next_chunk: 0,
     free: [(0, 0); MAX_ARENAS],
-    pending: 0,
 });
 
-/// Serialises arena creation (the slot count, `pending`).
-static CREATING: Mutex<()> = Mutex::new(());
+/// Chunks handed out, for [`usage`] (read without the lock).
+static CHUNKS_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The slot of the arena being made, whose hooks run before its index is known.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Set while one thread makes an arena. Another thread that wants one meanwhile does not wait:
+/// its block takes the trailer and it tries again on its next full block. (A lock would stay
+/// held forever in the child of a `fork` made during a creation; the flag only keeps that child
+/// from making more arenas.)
+static CREATING: AtomicBool = AtomicBool::new(false);
+
+/// Clears [`CREATING`] when the creation ends, whichever way.
+struct Creating;
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        CREATING.store(false, Ordering::Release);
+    }
+}
 
 /// The largest small size class of jemalloc with 4 KiB pages.
 const SMALL_MAX: usize = 14 * 1024;
@@ -190,9 +207,13 @@ pub(crate) fn arena_of(scope: Tag, max: usize) -> Option<usize> {
 #[inline(never)]
 fn make_arena(scope: Tag, max: usize) -> Option<usize> {
     let entry = &SCOPE_ARENA[usize::from(scope) % MAX_SCOPES];
-    let Ok(_creating) = CREATING.lock() else {
+    if CREATING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         return None;
-    };
+    }
+    let _creating = Creating;
     match entry.load(Ordering::Acquire) {
         0 => {}
         NO_ARENA => return None,
@@ -203,10 +224,7 @@ fn make_arena(scope: Tag, max: usize) -> Option<usize> {
         entry.store(NO_ARENA, Ordering::Release);
         return None;
     }
-    match CARVER.lock() {
-        Ok(mut carver) => carver.pending = slot,
-        Err(_) => return None,
-    }
+    PENDING.store(slot, Ordering::Relaxed);
     ARENA_SCOPE[slot].store(scope, Ordering::Relaxed);
     let mut index: c_uint = 0;
     let mut len = core::mem::size_of::<c_uint>();
@@ -313,6 +331,7 @@ fn carve(carver: &mut Carver, slot: usize, size: usize, alignment: usize) -> *mu
         chunk.store(slot as u8 + 1, Ordering::Release);
     }
     carver.next_chunk = first + chunks;
+    CHUNKS_USED.store(first + chunks, Ordering::Relaxed);
     let end = (first + chunks) << CHUNK_SHIFT;
     let aligned = align_up(start);
     if aligned + size > end {
@@ -362,7 +381,7 @@ unsafe extern "C" fn hook_alloc(
         .get(arena_ind as usize)
         .map_or(0, |s| s.load(Ordering::Acquire))
     {
-        0 => carver.pending,
+        0 => PENDING.load(Ordering::Relaxed) % MAX_ARENAS,
         slot => usize::from(slot) - 1,
     };
     let block = carve(&mut carver, slot, size, alignment);
@@ -705,16 +724,29 @@ pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize)
     block
 }
 
-/// Frees the arena block `ptr` of `size` bytes of the arena in `slot`.
+/// The alignment flag jemalloc needs for a block of `size` bytes at `align`: none where every
+/// block of that size class is aligned enough, as `tikv_jemallocator` decides. A sized free must
+/// pass the same flag as the allocation did, or jemalloc takes the block for one of another
+/// class (a block resized below its alignment is one such case).
+#[inline(always)]
+fn align_flag(size: usize, align: usize) -> i32 {
+    if align > 16 || align > size {
+        ffi::MALLOCX_ALIGN(align)
+    } else {
+        0
+    }
+}
+
+/// Frees the arena block `ptr` of `size` bytes at `align` of the arena in `slot`.
 ///
 /// # Safety
 ///
-/// - `ptr` is a live block of that arena, allocated for `size` bytes.
+/// - `ptr` is a live block of that arena, allocated or last resized for `size` bytes at `align`.
 #[inline(always)]
-pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize) {
+pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: usize) {
     let table = table();
     count(table, -1);
-    let flags = tcache_flag(table, slot, 0, false);
+    let flags = tcache_flag(table, slot, 0, false) | align_flag(size, align);
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
@@ -733,11 +765,9 @@ pub(crate) unsafe fn reallocate(
     align: usize,
 ) -> *mut u8 {
     let table = table();
-    let mut flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
-        | tcache_flag(table, slot, 0, false);
-    if align > 16 || align > new_size {
-        flags |= ffi::MALLOCX_ALIGN(align);
-    }
+    let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
+        | tcache_flag(table, slot, 0, false)
+        | align_flag(new_size, align);
     // SAFETY:
     // - the caller's guarantee; the flags as in `allocate`.
     unsafe { ffi::rallocx(ptr.cast(), new_size, flags) }.cast::<u8>()
@@ -766,11 +796,11 @@ pub struct ArenaUsage {
     pub thread_caches: usize,
     /// Thread tables made (at most the largest number of threads alive at once).
     pub thread_tables: usize,
-    /// Chunks of [`CHUNK_SIZE`] handed to arenas (address space, not memory).
+    /// Chunks of `ArenaLedger::CHUNK_SIZE` handed to arenas (address space, not memory).
     pub chunks: usize,
     /// Live blocks held in the arenas.
     pub live_blocks: u64,
-    /// Address space reserved for the arenas: [`REGION_SIZE`] once the first arena is made.
+    /// Address space reserved for the arenas: `ArenaLedger::REGION_SIZE` once the first arena is made.
     pub reserved_bytes: usize,
 }
 
@@ -788,7 +818,7 @@ pub(crate) fn usage() -> ArenaUsage {
         arenas: ARENAS.load(Ordering::Relaxed),
         thread_caches: TCACHES.load(Ordering::Relaxed),
         thread_tables: tables,
-        chunks: CARVER.lock().map_or(0, |c| c.next_chunk),
+        chunks: CHUNKS_USED.load(Ordering::Relaxed),
         live_blocks: live_blocks(),
         reserved_bytes: reserved_bytes(),
     }

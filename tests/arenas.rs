@@ -224,3 +224,31 @@ fn reconciliation_shows_scope_arenas() {
     );
     drop(pages);
 }
+
+/// A full block resized below its alignment must be freed with that alignment: jemalloc's sized
+/// free would otherwise take a 16-byte block (kept 16-aligned) for an 8-byte one and corrupt the
+/// arena's bins. Many rounds, so that the slabs fill, empty and are reused.
+#[test]
+fn blocks_resized_below_their_alignment() {
+    memledger::in_scope("arena_small_aligned", || {
+        let layout = Layout::from_size_align(32, 16).unwrap();
+        for _ in 0..50 {
+            let blocks: Vec<usize> = (0..2000)
+                .map(|_| {
+                    // SAFETY: a non-zero layout; the block is resized to 8 bytes, non-zero.
+                    unsafe {
+                        let p = alloc(layout);
+                        let q = realloc(p, layout, 8);
+                        assert_eq!(q as usize % 16, 0);
+                        q as usize
+                    }
+                })
+                .collect();
+            for q in blocks {
+                // SAFETY: resized to 8 bytes at alignment 16 above.
+                unsafe { dealloc(q as *mut u8, Layout::from_size_align(8, 16).unwrap()) };
+            }
+        }
+    });
+    assert_eq!(memledger::snapshot().scope("arena_small_aligned").unwrap().live_bytes, 0);
+}
