@@ -10,7 +10,7 @@
 //! # Where arena memory lives
 //!
 //! The arenas get their memory from this module's extent hooks, which carve it out of one region of
-//! address space reserved at the first arena's creation ([`REGION_SIZE`], `MAP_NORESERVE`: only
+//! address space reserved at the first arena's creation (up to [`REGION_SIZE`], `MAP_NORESERVE`: only
 //! the pages jemalloc touches become resident). The region is cut into chunks of
 //! [`CHUNK_SIZE`], and each chunk serves one arena only; a table with one byte per chunk names the
 //! arena. So a free tells an arena block from a trailer block with one subtraction and one
@@ -67,6 +67,10 @@ const NO_REGION: usize = usize::MAX - REGION_SIZE + 1;
 
 /// The region's base address, [`NO_REGION`] until it is reserved.
 static BASE: AtomicUsize = AtomicUsize::new(NO_REGION);
+
+/// The region's length: [`REGION_SIZE`], or less where that much address space could not be
+/// reserved (an address-space limit, a tool such as valgrind). Read once per free, beside `BASE`.
+static LENGTH: AtomicUsize = AtomicUsize::new(0);
 
 /// Set when the region could not be reserved: no arena is ever made.
 static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
@@ -173,7 +177,7 @@ pub(crate) fn region_offset(ptr: *const u8) -> Option<usize> {
     // Relaxed: a block in the region was handed out after the base was stored (the region is
     // reserved before any arena exists), through jemalloc's and the caller's synchronisation.
     let offset = (ptr as usize).wrapping_sub(BASE.load(Ordering::Relaxed));
-    (offset < REGION_SIZE).then_some(offset)
+    (offset < LENGTH.load(Ordering::Relaxed)).then_some(offset)
 }
 
 /// The arena slot serving the chunk at `offset`.
@@ -262,33 +266,43 @@ fn reserve_region() -> bool {
     if UNAVAILABLE.load(Ordering::Relaxed) {
         return false;
     }
-    // SAFETY:
-    // - an anonymous private mapping at an address of the kernel's choosing touches no existing
-    //   memory; `MAP_NORESERVE` commits no memory until pages are touched.
-    let base = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            REGION_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+    // The largest reservation the system allows, from 1 TiB down to 4 GiB.
+    let mut length = REGION_SIZE;
+    let base = loop {
+        // SAFETY:
+        // - an anonymous private mapping at an address of the kernel's choosing touches no
+        //   existing memory; `MAP_NORESERVE` commits no memory until pages are touched.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                length,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base != libc::MAP_FAILED {
+            break base;
+        }
+        length /= 4;
+        if length < 1 << 32 {
+            UNAVAILABLE.store(true, Ordering::Relaxed);
+            return false;
+        }
     };
-    if base == libc::MAP_FAILED {
-        UNAVAILABLE.store(true, Ordering::Relaxed);
-        return false;
-    }
+    // The length first: a pointer is taken for an arena block only once the base is set too.
+    LENGTH.store(length, Ordering::Relaxed);
     BASE.store(base as usize, Ordering::Release);
     true
 }
 
-/// The address space reserved for arenas, in bytes: [`REGION_SIZE`] once an arena exists, else 0.
+/// The address space reserved for arenas, in bytes: 0 before the first arena.
 fn reserved_bytes() -> usize {
     if BASE.load(Ordering::Relaxed) == NO_REGION {
         0
     } else {
-        REGION_SIZE
+        LENGTH.load(Ordering::Relaxed)
     }
 }
 
@@ -324,7 +338,8 @@ fn carve(carver: &mut Carver, slot: usize, size: usize, alignment: usize) -> *mu
     let chunks = needed
         .saturating_sub(first << CHUNK_SHIFT)
         .div_ceil(CHUNK_SIZE);
-    if chunks == 0 || chunks > CHUNKS - first {
+    let reserved = (LENGTH.load(Ordering::Relaxed) >> CHUNK_SHIFT).min(CHUNKS);
+    if chunks == 0 || first > reserved || chunks > reserved - first {
         return ptr::null_mut();
     }
     for chunk in &CHUNK_ARENA[first..first + chunks] {
@@ -525,6 +540,115 @@ pub(crate) struct ThreadArenas {
     /// Arena blocks allocated minus freed by the threads that held this table. Written by the
     /// holder only (relaxed load and store), summed by readers.
     live: AtomicI64,
+    /// Freed blocks kept for the next allocation of the same size in the same arena. Touched by
+    /// the holder only; emptied when the table is given back.
+    cache: core::cell::UnsafeCell<BlockCache>,
+}
+
+/// Bins of the block cache.
+const BINS: usize = 16;
+/// Blocks per bin.
+const BIN_DEPTH: usize = 14;
+/// Bytes the block cache of one thread may hold.
+pub(crate) const CACHE_BYTES: usize = 64 * 1024;
+/// Largest block size the cache keeps.
+const CACHE_MAX_SIZE: usize = 4096;
+
+/// A small cache of freed arena blocks in front of jemalloc, keyed by (arena, exact size): a block
+/// freed with size `s` is handed out again only for a request of exactly `s` bytes in the same
+/// arena, so it always fits without knowing jemalloc's size classes. It saves `mallocx` and
+/// `sdallocx` with flags, which leave jemalloc's fast path, on the common alloc-free-alloc cycle.
+/// Bounded by [`CACHE_BYTES`] per thread.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockCache {
+    /// Bytes held.
+    bytes: usize,
+    bins: [Bin; BINS],
+}
+
+/// One bin: a key (`slot << 48 | size`, 0 for none) and a stack of blocks.
+#[derive(Clone, Copy)]
+struct Bin {
+    key: u64,
+    len: usize,
+    blocks: [*mut u8; BIN_DEPTH],
+}
+
+impl BlockCache {
+    #[inline(always)]
+    fn key(slot: usize, size: usize) -> (u64, usize) {
+        let key = (slot as u64) << 48 | size as u64;
+        let index = ((size as u32).wrapping_mul(0x9E37_79B1) ^ slot as u32) >> 28;
+        (key, index as usize % BINS)
+    }
+
+    /// A cached block of exactly `size` bytes from the arena in `slot`.
+    #[inline(always)]
+    fn pop(&mut self, slot: usize, size: usize) -> Option<*mut u8> {
+        let (key, index) = Self::key(slot, size);
+        let bin = &mut self.bins[index];
+        if bin.key != key || bin.len == 0 {
+            return None;
+        }
+        bin.len -= 1;
+        self.bytes -= size;
+        Some(bin.blocks[bin.len % BIN_DEPTH])
+    }
+
+    /// Keeps `block` if there is room; `false` sends it back to jemalloc.
+    #[inline(always)]
+    fn push(&mut self, slot: usize, size: usize, block: *mut u8) -> bool {
+        if size > CACHE_MAX_SIZE || self.bytes + size > CACHE_BYTES {
+            return false;
+        }
+        let (key, index) = Self::key(slot, size);
+        let bin = &mut self.bins[index];
+        if bin.key != key {
+            if bin.len != 0 {
+                return false;
+            }
+            bin.key = key;
+        }
+        if bin.len >= BIN_DEPTH {
+            return false;
+        }
+        bin.blocks[bin.len] = block;
+        bin.len += 1;
+        self.bytes += size;
+        true
+    }
+
+    /// Gives every cached block back to jemalloc.
+    fn flush(&mut self) {
+        for bin in &mut self.bins {
+            let size = (bin.key & ((1 << 48) - 1)) as usize;
+            for &block in &bin.blocks[..bin.len.min(BIN_DEPTH)] {
+                // SAFETY:
+                // - a cached block is a live arena block freed for `size` bytes with no alignment
+                //   flag (only such blocks are cached); no cache, so it goes straight back.
+                unsafe { ffi::sdallocx(block.cast(), size, ffi::MALLOCX_TCACHE_NONE) };
+            }
+            bin.len = 0;
+            bin.key = 0;
+        }
+        self.bytes = 0;
+    }
+}
+
+impl ThreadArenas {
+    /// The block cache.
+    ///
+    /// # Safety
+    ///
+    /// - only the thread holding this table calls it, and never while another borrow of the
+    ///   cache is alive.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn cache(&self) -> &mut BlockCache {
+        // SAFETY:
+        // - the caller's guarantee: the holder is the only thread that touches the cache.
+        unsafe { &mut *self.cache.get() }
+    }
 }
 
 const NO_TCACHE: u16 = u16::MAX;
@@ -593,7 +717,7 @@ fn new_table() -> Option<&'static ThreadArenas> {
     )?;
     // SAFETY:
     // - `raw` is a fresh, zeroed, aligned `ThreadArenas`: zeros are a valid empty table (null
-    //   `next`, no caches, nothing live); nothing else sees it yet.
+    //   `next`, no caches, nothing live, an empty block cache); nothing else sees it yet.
     let table = unsafe { &mut *raw };
     table.in_use = AtomicBool::new(true);
     let mut head = TABLES.load(Ordering::Relaxed);
@@ -618,6 +742,9 @@ pub(crate) fn release_thread() {
             // SAFETY:
             // - this thread's table; never freed.
             let table = unsafe { &*mine };
+            // SAFETY:
+            // - this thread still holds the table.
+            unsafe { table.cache() }.flush();
             for tcache in &table.tcaches {
                 let value = tcache.load(Ordering::Relaxed);
                 if value != 0 && value != NO_TCACHE {
@@ -711,6 +838,19 @@ fn count(table: Option<&ThreadArenas>, delta: i64) {
 #[inline(always)]
 pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize) -> *mut u8 {
     let table = table();
+    if let Some(t) = table {
+        // SAFETY:
+        // - this thread holds the table; the borrow ends within this statement.
+        if let Some(block) = unsafe { t.cache() }.pop(slot, size) {
+            if zero {
+                // SAFETY:
+                // - a cached block holds at least `size` bytes.
+                unsafe { block.write_bytes(0, size) };
+            }
+            count(table, 1);
+            return block;
+        }
+    }
     let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
         | tcache_flag(table, slot, max_tcaches, true)
         | if zero { ffi::MALLOCX_ZERO } else { 0 };
@@ -746,7 +886,15 @@ fn align_flag(size: usize, align: usize) -> i32 {
 pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: usize) {
     let table = table();
     count(table, -1);
-    let flags = tcache_flag(table, slot, 0, false) | align_flag(size, align);
+    let align = align_flag(size, align);
+    if let Some(t) = table {
+        // SAFETY:
+        // - this thread holds the table; the borrow ends within this statement.
+        if align == 0 && unsafe { t.cache() }.push(slot, size, ptr) {
+            return;
+        }
+    }
+    let flags = tcache_flag(table, slot, 0, false) | align;
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
@@ -800,7 +948,8 @@ pub struct ArenaUsage {
     pub chunks: usize,
     /// Live blocks held in the arenas.
     pub live_blocks: u64,
-    /// Address space reserved for the arenas: `ArenaLedger::REGION_SIZE` once the first arena is made.
+    /// Address space reserved for the arenas once the first arena is made: `ArenaLedger::REGION_SIZE`,
+    /// or less where the system allows less.
     pub reserved_bytes: usize,
 }
 

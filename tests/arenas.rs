@@ -250,5 +250,11 @@ fn blocks_resized_below_their_alignment() {
             }
         }
     });
-    assert_eq!(memledger::snapshot().scope("arena_small_aligned").unwrap().live_bytes, 0);
+    assert_eq!(
+        memledger::snapshot()
+            .scope("arena_small_aligned")
+            .unwrap()
+            .live_bytes,
+        0
+    );
 }
