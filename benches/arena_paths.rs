@@ -14,7 +14,9 @@
 //! Same two shapes as `alloc_pairs`: `pair/<variant>/<size>` and `churn/<variant>`.
 //!
 //! For instruction counts, `MEMLEDGER_ARENA_LOOP=<variant>:<steps>` (a variant above, or
-//! `ledger` for `Ledger<Jemalloc>` as it is today, `tag_only` for its trailer without the books)
+//! `ledger` for `Ledger<Jemalloc>` as it is today, `tag_only` for its trailer without the books,
+//! `arenas` / `arenas_scoped` for `ArenaLedger`, or `pair<size>_<malloc|ledger|arenas>` for one
+//! allocation and free at once, in a scope)
 //! runs only a churn of that
 //! many steps and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the
 //! difference by the difference of steps.
@@ -179,23 +181,28 @@ fn churn_loop(spec: &str) {
             let mut churn = Churn::new(&support::LEDGER_ARENAS, &layouts, 0);
             (0..steps).for_each(|_| churn.step());
         }
-        None if name == "pair64_malloc" || name == "pair64_ledger" || name == "pair64_arenas" => {
-            let layout = Layout::from_size_align(64, 8).unwrap();
+        None if name.starts_with("pair") => {
+            // `pair<size>_<malloc|ledger|arenas>`: allocate and free one block at once.
+            let (size, variant) = name["pair".len()..]
+                .split_once('_')
+                .expect("pair<size>_<malloc|ledger|arenas>");
+            let size: usize = size.parse().expect("a size in bytes");
+            let layout = Layout::from_size_align(size, 8).unwrap();
             let _guard = memledger::scope!("bench");
             for _ in 0..steps {
-                let ptr = match name {
-                    "pair64_malloc" => support::alloc_via(&JEMALLOC, layout),
-                    "pair64_ledger" => support::alloc_via(&LEDGER_JEMALLOC, layout),
-                    _ => pair64_arenas(layout),
+                let ptr = match variant {
+                    "malloc" => support::alloc_via(&JEMALLOC, layout),
+                    "ledger" => support::alloc_via(&LEDGER_JEMALLOC, layout),
+                    _ => pair_arenas(layout),
                 };
                 let ptr = black_box(ptr);
                 // SAFETY:
                 // - `ptr` was just allocated by the same variant with `layout`.
                 unsafe {
-                    match name {
-                        "pair64_malloc" => support::dealloc_via(&JEMALLOC, ptr, layout),
-                        "pair64_ledger" => support::dealloc_via(&LEDGER_JEMALLOC, ptr, layout),
-                        _ => pair64_arenas_free(ptr, layout),
+                    match variant {
+                        "malloc" => support::dealloc_via(&JEMALLOC, ptr, layout),
+                        "ledger" => support::dealloc_via(&LEDGER_JEMALLOC, ptr, layout),
+                        _ => pair_arenas_free(ptr, layout),
                     }
                 }
             }
@@ -209,19 +216,19 @@ fn churn_loop(spec: &str) {
 }
 
 /// `ArenaLedger`'s allocation, or jemalloc's where the feature is off.
-fn pair64_arenas(layout: Layout) -> *mut u8 {
+fn pair_arenas(layout: Layout) -> *mut u8 {
     #[cfg(all(feature = "arenas", target_os = "linux"))]
     return support::alloc_via(&support::LEDGER_ARENAS, layout);
     #[cfg(not(all(feature = "arenas", target_os = "linux")))]
     support::alloc_via(&JEMALLOC, layout)
 }
 
-/// Frees a block of [`pair64_arenas`].
+/// Frees a block of [`pair_arenas`].
 ///
 /// # Safety
 ///
-/// - `ptr` came from `pair64_arenas` with `layout`.
-unsafe fn pair64_arenas_free(ptr: *mut u8, layout: Layout) {
+/// - `ptr` came from `pair_arenas` with `layout`.
+unsafe fn pair_arenas_free(ptr: *mut u8, layout: Layout) {
     #[cfg(all(feature = "arenas", target_os = "linux"))]
     // SAFETY:
     // - the caller's guarantee.

@@ -37,6 +37,9 @@ use crate::tag;
 ///   `mallocx` in its scope's arena, with the thread's explicit cache for that arena, and carries
 ///   nothing. A free finds it in the arenas' address region (one subtraction and comparison) and
 ///   its owner in the chunk table (two loads).
+/// - A freed arena block of at most 4 KiB may be kept in a small per-thread cache (64 KiB at most,
+///   keyed by arena and exact size) and handed to the next allocation of that size in that arena
+///   on that thread, skipping `mallocx` and `sdallocx`; the cache is emptied at thread exit.
 /// - Over-aligned layouts (alignment above 16 or above the size) always take the trailer.
 ///
 /// # Limits

@@ -25,6 +25,9 @@
 //! that exits flushes its caches (their blocks go back to their arenas) and leaves them to the
 //! next.
 //!
+//! In front of jemalloc, each thread keeps a few freed arena blocks (at most [`CACHE_BYTES`]),
+//! keyed by arena and exact size, for the next allocation of that size in that arena.
+//!
 //! # Limits
 //!
 //! At most [`MAX_ARENAS`] arenas (the allocator's own limit may be lower) and a per-thread limit

@@ -258,3 +258,39 @@ fn blocks_resized_below_their_alignment() {
         0
     );
 }
+
+/// What a thread keeps of its freed arena blocks is bounded (its block cache, 64 KiB, and
+/// jemalloc's explicit cache), and all of it goes back to the arena when the thread exits. An idle
+/// arena's own metadata stays small.
+#[test]
+fn freed_blocks_held_per_thread_are_bounded() {
+    let index = std::thread::spawn(|| {
+        let _g = memledger::scope!("arena_bounded");
+        let blocks: Vec<Box<[u8; 64]>> = (0..20_000).map(|_| Box::new([1u8; 64])).collect();
+        drop(blocks);
+        let arena = ArenaLedger::arenas()
+            .into_iter()
+            .find(|a| a.scope == "arena_bounded")
+            .expect("the scope has an arena");
+        let held = arena.allocated.unwrap();
+        // 1.28 MB was freed; the thread may keep its block cache and jemalloc's cache bin.
+        assert!(
+            held <= 128 * 1024,
+            "{held} bytes held after freeing everything"
+        );
+        arena.jemalloc_index
+    })
+    .join()
+    .unwrap();
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    assert_eq!(
+        arena_stat(index, "small.allocated"),
+        0,
+        "the thread's caches went back"
+    );
+    let metadata = arena_stat(index, "base");
+    assert!(
+        metadata <= 256 * 1024,
+        "an arena's metadata: {metadata} bytes"
+    );
+}
