@@ -464,6 +464,18 @@ unsafe extern "C" fn hook_decommit(
     true
 }
 
+/// Gives `[addr + offset, addr + offset + length)` back to the kernel with `advice`; `true` on
+/// failure, as jemalloc's hooks report it.
+///
+/// # Safety
+///
+/// - the range lies in an extent `hook_alloc` gave out, and jemalloc no longer uses its pages.
+unsafe fn purge(addr: *mut c_void, offset: usize, length: usize, advice: libc::c_int) -> CBool {
+    // SAFETY:
+    // - the caller's guarantee: unused pages of the region's mapping.
+    unsafe { libc::madvise(addr.cast::<u8>().add(offset).cast(), length, advice) != 0 }
+}
+
 /// `MADV_FREE`: the kernel may take the pages back when it needs memory.
 unsafe extern "C" fn hook_purge_lazy(
     _hooks: *mut ffi::extent_hooks_t,
@@ -474,15 +486,8 @@ unsafe extern "C" fn hook_purge_lazy(
     _arena_ind: c_uint,
 ) -> CBool {
     // SAFETY:
-    // - `[addr + offset, addr + offset + length)` lies in an extent our `hook_alloc` gave out;
-    //   jemalloc purges only unused pages.
-    unsafe {
-        libc::madvise(
-            addr.cast::<u8>().add(offset).cast(),
-            length,
-            libc::MADV_FREE,
-        ) != 0
-    }
+    // - jemalloc purges only unused pages of extents our `hook_alloc` gave out.
+    unsafe { purge(addr, offset, length, libc::MADV_FREE) }
 }
 
 /// `MADV_DONTNEED`: the pages go back now and read as zeros after.
@@ -496,13 +501,7 @@ unsafe extern "C" fn hook_purge_forced(
 ) -> CBool {
     // SAFETY:
     // - as in `hook_purge_lazy`.
-    unsafe {
-        libc::madvise(
-            addr.cast::<u8>().add(offset).cast(),
-            length,
-            libc::MADV_DONTNEED,
-        ) != 0
-    }
+    unsafe { purge(addr, offset, length, libc::MADV_DONTNEED) }
 }
 
 /// Extents of one mapping split and merge freely; jemalloc merges only extents of one arena.

@@ -15,24 +15,9 @@ static GLOBAL: ArenaLedger = ArenaLedger::new();
 
 exactness_suite!("arenas");
 
-/// xorshift64*, as in `tests/differential.rs`.
-fn programs(count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..count).map(move |_| {
-        let len = (next() % 600) as usize;
-        (0..len).map(|_| next() as u8).collect()
-    })
-}
-
 #[test]
 fn random_programs_keep_exact_books() {
-    for program in programs(2_000, 0xa7e4a) {
+    for program in differential::programs(2_000, 0xa7e4a) {
         differential::run(&program);
     }
 }

@@ -10,25 +10,10 @@ use std::path::Path;
 #[global_allocator]
 static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
 
-/// xorshift64*: the same programs on every run.
-fn programs(count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
-    (0..count).map(move |_| {
-        let len = (next() % 600) as usize;
-        (0..len).map(|_| next() as u8).collect()
-    })
-}
-
 #[test]
 fn random_programs_keep_exact_books() {
     let count = if cfg!(miri) { 3 } else { 2_000 };
-    for program in programs(count, 0x5eed) {
+    for program in differential::programs(count, 0x5eed) {
         differential::run(&program);
     }
 }

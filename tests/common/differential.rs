@@ -125,6 +125,21 @@ fn helper() -> &'static Mutex<(Sender<Block>, Receiver<()>)> {
     })
 }
 
+/// xorshift64*: the same programs on every run.
+pub fn programs(count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    (0..count).map(move |_| {
+        let len = (next() % 600) as usize;
+        (0..len).map(|_| next() as u8).collect()
+    })
+}
+
 /// Runs one program and checks the books against the reference.
 pub fn run(program: &[u8]) {
     // One program at a time: the books of the program's scopes are compared as a whole.
