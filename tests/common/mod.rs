@@ -9,6 +9,7 @@
 
 #[path = "differential.rs"]
 pub mod differential;
+pub mod soak;
 
 /// One scope's books, as the reference expects them and as the ledger has them.
 pub use differential::{alloc_in, books_of as actual, Books as Expected};
