@@ -20,10 +20,10 @@
 //!
 //! jemalloc's automatic thread cache hands out blocks of any arena, which would mix owners. Each
 //! (thread, arena) pair therefore gets an explicit cache (`tcache.create`), used for that arena's
-//! allocations and for the frees of its blocks on that thread. Per-thread tables are kept in
-//! [`ThreadArenas`], never freed and reused by the next thread, as the counter slabs are; a thread
-//! that exits flushes its caches (their blocks go back to their arenas) and leaves them to the
-//! next.
+//! allocations and for the frees of its blocks on that thread. Each thread's table
+//! ([`ThreadArenas`]) is part of its counter slab, never freed and handed to the next thread with
+//! the slab; a thread that exits flushes its caches (their blocks go back to their arenas) and
+//! leaves them to the next.
 //!
 //! In front of jemalloc, each thread keeps a few freed arena blocks (at most [`CACHE_BYTES`]),
 //! keyed by arena and exact size, for the next allocation of that size in that arena.
@@ -36,11 +36,10 @@
 //! thread allocates and frees in that arena without a cache (`MALLOCX_TCACHE_NONE`: exact, no
 //! memory held, slower). Neither case is ever undefined behaviour or a lost block.
 
-use core::cell::Cell;
 use core::ffi::{c_char, c_uint, c_void};
 use core::ptr;
 use core::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
 };
 use std::sync::Mutex;
 
@@ -529,12 +528,12 @@ unsafe extern "C" fn hook_merge(
     false
 }
 
-/// A thread's explicit caches, one per arena, and its count of live arena blocks.
+/// A thread's explicit caches, one per arena, its count of live arena blocks and its block cache.
 ///
-/// Never freed: a thread that exits flushes the caches and leaves the table to the next thread.
+/// Part of the thread's counter slab ([`crate::cells::Slab`]), so it is never freed and passes to
+/// the next thread with the slab; a thread that exits flushes its caches first. All zeros are an
+/// empty table.
 pub(crate) struct ThreadArenas {
-    next: *const ThreadArenas,
-    in_use: AtomicBool,
     /// Per slot: 0 before a cache was asked for, `1 + index` of the cache, or [`NO_TCACHE`].
     tcaches: [AtomicU16; MAX_ARENAS],
     /// Caches this table made.
@@ -637,6 +636,24 @@ impl BlockCache {
     }
 }
 
+impl Default for ThreadArenas {
+    fn default() -> Self {
+        ThreadArenas {
+            tcaches: core::array::from_fn(|_| AtomicU16::new(0)),
+            made: AtomicU8::new(0),
+            live: AtomicI64::new(0),
+            cache: core::cell::UnsafeCell::new(BlockCache {
+                bytes: 0,
+                bins: [Bin {
+                    key: 0,
+                    len: 0,
+                    blocks: [ptr::null_mut(); BIN_DEPTH],
+                }; BINS],
+            }),
+        }
+    }
+}
+
 impl ThreadArenas {
     /// The block cache.
     ///
@@ -655,119 +672,39 @@ impl ThreadArenas {
 
 const NO_TCACHE: u16 = u16::MAX;
 
-/// Every table ever made.
-static TABLES: AtomicPtr<ThreadArenas> = AtomicPtr::new(ptr::null_mut());
-
-/// Marks a thread whose table was given back.
-#[allow(clippy::manual_dangling_ptr)]
-const RELEASED: *const ThreadArenas = 1 as *const ThreadArenas;
-
-std::thread_local! {
-    static MINE: Cell<*const ThreadArenas> = const { Cell::new(ptr::null()) };
-}
-
-/// This thread's table, taking one if the thread has a counter slab (so that its release at
-/// thread exit is arranged); `None` otherwise.
+/// This thread's table, if it holds a counter slab (whose release at thread exit is arranged).
 #[inline(always)]
 fn table() -> Option<&'static ThreadArenas> {
-    let mine = MINE.try_with(Cell::get).unwrap_or(RELEASED);
-    if mine as usize > RELEASED as usize {
-        // SAFETY:
-        // - tables are never freed, and this thread holds this one.
-        return Some(unsafe { &*mine });
-    }
-    if mine.is_null() {
-        take_table()
-    } else {
-        None
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn take_table() -> Option<&'static ThreadArenas> {
-    if !crate::counters::holds_slab() {
-        return None;
-    }
-    let mut cursor = TABLES.load(Ordering::Acquire);
-    let table = loop {
-        if cursor.is_null() {
-            break new_table()?;
-        }
-        // SAFETY:
-        // - tables are never freed; `cursor` came from the list.
-        let table = unsafe { &*cursor };
-        if table
-            .in_use
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            break table;
-        }
-        cursor = table.next.cast_mut();
-    };
-    if MINE.try_with(|m| m.set(table)).is_err() {
-        table.in_use.store(false, Ordering::Release);
-        return None;
-    }
-    Some(table)
-}
-
-fn new_table() -> Option<&'static ThreadArenas> {
-    let raw = crate::counters::alloc_zeroed_internal::<ThreadArenas, tikv_jemallocator::Jemalloc>(
-        &tikv_jemallocator::Jemalloc,
-    )?;
-    // SAFETY:
-    // - `raw` is a fresh, zeroed, aligned `ThreadArenas`: zeros are a valid empty table (null
-    //   `next`, no caches, nothing live, an empty block cache); nothing else sees it yet.
-    let table = unsafe { &mut *raw };
-    table.in_use = AtomicBool::new(true);
-    let mut head = TABLES.load(Ordering::Relaxed);
-    loop {
-        table.next = head;
-        match TABLES.compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(now) => head = now,
-        }
-    }
-    // SAFETY:
-    // - published tables are never freed or moved.
-    Some(unsafe { &*raw })
+    crate::counters::thread_arenas()
 }
 
 /// Gives this thread's table back at thread exit: its caches are flushed (their blocks go back to
 /// their arenas) and kept for the next thread.
 pub(crate) fn release_thread() {
-    let _ = MINE.try_with(|m| {
-        let mine = m.replace(RELEASED);
-        if mine as usize > RELEASED as usize {
+    let Some(table) = table() else {
+        return;
+    };
+    // SAFETY:
+    // - this thread still holds the table (its slab).
+    unsafe { table.cache() }.flush();
+    for tcache in &table.tcaches {
+        let value = tcache.load(Ordering::Relaxed);
+        if value != 0 && value != NO_TCACHE {
+            let mut index = c_uint::from(value - 1);
             // SAFETY:
-            // - this thread's table; never freed.
-            let table = unsafe { &*mine };
-            // SAFETY:
-            // - this thread still holds the table.
-            unsafe { table.cache() }.flush();
-            for tcache in &table.tcaches {
-                let value = tcache.load(Ordering::Relaxed);
-                if value != 0 && value != NO_TCACHE {
-                    let mut index = c_uint::from(value - 1);
-                    // SAFETY:
-                    // - "tcache.flush" takes the `unsigned` index of an explicit cache; this one
-                    //   was made by "tcache.create" and is used by this thread only.
-                    unsafe {
-                        ffi::mallctl(
-                            c"tcache.flush".as_ptr().cast::<c_char>(),
-                            ptr::null_mut(),
-                            ptr::null_mut(),
-                            ptr::addr_of_mut!(index).cast::<c_void>(),
-                            core::mem::size_of::<c_uint>(),
-                        )
-                    };
-                }
-            }
-            table.in_use.store(false, Ordering::Release);
+            // - "tcache.flush" takes the `unsigned` index of an explicit cache; this one was made
+            //   by "tcache.create" and is used by the slab's holder only.
+            unsafe {
+                ffi::mallctl(
+                    c"tcache.flush".as_ptr().cast::<c_char>(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    ptr::addr_of_mut!(index).cast::<c_void>(),
+                    core::mem::size_of::<c_uint>(),
+                )
+            };
         }
-    });
+    }
 }
 
 /// The `MALLOCX_TCACHE` flag this thread uses for the arena in `slot`.
@@ -926,14 +863,7 @@ pub(crate) unsafe fn reallocate(
 /// Live blocks in the arenas (they carry no trailer).
 pub(crate) fn live_blocks() -> u64 {
     let mut live = SHARED_LIVE.load(Ordering::Relaxed);
-    let mut cursor = TABLES.load(Ordering::Acquire);
-    while !cursor.is_null() {
-        // SAFETY:
-        // - tables are never freed.
-        let table = unsafe { &*cursor };
-        live += table.live.load(Ordering::Relaxed);
-        cursor = table.next.cast_mut();
-    }
+    crate::counters::for_each_thread_arenas(|table| live += table.live.load(Ordering::Relaxed));
     live.max(0) as u64
 }
 
@@ -944,7 +874,8 @@ pub struct ArenaUsage {
     pub arenas: usize,
     /// Explicit thread caches made, over all threads.
     pub thread_caches: usize,
-    /// Thread tables made (at most the largest number of threads alive at once).
+    /// Thread tables made: one per counter slab, so at most the largest number of threads alive
+    /// at once.
     pub thread_tables: usize,
     /// Chunks of `ArenaLedger::CHUNK_SIZE` handed to arenas (address space, not memory).
     pub chunks: usize,
@@ -958,13 +889,7 @@ pub struct ArenaUsage {
 /// Counts what the arenas hold.
 pub(crate) fn usage() -> ArenaUsage {
     let mut tables = 0;
-    let mut cursor = TABLES.load(Ordering::Acquire);
-    while !cursor.is_null() {
-        tables += 1;
-        // SAFETY:
-        // - tables are never freed.
-        cursor = unsafe { &*cursor }.next.cast_mut();
-    }
+    crate::counters::for_each_thread_arenas(|_| tables += 1);
     ArenaUsage {
         arenas: ARENAS.load(Ordering::Relaxed),
         thread_caches: TCACHES.load(Ordering::Relaxed),

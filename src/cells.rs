@@ -492,6 +492,10 @@ pub(crate) struct Slab {
     /// Page 0 (the unscoped root, the crate's own scope and the first user scopes), inline so
     /// that most threads never allocate a page.
     first: Page,
+    /// The holder's explicit caches and block cache for `ArenaLedger`'s arenas, handed on with
+    /// the slab.
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    pub(crate) arenas: crate::arenas::ThreadArenas,
 }
 
 impl Slab {
@@ -505,6 +509,8 @@ impl Slab {
             first: Page {
                 cells: core::array::from_fn(|_| Counter::default()),
             },
+            #[cfg(all(feature = "arenas", target_os = "linux"))]
+            arenas: crate::arenas::ThreadArenas::default(),
         })
     }
 

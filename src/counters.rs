@@ -169,12 +169,23 @@ std::thread_local! {
     };
 }
 
-/// Whether this thread holds a counter slab (so its release at thread exit is arranged).
-#[cfg_attr(not(all(feature = "arenas", target_os = "linux")), allow(dead_code))]
-pub(crate) fn holds_slab() -> bool {
-    STATE
-        .try_with(|s| s.slab.get() as usize > RELEASED as usize)
-        .unwrap_or(false)
+/// This thread's arena tables: those of the slab it holds, if it holds one.
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+#[inline(always)]
+pub(crate) fn thread_arenas() -> Option<&'static crate::arenas::ThreadArenas> {
+    let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
+    if slab as usize <= RELEASED as usize {
+        return None;
+    }
+    // SAFETY:
+    // - neither null nor `RELEASED`: the slab this thread holds; slabs are never freed.
+    Some(&unsafe { &*slab }.arenas)
+}
+
+/// Calls `f` with the arena tables of every slab ever made.
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+pub(crate) fn for_each_thread_arenas(mut f: impl FnMut(&crate::arenas::ThreadArenas)) {
+    SLABS.for_each(|slab| f(&slab.arenas));
 }
 
 /// Gives this thread's slab back; from now on the thread books through the shared slots.
