@@ -50,8 +50,10 @@ use crate::tag;
 ///   and frees in further arenas without a cache (exact, slower). Tables of caches are reused by
 ///   later threads, so their number is bounded by the threads alive at once.
 /// - The arenas' memory comes from one reservation of [`Self::REGION_SIZE`] of address space
-///   (`MAP_NORESERVE`, so only used pages cost memory). If it cannot be reserved (a strict
-///   overcommit policy, an address-space limit), every block takes the trailer.
+///   (`MAP_NORESERVE`, so only used pages cost memory), or of a quarter, a sixteenth... down to
+///   4 GiB where the system refuses more. If none can be reserved (a strict overcommit policy, an
+///   address-space limit), every block takes the trailer; once the reservation is used up, new
+///   full blocks take the trailer too.
 /// - Arenas are never destroyed: an idle arena keeps its metadata and the retained address space
 ///   of its peak. `BENCHMARKS.md` has the measured costs.
 /// - With an enforced scope limit in place (feature `enforce`), new blocks take the trailer.
@@ -165,7 +167,13 @@ impl ArenaLedger {
         }
         // SAFETY:
         // - the caller's guarantee.
-        let block = unsafe { arenas::reallocate(ptr, slot, new_size, layout.align()) };
+        let mut block = unsafe { arenas::reallocate(ptr, slot, new_size, layout.align()) };
+        if block.is_null() {
+            // The region may be used up: the block moves out to a trailer block of its owner.
+            // SAFETY:
+            // - the caller's guarantee.
+            block = unsafe { Self::move_out_of_arena(ptr, slot, owner, layout, new_size) };
+        }
         if block.is_null() {
             if let Some((bytes, _)) = reserved {
                 counters::unreserve(owner, bytes);
@@ -175,6 +183,41 @@ impl ArenaLedger {
         match reserved {
             Some((bytes, total)) => counters::book_reserved(owner, bytes, true, total),
             None => counters::on_realloc(&Jemalloc, owner, layout.size(), new_size),
+        }
+        block
+    }
+
+    /// Moves an arena block to a new trailer block of `new_size` bytes owned by `owner`, for a
+    /// resize the arena could not serve; null if jemalloc fails too (the block is then untouched).
+    /// Books nothing.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live arena block of `slot`, allocated or last resized for `layout`;
+    ///   `new_size` is valid at its alignment.
+    unsafe fn move_out_of_arena(
+        ptr: *mut u8,
+        slot: usize,
+        owner: counters::Tag,
+        layout: Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        let Some(outer) = tag::outer_layout(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY:
+        // - `outer` has a non-zero size (at least the trailer's).
+        let block = unsafe { Jemalloc.alloc(outer) };
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY:
+        // - `block` holds `new_size + TAG_SIZE` bytes; both blocks are live and distinct, each at
+        //   least `min(old, new)` bytes long; the caller's guarantee for `ptr`.
+        unsafe {
+            tag::write(block, new_size, owner);
+            ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
+            arenas::deallocate(ptr, slot, layout.size(), layout.align());
         }
         block
     }
