@@ -137,10 +137,12 @@ pub fn run() {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // Every worker is joined before any inbox is dropped: a worker still finishing its last step
+    // may send to any other's inbox.
+    let finished: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let mut leftovers = Vec::new();
     let mut total_ops = 0;
-    for worker in workers {
-        let (mine, inbox, ops) = worker.join().unwrap();
+    for (mine, inbox, ops) in finished {
         leftovers.extend(mine);
         leftovers.extend(inbox.try_iter());
         total_ops += ops;
