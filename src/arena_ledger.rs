@@ -156,35 +156,18 @@ impl ArenaLedger {
         new_size: usize,
     ) -> *mut u8 {
         let (owner, slot) = arenas::owner(offset);
-        let mut reserved = None;
-        if counters::enforcing() {
-            let Ok(reservation) =
-                Ledger::<Jemalloc>::reserve_growth(owner, layout.size(), new_size)
-            else {
-                return ptr::null_mut();
-            };
-            reserved = reservation;
-        }
-        // SAFETY:
-        // - the caller's guarantee.
-        let mut block = unsafe { arenas::reallocate(ptr, slot, new_size, layout.align()) };
-        if block.is_null() {
+        Ledger::book_resize(&Jemalloc, owner, layout.size(), new_size, || {
+            // SAFETY:
+            // - the caller's guarantee.
+            let block = unsafe { arenas::reallocate(ptr, slot, new_size, layout.align()) };
+            if !block.is_null() {
+                return block;
+            }
             // The region may be used up: the block moves out to a trailer block of its owner.
             // SAFETY:
             // - the caller's guarantee.
-            block = unsafe { Self::move_out_of_arena(ptr, slot, owner, layout, new_size) };
-        }
-        if block.is_null() {
-            if let Some((bytes, _)) = reserved {
-                counters::unreserve(owner, bytes);
-            }
-            return block;
-        }
-        match reserved {
-            Some((bytes, total)) => counters::book_reserved(owner, bytes, true, total),
-            None => counters::on_realloc(&Jemalloc, owner, layout.size(), new_size),
-        }
-        block
+            unsafe { Self::move_out_of_arena(ptr, slot, owner, layout, new_size) }
+        })
     }
 
     /// Moves an arena block to a new trailer block of `new_size` bytes owned by `owner`, for a

@@ -107,11 +107,43 @@ impl<A: GlobalAlloc> Ledger<A> {
         block
     }
 
+    /// Resizes a block owned by `owner` from `old` to `new` bytes with `resize` (null on failure,
+    /// the block then untouched) and books it: where the owner has an enforced limit, the growth
+    /// is reserved first and given back if the resize fails or is refused.
+    #[inline(always)]
+    pub(crate) fn book_resize(
+        inner: &A,
+        owner: counters::Tag,
+        old: usize,
+        new: usize,
+        resize: impl FnOnce() -> *mut u8,
+    ) -> *mut u8 {
+        let mut reserved = None;
+        if counters::enforcing() {
+            let Ok(reservation) = Self::reserve_growth(owner, old, new) else {
+                return ptr::null_mut();
+            };
+            reserved = reservation;
+        }
+        let block = resize();
+        if block.is_null() {
+            if let Some((bytes, _)) = reserved {
+                counters::unreserve(owner, bytes);
+            }
+            return block;
+        }
+        match reserved {
+            Some((bytes, total)) => counters::book_reserved(owner, bytes, true, total),
+            None => counters::on_realloc(inner, owner, old, new),
+        }
+        block
+    }
+
     /// Reserves the growth of a resize in a scope with an enforced limit: `Ok(Some((bytes,
     /// total)))` for a reservation, `Ok(None)` for a shrink or an unlimited scope.
     #[cold]
     #[inline(never)]
-    pub(crate) fn reserve_growth(
+    fn reserve_growth(
         scope: counters::Tag,
         old: usize,
         new: usize,
@@ -182,35 +214,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
                 tag::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
             )
         };
-        let mut reserved = None;
-        if counters::enforcing() {
-            let Ok(reservation) = Self::reserve_growth(scope, layout.size(), new_size) else {
-                return ptr::null_mut();
+        Self::book_resize(&self.inner, scope, layout.size(), new_size, || {
+            // SAFETY:
+            // - `ptr` was allocated by `self.inner` with `outer` (`whole_block` gives it back with
+            //   the provenance of all of it);
+            // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
+            let block = unsafe {
+                self.inner
+                    .realloc(tag::whole_block(ptr), outer, new_outer.size())
             };
-            reserved = reservation;
-        }
-        // SAFETY:
-        // - `ptr` was allocated by `self.inner` with `outer` (`whole_block` gives it back with the
-        //   provenance of all of it);
-        // - `new_outer.size()` is non-zero and valid at this alignment (checked above).
-        let block = unsafe {
-            self.inner
-                .realloc(tag::whole_block(ptr), outer, new_outer.size())
-        };
-        if block.is_null() {
-            if let Some((bytes, _)) = reserved {
-                counters::unreserve(scope, bytes);
+            if !block.is_null() {
+                // SAFETY:
+                // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is
+                //   untouched, trailer included.
+                unsafe { tag::write(block, new_size, scope) };
             }
-            return block;
-        }
-        // SAFETY:
-        // - `block` holds `new_size + TAG_SIZE` bytes. On failure the old block is untouched,
-        //   trailer included.
-        unsafe { tag::write(block, new_size, scope) };
-        match reserved {
-            Some((bytes, total)) => counters::book_reserved(scope, bytes, true, total),
-            None => counters::on_realloc(&self.inner, scope, layout.size(), new_size),
-        }
-        block
+            block
+        })
     }
 }
