@@ -3,9 +3,10 @@
 //! reads as the same value.
 #![no_main]
 
-use memledger::{
+use memledger::{Snapshot, SnapshotDiff};
+use memledger_monitor::{
     from_json, to_json, Budget, Event, HistoryEntry, Reconciliation, Sample, SamplerStats,
-    ScopeBudget, Snapshot, SnapshotDiff, Status,
+    ScopeBudget, Status,
 };
 
 /// Reads `json` as a `T`; if it reads, writes it back and reads it again: the same value.

@@ -1,9 +1,9 @@
 //! Differential fuzzing of the ledger: the input is a program of allocations, resizes and frees
 //! across scopes and threads, and the books must equal a naive reference ledger's (see
-//! `tests/common/differential.rs`, which `tests/differential.rs` also runs over the kept inputs).
+//! `memledger/tests/common/differential.rs`, which `memledger/tests/differential.rs` also runs over the kept inputs).
 #![no_main]
 
-#[path = "../../tests/common/differential.rs"]
+#[path = "../../memledger/tests/common/differential.rs"]
 mod differential;
 
 #[global_allocator]

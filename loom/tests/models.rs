@@ -1,13 +1,14 @@
 //! Model checks of the lock-free protocols, over loom's atomics: every interleaving (and every
 //! value a relaxed or acquire load may return) of a few threads is explored.
 //!
-//! The crate's own source files are compiled here, unchanged, with `crate::primitive` pointing at
-//! loom's atomics instead of `core`'s:
+//! The crates' own source files are compiled here, unchanged, with `crate::sys::atomic` (the
+//! facade's own shim, `memledger/src/sys/atomic.rs`) taking its loom arm under `cfg(loom)`:
 //!
-//! - `src/cells.rs`: the per-thread counter cells, publishing and peaks, enforced reservations,
-//!   and the slab list;
-//! - `src/handoff.rs`: the sampler's drop-oldest hand-off to a subscriber's queue;
-//! - `src/callsite.rs`: the packed cache of a `scope!` call site.
+//! - `memledger/src/books/cells.rs`: the per-thread counter cells, publishing and peaks, enforced
+//!   reservations, and the slab list;
+//! - `memledger/src/books/callsite.rs`: the packed cache of a `scope!` call site;
+//! - `memledger-monitor/src/sampler/handoff.rs`: the sampler's drop-oldest hand-off to a
+//!   subscriber's queue.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --manifest-path loom/Cargo.toml`.
 #![cfg(loom)]
@@ -19,34 +20,41 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-/// What `src/cells.rs` and the others import as the crate's atomics.
-mod primitive {
-    pub(crate) use loom::sync::atomic::{
-        AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-    };
-}
+#[path = "../../memledger/src/sys/atomic.rs"]
+mod atomic;
 
-/// The scope table size `src/cells.rs` reads: two pages of two counters, so that giving a slab
+/// The scope ids `cells.rs` reads: a table of two pages of two counters, so that giving a slab
 /// back (which flushes every counter) stays within what loom can explore.
-mod registry {
+mod id {
+    pub(crate) type ScopeId = u16;
     pub(crate) const MAX_SCOPES: usize = 4;
 }
 
-mod tag {
-    pub(crate) type Tag = u16;
-}
-
-#[path = "../../src/cells.rs"]
+#[path = "../../memledger/src/books/cells.rs"]
 mod cells;
 
-#[path = "../../src/handoff.rs"]
-mod handoff;
-
-#[path = "../../src/callsite.rs"]
+#[path = "../../memledger/src/books/callsite.rs"]
 mod callsite;
 
+#[path = "../../memledger-monitor/src/sampler/handoff.rs"]
+mod handoff;
+
+/// The paths the files above import, as the facade lays them out.
+mod sys {
+    pub(crate) use super::atomic;
+}
+mod books {
+    pub(crate) use super::{callsite, cells, id};
+}
+
+/// What each counter slab carries for the owner strategy: nothing, as without the arenas.
+mod owner {
+    #[derive(Default)]
+    pub(crate) struct ThreadTables;
+}
+
 use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, PUBLISH_THRESHOLD};
-use primitive::Ordering;
+use atomic::Ordering;
 
 /// A block size that makes every booking publish.
 const BIG: u64 = PUBLISH_THRESHOLD as u64 + 1;

@@ -1,0 +1,195 @@
+//! JSON round trips of everything the sampler produces, and malformed input.
+
+use std::time::Duration;
+
+use memledger::{ScopeStats, Snapshot};
+use memledger_monitor::{
+    from_json, to_json, Budget, Event, HistoryEntry, Reconciliation, Sample, Sampler, ScopeBudget,
+    Status,
+};
+
+#[global_allocator]
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+
+fn round_trip<T>(value: &T) -> String
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let json = to_json(value).unwrap();
+    let back: T = from_json(&json).unwrap();
+    assert_eq!(&back, value, "{json}");
+    // And the same text again: nothing was lost or reordered.
+    assert_eq!(to_json(&back).unwrap(), json);
+    json
+}
+
+/// A sample from a real sampler, with a scope budget, a growing scope and a read failure in the
+/// history, so that every optional part is present.
+fn a_full_sample() -> (Sampler, std::sync::Arc<Sample>) {
+    let mut first = true;
+    let sampler = Sampler::builder()
+        .interval(Duration::from_millis(2))
+        .budget(Budget::builder().total(1 << 40).build().unwrap())
+        .scope_budget("json/index", ScopeBudget::new(10, 1 << 30).unwrap())
+        .memory_source(move || {
+            if std::mem::take(&mut first) {
+                Err(memledger_monitor::ReadError::Io {
+                    source: "test".to_string(),
+                    message: "injected \"failure\" \u{1F4A5}".to_string(),
+                })
+            } else {
+                memledger_monitor::ProcessMemory::read()
+            }
+        })
+        .start()
+        .unwrap();
+    let events = sampler.subscribe();
+    let mut held = Vec::new();
+    loop {
+        held.push(memledger::in_scope("json/index", || vec![3u8; 10_000]));
+        if let Some(Event::Sample(s)) = events.recv_timeout(Duration::from_secs(10)) {
+            let growing = s
+                .scope_growth
+                .iter()
+                .any(|(p, g)| p == "json/index" && g.window > 0.0);
+            if s.reconciliation.is_ok() && growing && !s.status.recommendations.is_empty() {
+                std::mem::forget(held);
+                return (sampler, s);
+            }
+        }
+    }
+}
+
+#[test]
+fn everything_round_trips_losslessly() {
+    let (sampler, sample) = a_full_sample();
+    round_trip(&*sample);
+    round_trip(&sample.snapshot);
+    round_trip(sample.snapshot.scope("json/index").unwrap());
+    let reconciliation: &Reconciliation = sample.reconciliation.as_ref().unwrap();
+    round_trip(reconciliation);
+    let status: &Status = &sample.status;
+    assert!(!status.scopes.is_empty() && !status.breakdown.is_empty());
+    round_trip(status);
+    let history: Vec<HistoryEntry> = sampler.history_last(usize::MAX);
+    assert!(history.iter().any(|e| e.read_error.is_some()));
+    round_trip(&history);
+    round_trip(&sampler.stats());
+    let diff = memledger::snapshot().diff(&sample.snapshot);
+    round_trip(&diff);
+    // Floats come back bit for bit.
+    for (_, rate) in &sample.scope_growth {
+        let back: memledger_monitor::GrowthRate = from_json(&to_json(rate).unwrap()).unwrap();
+        assert_eq!(back.window.to_bits(), rate.window.to_bits());
+        assert_eq!(back.fit.to_bits(), rate.fit.to_bits());
+    }
+    sampler.stop();
+}
+
+#[test]
+fn malformed_input_is_an_error_never_a_panic() {
+    let (sampler, sample) = a_full_sample();
+    let json = to_json(&*sample).unwrap();
+    sampler.stop();
+    // Every prefix of a valid document, and every document with one byte changed.
+    for end in (0..json.len()).filter(|&i| json.is_char_boundary(i)) {
+        assert!(from_json::<Sample>(&json[..end]).is_err());
+    }
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for _ in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut bytes = json.clone().into_bytes();
+        let at = (x % bytes.len() as u64) as usize;
+        let alphabet = b"{}[]\",:0-9eEtrufalsn \\x";
+        bytes[at] = alphabet[(x >> 32) as usize % alphabet.len()];
+        if let Ok(text) = String::from_utf8(bytes) {
+            let _ = from_json::<Sample>(&text);
+            if let Ok(snapshot) = from_json::<Snapshot>(&text) {
+                // What passes the checks is safe to use.
+                let _ = (snapshot.to_string(), snapshot.subtree(""), snapshot.own());
+                for scope in snapshot.scopes() {
+                    let _ = (
+                        snapshot.parent(&scope.path),
+                        snapshot.children(&scope.path).count(),
+                    );
+                }
+            }
+            let _ = from_json::<Status>(&text);
+        }
+    }
+    let err = from_json::<ScopeStats>("{\"path\": 3}").unwrap_err();
+    assert!(err.to_string().contains("invalid type"), "{err}");
+}
+
+#[test]
+fn an_inconsistent_snapshot_is_rejected_with_its_reason() {
+    let snapshot = memledger::in_scope("json_tree/child", memledger::snapshot);
+    let json = to_json(&snapshot).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let parents = value["parents"].as_array_mut().unwrap();
+    let last = parents.len() - 1;
+    // A scope that is its own parent.
+    parents[last] = serde_json::json!(last);
+    let err = from_json::<Snapshot>(&value.to_string()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("parents come before their children"),
+        "{err}"
+    );
+    // One parent too few.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["parents"].as_array_mut().unwrap().pop();
+    let err = from_json::<Snapshot>(&value.to_string()).unwrap_err();
+    assert!(err.to_string().contains("one parent per scope"), "{err}");
+    // A path that its name and parent contradict.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let scopes = value["scopes"].as_array_mut().unwrap();
+    let child = scopes
+        .iter_mut()
+        .find(|s| s["path"] == "json_tree/child")
+        .unwrap();
+    child["path"] = serde_json::json!("elsewhere/child");
+    let err = from_json::<Snapshot>(&value.to_string()).unwrap_err();
+    assert!(
+        err.to_string().contains("its name and parent make it"),
+        "{err}"
+    );
+    // No root.
+    let err = from_json::<Snapshot>(
+        r#"{"scopes":[],"parents":[],"refused_scopes":0,"threads":0,"thread_slabs":0}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unscoped root"), "{err}");
+}
+
+/// Budgets read back from JSON keep the guarantees of built ones: misordered limits, a hard
+/// limit past the total and a zero total are errors that name what clashes.
+#[test]
+fn budgets_read_from_json_are_checked() {
+    let good = Budget::builder().total(1000).build().unwrap();
+    let back: Budget =
+        memledger_monitor::from_json(&memledger_monitor::to_json(&good).unwrap()).unwrap();
+    assert_eq!(back, good);
+    for (json, says) in [
+        (
+            r#"{"total":100,"soft":90,"prompt":80,"hard":95}"#,
+            "soft limit (90 bytes) is above the prompt",
+        ),
+        (r#"{"total":100,"soft":10,"prompt":20,"hard":200}"#, "hard"),
+        (r#"{"total":0,"soft":0,"prompt":0,"hard":0}"#, "zero"),
+    ] {
+        let err = memledger_monitor::from_json::<Budget>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{json}: {err}");
+    }
+    let err = memledger_monitor::from_json::<ScopeBudget>(r#"{"soft":9,"hard":5,"enforce":true}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("soft"), "{err}");
+    let enforced: ScopeBudget =
+        memledger_monitor::from_json(r#"{"soft":5,"hard":9,"enforce":true}"#).unwrap();
+    assert_eq!(enforced, ScopeBudget::new(5, 9).unwrap().enforced());
+}

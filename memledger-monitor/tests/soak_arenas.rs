@@ -1,0 +1,22 @@
+//! The soak test of `tests/soak.rs` over `ArenaLedger`: the blocks that fill their size class live
+//! in per-scope arenas, with cross-thread frees, resizes between the trailer and the arenas, and a
+//! sampler reading jemalloc's per-arena statistics every 10 ms.
+//!
+//! Ignored by default; run it with
+//! `MEMLEDGER_SOAK_SECS=300 cargo test --release --features arenas --test soak_arenas -- --ignored --nocapture`.
+#![cfg(target_os = "linux")]
+
+/// The exactness suite's reference ledger and random programs, shared with `memledger`'s tests.
+#[path = "../../memledger/tests/common/mod.rs"]
+mod common;
+#[path = "common/soak.rs"]
+mod soak;
+
+#[global_allocator]
+static GLOBAL: memledger::ArenaLedger = memledger::ArenaLedger::new();
+
+#[test]
+#[ignore = "minutes of load; CI runs it with a bound"]
+fn soak() {
+    soak::run();
+}

@@ -1,0 +1,1328 @@
+//! One self-contained HTML page from a memledger recording.
+//!
+//! [`render_html`] turns a [`Recording`] into a single HTML page that opens in any browser
+//! without a network: every style, chart and script is inline, and the page's content security
+//! policy forbids loading anything from elsewhere. The `memledger-report` command of this crate
+//! does the same for a recording file:
+//!
+//! ```text
+//! memledger-report recording.jsonl -o report.html
+//! ```
+//!
+//! The page holds:
+//!
+//! - the budget status of the last sample: its level, its one-line summary, the measured figure
+//!   against the soft, prompt and hard limits, and the scopes to look at;
+//! - a stacked-area chart of every scope's live bytes over the recording (the twelve scopes with
+//!   the highest live bytes get their own colour, the rest are summed as "other"), with the
+//!   process's RSS drawn as a line on top and the budget's limits as dashed lines when they are
+//!   within reach of the chart (a note gives them otherwise). Hovering shows the figures at the
+//!   cursor; hovering a legend entry or a table row picks out its scope;
+//! - a table of the scopes in the last sample: live and peak bytes, share of the ledger, growth
+//!   rate and fit, suspected leaks, and the allocation, free and resize counts;
+//! - the reconciliation of the last sample that has one, as a waterfall from the ledger through
+//!   jemalloc's `allocated`, `active` and `resident` to the RSS, every gap named and sized.
+//!
+//! Opened with `#check` at the end of its address, the page moves the cursor over the chart and
+//! onto the first legend entry once, so that a headless browser can check the interactive parts.
+//!
+//! A recording without samples gives a page that says so. Scope names and every other text
+//! taken from the recording are escaped.
+//!
+//! ```
+//! # #[global_allocator]
+//! # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+//! # fn main() -> Result<(), memledger_monitor::Error> {
+//! use memledger_monitor::{Recording, RecordingHeader};
+//!
+//! let sampler = memledger_monitor::Sampler::builder().start()?;
+//! let index = memledger::in_scope("global_index", || vec![0u8; 1 << 20]);
+//! let recording = Recording {
+//!     header: RecordingHeader::now(),
+//!     samples: vec![sampler.sample_now().as_ref().clone()],
+//! };
+//! let html = memledger_report::render_html(&recording);
+//! assert!(html.starts_with("<!DOCTYPE html>"));
+//! assert!(html.contains("global_index"));
+//!
+//! // A recording read back from a file works the same way.
+//! let header_only = concat!(
+//!     r#"{"memledger_recording":1,"started_at":{"secs_since_epoch":0,"nanos_since_epoch":0},"#,
+//!     r#""pid":7,"program":null}"#,
+//! );
+//! let empty = Recording::read(header_only.as_bytes()).unwrap();
+//! assert!(memledger_report::render_html(&empty).contains("no samples"));
+//! # drop(index);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+use core::fmt::{self, Write as _};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memledger::__private::{human_bytes, percent};
+use memledger::{OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
+use memledger_monitor::{
+    AllocatorStats, Budget, GapKind, GrowthRate, Level, Reconciliation, Recording, Sample,
+};
+
+/// Scopes drawn in a colour of their own; the rest are summed as "other".
+const MAX_SERIES: usize = 12;
+
+/// Most points drawn along the time axis; longer recordings are thinned to this many.
+const MAX_POINTS: usize = 1200;
+
+/// A limit this many times the data's highest value or less is drawn on the chart.
+const NEAR_LIMIT: f64 = 1.5;
+
+/// The colours of the series, in order of their highest live bytes.
+const PALETTE: [&str; MAX_SERIES] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+    "#9c755f", "#17becf", "#bcbd22", "#7f3c8d",
+];
+
+/// The colour of the "other" series.
+const OTHER_COLOR: &str = "#b8b0a8";
+
+/// The chart's size and margins, in SVG units.
+const CHART_W: f64 = 1100.0;
+const CHART_H: f64 = 420.0;
+const MARGIN_L: f64 = 78.0;
+const MARGIN_R: f64 = 16.0;
+const MARGIN_T: f64 = 14.0;
+const MARGIN_B: f64 = 38.0;
+
+/// Renders `recording` as one self-contained HTML page.
+///
+/// Never panics, whatever the recording holds: an empty recording gives a page that says it has
+/// no samples, and a single sample is drawn across the whole chart. See the
+/// [module documentation](self) for what the page shows.
+pub fn render_html(recording: &Recording) -> String {
+    let mut out = String::with_capacity(64 * 1024 + recording.samples.len() * 256);
+    // Writing to a `String` cannot fail.
+    let _ = Page::new(recording).write(&mut out);
+    out
+}
+
+/// Text escaped for HTML, in an element or a quoted attribute.
+struct Esc<'a>(&'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..at])?;
+            f.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// A scope's path for people: the unscoped root has a name.
+fn scope_label(path: &str) -> &str {
+    if path == UNSCOPED {
+        "(unscoped)"
+    } else {
+        path
+    }
+}
+
+/// A rate in bytes per second, signed.
+fn human_rate(rate: f64) -> String {
+    if !rate.is_finite() {
+        return "n/a".to_string();
+    }
+    let sign = if rate > 0.0 {
+        "+"
+    } else if rate < 0.0 {
+        "\u{2212}"
+    } else {
+        ""
+    };
+    format!("{sign}{}/s", human_bytes(rate.abs().round() as u64))
+}
+
+/// A length of time, to about three figures.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        format!("{:.0} ms", secs * 1000.0)
+    } else if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else if secs < 3600.0 {
+        let s = d.as_secs();
+        format!("{} min {} s", s / 60, s % 60)
+    } else if secs < 86400.0 {
+        let s = d.as_secs();
+        format!("{} h {} min", s / 3600, s % 3600 / 60)
+    } else {
+        let s = d.as_secs();
+        format!("{} d {} h", s / 86400, s % 86400 / 3600)
+    }
+}
+
+/// A moment as a UTC date and time, `2024-05-01 12:34:56 UTC`.
+fn utc(at: SystemTime) -> String {
+    let Ok(since) = at.duration_since(UNIX_EPOCH) else {
+        return "before 1970".to_string();
+    };
+    let secs = since.as_secs();
+    // Dates past the year 9999 are not worth a calendar.
+    if secs >= 253_402_300_800 {
+        return format!("{secs} s after 1970-01-01 UTC");
+    }
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A number with two decimals at most, trailing zeros dropped.
+fn short_number(value: f64) -> String {
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() || text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
+}
+
+const BYTE_UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+
+/// Ticks of a byte axis from 0 to about `top`: the step, its unit's index and the axis's end.
+fn byte_ticks(top: f64) -> (f64, usize, f64) {
+    let raw = (top / 5.0).max(1.0);
+    let mut choice = None;
+    'units: for (index, _) in BYTE_UNITS.iter().enumerate() {
+        let unit = 1024f64.powi(index as i32);
+        let multipliers: &[f64] = if index == 0 {
+            &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+        } else {
+            &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+        };
+        for &m in multipliers {
+            if m * unit >= raw {
+                // A fraction of a unit is labelled in that unit ("0.5 MiB").
+                choice = Some((m * unit, index));
+                break 'units;
+            }
+        }
+    }
+    let (step, unit) = choice.unwrap_or((200.0 * 1024f64.powi(6), 6));
+    let end = ((top / step).ceil().max(1.0)) * step;
+    (step, unit, end)
+}
+
+/// A byte tick's label in the unit of the axis.
+fn byte_tick_label(value: f64, unit: usize) -> String {
+    if value == 0.0 {
+        return "0".to_string();
+    }
+    let unit = unit.min(BYTE_UNITS.len() - 1);
+    format!(
+        "{} {}",
+        short_number(value / 1024f64.powi(unit as i32)),
+        BYTE_UNITS[unit]
+    )
+}
+
+/// The step between time ticks (seconds) for a span of `span` seconds.
+fn time_step(span: f64) -> f64 {
+    const STEPS: [f64; 26] = [
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
+        60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0,
+    ];
+    let raw = span / 7.0;
+    if let Some(&step) = STEPS.iter().find(|&&s| s >= raw) {
+        return step;
+    }
+    let days = raw / 86400.0;
+    let mut magnitude = 1.0;
+    while magnitude * 10.0 <= days && magnitude < 1e12 {
+        magnitude *= 10.0;
+    }
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * magnitude >= days {
+            return m * magnitude * 86400.0;
+        }
+    }
+    10.0 * magnitude * 86400.0
+}
+
+/// A time tick's label (seconds since the sampler started), in the step's unit.
+fn time_tick_label(t: f64, step: f64) -> String {
+    if t == 0.0 {
+        "0 s".to_string()
+    } else if step < 1.0 {
+        let decimals = (-step.log10()).ceil().clamp(0.0, 3.0) as usize;
+        format!("{t:.decimals$} s")
+    } else if step < 60.0 {
+        format!("{t:.0} s")
+    } else if step < 3600.0 {
+        let minutes = (t / 60.0).round() as u64;
+        if minutes < 60 {
+            format!("{minutes} min")
+        } else if minutes % 60 == 0 {
+            format!("{} h", minutes / 60)
+        } else {
+            format!("{} h {} min", minutes / 60, minutes % 60)
+        }
+    } else if step < 86400.0 {
+        let hours = (t / 3600.0).round() as u64;
+        if hours < 48 {
+            format!("{hours} h")
+        } else {
+            format!("{} d {} h", hours / 24, hours % 24)
+        }
+    } else {
+        format!("{} d", (t / 86400.0).round() as u64)
+    }
+}
+
+/// Figures as JSON numbers for the page's script (non-finite figures as `null`).
+fn json_numbers(out: &mut String, values: impl IntoIterator<Item = Option<f64>>) {
+    out.push('[');
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match value {
+            Some(v) if v.is_finite() => {
+                let _ = write!(out, "{v}");
+            }
+            _ => out.push_str("null"),
+        }
+    }
+    out.push(']');
+}
+
+/// A string as a JSON string that is safe inside a `<script>` element.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// One coloured band of the chart.
+struct Series {
+    /// The scope's path, or `None` for the sum of the scopes without a colour of their own.
+    path: Option<String>,
+    /// What the legend says.
+    label: String,
+    color: &'static str,
+    /// Live bytes at each chart point.
+    values: Vec<f64>,
+    /// The highest live bytes seen in any sample.
+    peak: u64,
+}
+
+/// What the page is drawn from.
+struct Page<'a> {
+    recording: &'a Recording,
+    /// The samples in time order.
+    samples: Vec<&'a Sample>,
+}
+
+impl<'a> Page<'a> {
+    fn new(recording: &'a Recording) -> Page<'a> {
+        let mut samples: Vec<&Sample> = recording.samples.iter().collect();
+        samples.sort_by(|a, b| a.uptime.cmp(&b.uptime).then(a.sequence.cmp(&b.sequence)));
+        Page { recording, samples }
+    }
+
+    fn title(&self) -> String {
+        match &self.recording.header.program {
+            Some(program) if !program.is_empty() => {
+                let name = program.rsplit(['/', '\\']).next().unwrap_or(program);
+                format!("memledger report: {name}")
+            }
+            _ => format!("memledger report: process {}", self.recording.header.pid),
+        }
+    }
+
+    fn write(&self, out: &mut String) -> fmt::Result {
+        self.head(out)?;
+        out.push_str("<body>\n");
+        self.header(out)?;
+        match self.samples.last() {
+            None => {
+                out.push_str(
+                    "<section class=\"empty\"><h2>No samples</h2><p>This recording has no \
+                     samples: it holds only its header line. The sampler wrote no tick before \
+                     the recording stopped.</p></section>\n",
+                );
+            }
+            Some(last) => {
+                self.status(out, last)?;
+                let series = self.series();
+                self.chart(out, &series, last)?;
+                self.scope_table(out, &series, last)?;
+                self.waterfall(out)?;
+            }
+        }
+        out.push_str("<footer>Written by memledger from a recording of ");
+        write!(
+            out,
+            "{} sample{}.",
+            self.samples.len(),
+            if self.samples.len() == 1 { "" } else { "s" }
+        )?;
+        out.push_str("</footer>\n");
+        out.push_str("<script>\n");
+        out.push_str(SCRIPT);
+        out.push_str("</script>\n</body>\n</html>\n");
+        Ok(())
+    }
+
+    fn head(&self, out: &mut String) -> fmt::Result {
+        out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+        out.push_str(
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+             style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n",
+        );
+        out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+        writeln!(out, "<title>{}</title>", Esc(&self.title()))?;
+        out.push_str("<script>\n");
+        out.push_str(ERROR_SCRIPT);
+        out.push_str("</script>\n<style>\n");
+        out.push_str(STYLE);
+        out.push_str("</style>\n</head>\n");
+        Ok(())
+    }
+
+    fn header(&self, out: &mut String) -> fmt::Result {
+        let header = &self.recording.header;
+        writeln!(out, "<header>\n<h1>{}</h1>", Esc(&self.title()))?;
+        out.push_str("<p class=\"meta\">");
+        if let Some(program) = &header.program {
+            write!(out, "<span><b>program</b> {}</span> ", Esc(program))?;
+        }
+        write!(out, "<span><b>pid</b> {}</span> ", header.pid)?;
+        write!(
+            out,
+            "<span><b>started</b> {}</span> ",
+            Esc(&utc(header.started_at))
+        )?;
+        write!(out, "<span><b>samples</b> {}</span> ", self.samples.len())?;
+        if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
+            let span = last.uptime.saturating_sub(first.uptime);
+            write!(out, "<span><b>span</b> {}</span> ", human_duration(span))?;
+            if self.samples.len() > 1 {
+                let interval = span / (self.samples.len() as u32 - 1).max(1);
+                write!(
+                    out,
+                    "<span><b>interval</b> about {}</span> ",
+                    human_duration(interval)
+                )?;
+            }
+            let failed = self
+                .samples
+                .iter()
+                .filter(|s| s.reconciliation.is_err())
+                .count();
+            if failed > 0 {
+                write!(
+                    out,
+                    "<span class=\"warn\"><b>unread</b> the process's memory could not be read \
+                     in {failed} sample{}</span> ",
+                    if failed == 1 { "" } else { "s" }
+                )?;
+            }
+        }
+        out.push_str("</p>\n</header>\n");
+        Ok(())
+    }
+
+    /// The budget status of the last sample.
+    fn status(&self, out: &mut String, last: &Sample) -> fmt::Result {
+        let status = &last.status;
+        let budget = &status.budget;
+        let level = level_name(status.level);
+        out.push_str("<section id=\"status\">\n");
+        writeln!(
+            out,
+            "<p class=\"status level-{level}\"><span class=\"badge\">{level}</span> {}</p>",
+            Esc(&status.summary)
+        )?;
+        out.push_str("<p class=\"figures\">");
+        write!(
+            out,
+            "<span><b>{}</b> {} ({:.1}% of the total)</span> ",
+            Esc(&status.measure.to_string()),
+            human_bytes(status.current_bytes),
+            status.percent_of_total
+        )?;
+        write!(
+            out,
+            "<span><b>soft</b> {} ({:.0}%)</span> <span><b>prompt</b> {} ({:.0}%)</span> \
+             <span><b>hard</b> {} ({:.0}%)</span> <span><b>total</b> {}</span> \
+             <span><b>available</b> {}</span> <span><b>growth</b> {} over the window</span>",
+            human_bytes(budget.soft),
+            status.percent_of_soft,
+            human_bytes(budget.prompt),
+            status.percent_of_prompt,
+            human_bytes(budget.hard),
+            status.percent_of_hard,
+            human_bytes(budget.total),
+            human_bytes(status.available_bytes),
+            human_rate(status.growth.window),
+        )?;
+        out.push_str("</p>\n");
+        if let Some(note) = &status.note {
+            writeln!(out, "<p class=\"note\">{}</p>", Esc(note))?;
+        }
+        if !status.recommendations.is_empty() {
+            out.push_str("<ul class=\"recommendations\">\n");
+            for r in &status.recommendations {
+                writeln!(
+                    out,
+                    "<li><b>{}</b>: {}</li>",
+                    Esc(scope_label(&r.path)),
+                    Esc(&r.message)
+                )?;
+            }
+            out.push_str("</ul>\n");
+        }
+        if !status.scopes.is_empty() {
+            out.push_str(
+                "<table class=\"scope-budgets\"><caption>Scopes with budgets of their own\
+                 </caption>\n<thead><tr><th>scope</th><th>level</th><th>live</th><th>soft</th>\
+                 <th>hard</th><th>of hard</th><th>enforced</th><th>refused</th></tr></thead>\n\
+                 <tbody>\n",
+            );
+            for s in &status.scopes {
+                let level = level_name(s.level);
+                writeln!(
+                    out,
+                    "<tr><td class=\"path\">{}</td><td><span class=\"badge small level-{level}\">\
+                     {level}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td>\
+                     <td>{}</td><td>{}</td></tr>",
+                    Esc(scope_label(&s.path)),
+                    human_bytes(s.live_bytes),
+                    human_bytes(s.budget.soft),
+                    human_bytes(s.budget.hard),
+                    s.percent_of_hard,
+                    if s.budget.enforce { "yes" } else { "no" },
+                    s.refused_allocations
+                )?;
+            }
+            out.push_str("</tbody></table>\n");
+        }
+        writeln!(
+            out,
+            "<details><summary>The status as text</summary><pre>{}</pre></details>",
+            Esc(&status.to_string())
+        )?;
+        out.push_str("</section>\n");
+        Ok(())
+    }
+
+    /// The samples drawn on the chart: all of them, or at most [`MAX_POINTS`] picked so that
+    /// each stretch of time keeps its highest ledger total.
+    fn chart_samples(&self) -> Vec<&'a Sample> {
+        let n = self.samples.len();
+        if n <= MAX_POINTS {
+            return self.samples.clone();
+        }
+        (0..MAX_POINTS)
+            .filter_map(|bucket| {
+                let start = bucket * n / MAX_POINTS;
+                let end = ((bucket + 1) * n / MAX_POINTS).max(start + 1).min(n);
+                self.samples[start..end]
+                    .iter()
+                    .copied()
+                    .max_by_key(|s| s.snapshot.total_live_bytes())
+            })
+            .collect()
+    }
+
+    /// The chart's series: the scopes with the highest live bytes, then "other".
+    fn series(&self) -> Vec<Series> {
+        // Every scope that held bytes in some sample, with the most it held.
+        let mut peaks: Vec<(String, u64)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for sample in &self.samples {
+            for scope in sample.snapshot.scopes() {
+                if scope.live_bytes == 0 {
+                    continue;
+                }
+                match index.get(scope.path.as_str()) {
+                    Some(&i) => peaks[i].1 = peaks[i].1.max(scope.live_bytes),
+                    None => {
+                        index.insert(scope.path.as_str(), peaks.len());
+                        peaks.push((scope.path.clone(), scope.live_bytes));
+                    }
+                }
+            }
+        }
+        peaks.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let points = self.chart_samples();
+        let mut series: Vec<Series> = peaks
+            .iter()
+            .take(MAX_SERIES)
+            .enumerate()
+            .map(|(i, (path, peak))| Series {
+                path: Some(path.clone()),
+                label: scope_label(path).to_string(),
+                color: PALETTE[i],
+                values: vec![0.0; points.len()],
+                peak: *peak,
+            })
+            .collect();
+        let rest = peaks.len().saturating_sub(MAX_SERIES);
+        if rest > 0 {
+            series.push(Series {
+                path: None,
+                label: format!("other ({rest} scopes)"),
+                color: OTHER_COLOR,
+                values: vec![0.0; points.len()],
+                peak: 0,
+            });
+        }
+        let other = series.len().saturating_sub(1);
+        let slot: HashMap<&str, usize> = peaks
+            .iter()
+            .enumerate()
+            .map(|(i, (path, _))| (path.as_str(), i.min(MAX_SERIES).min(other)))
+            .collect();
+        for (point, sample) in points.iter().enumerate() {
+            let mut other_total = 0u64;
+            for scope in sample.snapshot.scopes() {
+                if scope.live_bytes == 0 {
+                    continue;
+                }
+                if let Some(&s) = slot.get(scope.path.as_str()) {
+                    series[s].values[point] += scope.live_bytes as f64;
+                    if series[s].path.is_none() {
+                        other_total = other_total.saturating_add(scope.live_bytes);
+                    }
+                }
+            }
+            if rest > 0 {
+                series[other].peak = series[other].peak.max(other_total);
+            }
+        }
+        series
+    }
+
+    /// The stacked-area chart, its legend and its notes.
+    fn chart(&self, out: &mut String, series: &[Series], last: &Sample) -> fmt::Result {
+        let points = self.chart_samples();
+        let n = points.len();
+        let times: Vec<f64> = points.iter().map(|s| s.uptime.as_secs_f64()).collect();
+        let rss: Vec<Option<f64>> = points
+            .iter()
+            .map(|s| {
+                s.reconciliation
+                    .as_ref()
+                    .ok()
+                    .map(|r| r.process.rss_bytes as f64)
+            })
+            .collect();
+        // Tops of the stack at each point.
+        let mut stack = vec![vec![0.0f64; n]; series.len() + 1];
+        for (k, s) in series.iter().enumerate() {
+            let (below, above) = stack.split_at_mut(k + 1);
+            for ((top, base), value) in above[0].iter_mut().zip(&below[k]).zip(&s.values) {
+                *top = base + value;
+            }
+        }
+        let totals = &stack[series.len()];
+        let data_max = totals
+            .iter()
+            .copied()
+            .chain(rss.iter().flatten().copied())
+            .fold(0.0f64, f64::max);
+
+        // The budget's limits, merged where they coincide.
+        let budget: Budget = last.status.budget;
+        let mut limits: Vec<(Vec<&str>, u64)> = Vec::new();
+        for (name, bytes) in [
+            ("soft", budget.soft),
+            ("prompt", budget.prompt),
+            ("hard", budget.hard),
+        ] {
+            match limits.iter_mut().find(|(_, b)| *b == bytes) {
+                Some((names, _)) => names.push(name),
+                None => limits.push((vec![name], bytes)),
+            }
+        }
+        let near = |bytes: u64| bytes > 0 && (bytes as f64) <= data_max.max(1.0) * NEAR_LIMIT;
+        let top = limits
+            .iter()
+            .filter(|(_, b)| near(*b))
+            .map(|(_, b)| *b as f64)
+            .fold(data_max, f64::max)
+            .max(1024.0);
+        let (y_step, y_unit, y_end) = byte_ticks(top * 1.04);
+
+        let (first, t1) = (
+            times.first().copied().unwrap_or(0.0),
+            times.last().copied().unwrap_or(0.0),
+        );
+        let flat = t1 <= first;
+        // The axis starts when the sampler did, unless the recording started much later.
+        let t0 = if !flat && first > 0.0 && first <= (t1 - first) * 0.1 {
+            0.0
+        } else {
+            first
+        };
+        let span = if flat { 1.0 } else { t1 - t0 };
+        let plot_w = CHART_W - MARGIN_L - MARGIN_R;
+        let plot_h = CHART_H - MARGIN_T - MARGIN_B;
+        let x_of = |t: f64| MARGIN_L + (t - t0) / span * plot_w;
+        let y_of = |v: f64| MARGIN_T + plot_h - (v / y_end).clamp(0.0, 1.05) * plot_h;
+        // The x of each point; with no time between the points, the last one fills the width.
+        let (xs, drawn): (Vec<f64>, Vec<usize>) = if flat {
+            (vec![MARGIN_L, MARGIN_L + plot_w], vec![n - 1, n - 1])
+        } else {
+            (times.iter().map(|&t| x_of(t)).collect(), (0..n).collect())
+        };
+
+        out.push_str("<section id=\"timeline\">\n<h2>Live bytes per scope</h2>\n");
+        out.push_str("<div class=\"chart-wrap\" id=\"chart-wrap\">\n");
+        writeln!(
+            out,
+            "<svg id=\"chart\" class=\"chart\" viewBox=\"0 0 {CHART_W} {CHART_H}\" \
+             role=\"img\" aria-label=\"Live bytes per scope over time\">"
+        )?;
+        // Grid and byte ticks.
+        out.push_str("<g class=\"grid\">\n");
+        let mut tick = 0.0;
+        while tick <= y_end + y_step * 0.001 {
+            let y = y_of(tick);
+            writeln!(
+                out,
+                "<line x1=\"{MARGIN_L}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
+                 <text class=\"ytick\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                MARGIN_L + plot_w,
+                MARGIN_L - 6.0,
+                y + 4.0,
+                byte_tick_label(tick, y_unit)
+            )?;
+            tick += y_step;
+        }
+        // Time ticks.
+        let t_step = time_step(span);
+        let mut t = if flat {
+            t0
+        } else {
+            (t0 / t_step).ceil() * t_step
+        };
+        let mut ticks = 0;
+        while t <= t0 + span + t_step * 0.001 && ticks < 100 {
+            let x = if flat {
+                MARGIN_L + plot_w / 2.0
+            } else {
+                x_of(t)
+            };
+            writeln!(
+                out,
+                "<line class=\"xgrid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{MARGIN_T}\" \
+                 y2=\"{:.1}\"/><text class=\"xtick\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
+                MARGIN_T + plot_h,
+                MARGIN_T + plot_h + 16.0,
+                time_tick_label(t, t_step)
+            )?;
+            if flat {
+                break;
+            }
+            t += t_step;
+            ticks += 1;
+        }
+        writeln!(
+            out,
+            "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\">time since the sampler \
+             started</text>",
+            MARGIN_L + plot_w / 2.0,
+            CHART_H - 3.0
+        )?;
+        out.push_str("</g>\n");
+
+        // The stacked areas, the largest scope at the bottom.
+        out.push_str("<g class=\"areas\">\n");
+        for (k, s) in series.iter().enumerate() {
+            let mut d = String::with_capacity(drawn.len() * 24);
+            for (j, (&x, &i)) in xs.iter().zip(&drawn).enumerate() {
+                let _ = write!(
+                    d,
+                    "{}{x:.1} {:.1}",
+                    if j == 0 { "M" } else { "L" },
+                    y_of(stack[k + 1][i])
+                );
+            }
+            for (&x, &i) in xs.iter().zip(&drawn).rev() {
+                let _ = write!(d, "L{x:.1} {:.1}", y_of(stack[k][i]));
+            }
+            d.push('Z');
+            let scope_attr = match &s.path {
+                Some(path) => format!(" data-scope=\"{}\"", Esc(path)),
+                None => String::new(),
+            };
+            writeln!(
+                out,
+                "<path class=\"area\" data-series=\"{k}\"{scope_attr} fill=\"{}\" d=\"{d}\">\
+                 <title>{}</title></path>",
+                s.color,
+                Esc(&s.label)
+            )?;
+        }
+        out.push_str("</g>\n");
+
+        // Budget limits within reach.
+        let mut far = Vec::new();
+        for (names, bytes) in &limits {
+            let label = format!("{} limit", names.join(" = "));
+            if near(*bytes) {
+                let y = y_of(*bytes as f64);
+                writeln!(
+                    out,
+                    "<g class=\"limit limit-{}\"><line x1=\"{MARGIN_L}\" x2=\"{:.1}\" \
+                     y1=\"{y:.1}\" y2=\"{y:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{label} {}</text>\
+                     </g>",
+                    names.last().copied().unwrap_or("hard"),
+                    MARGIN_L + plot_w,
+                    MARGIN_L + plot_w - 4.0,
+                    y - 4.0,
+                    human_bytes(*bytes)
+                )?;
+            } else {
+                far.push(format!("{label} {}", human_bytes(*bytes)));
+            }
+        }
+
+        // The RSS on top.
+        let mut d = String::new();
+        let mut pen_down = false;
+        for (&x, &i) in xs.iter().zip(&drawn) {
+            match rss[i] {
+                Some(v) => {
+                    // A line starts with a dot, so that a point between two unread samples
+                    // shows.
+                    let _ = write!(
+                        d,
+                        "{}{x:.1} {:.1}{}",
+                        if pen_down { "L" } else { "M" },
+                        y_of(v),
+                        if pen_down { "" } else { "l0 0" }
+                    );
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        if !d.is_empty() {
+            writeln!(
+                out,
+                "<path class=\"rss\" d=\"{d}\"><title>process RSS</title></path>"
+            )?;
+        }
+        writeln!(
+            out,
+            "<line id=\"cursor\" class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"{MARGIN_T}\" \
+             y2=\"{:.1}\" visibility=\"hidden\"/>",
+            MARGIN_T + plot_h
+        )?;
+        writeln!(
+            out,
+            "<rect class=\"frame\" x=\"{MARGIN_L}\" y=\"{MARGIN_T}\" width=\"{plot_w:.1}\" \
+             height=\"{plot_h:.1}\"/>"
+        )?;
+        out.push_str("</svg>\n<div id=\"tooltip\" class=\"tooltip\" hidden></div>\n</div>\n");
+
+        // The legend.
+        out.push_str("<ul class=\"legend\" id=\"legend\">\n");
+        for (k, s) in series.iter().enumerate() {
+            writeln!(
+                out,
+                "<li data-series=\"{k}\"><span class=\"swatch\" style=\"background:{}\"></span>\
+                 {} <span class=\"dim\">peak {}</span></li>",
+                s.color,
+                Esc(&s.label),
+                human_bytes(s.peak)
+            )?;
+        }
+        if !d.is_empty() {
+            out.push_str(
+                "<li class=\"rss-key\"><span class=\"swatch line\"></span>process RSS</li>\n",
+            );
+        }
+        out.push_str("</ul>\n");
+        if series.is_empty() {
+            out.push_str("<p class=\"note\">No scope held any bytes in this recording.</p>\n");
+        }
+        if !far.is_empty() {
+            writeln!(
+                out,
+                "<p class=\"note\">Budget: {}, off the chart (its top is {}).</p>",
+                Esc(&far.join(", ")),
+                byte_tick_label(y_end, y_unit)
+            )?;
+        }
+        if n < self.samples.len() {
+            writeln!(
+                out,
+                "<p class=\"note\">Drawn from {n} of the {} samples: each stretch of time \
+                 keeps its sample with the most live bytes.</p>",
+                self.samples.len()
+            )?;
+        }
+
+        // The figures for the cursor's tooltip.
+        out.push_str("<script type=\"application/json\" id=\"chart-data\">{\"x\":");
+        json_numbers(out, xs.iter().map(|&x| Some(x)));
+        out.push_str(",\"t\":");
+        json_numbers(out, drawn.iter().map(|&i| Some(times[i])));
+        out.push_str(",\"rss\":");
+        json_numbers(out, drawn.iter().map(|&i| rss[i]));
+        write!(out, ",\"width\":{CHART_W},\"series\":[")?;
+        for (k, s) in series.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"label\":");
+            json_string(out, &s.label);
+            out.push_str(",\"color\":");
+            json_string(out, s.color);
+            out.push_str(",\"v\":");
+            json_numbers(out, drawn.iter().map(|&i| Some(s.values[i])));
+            out.push('}');
+        }
+        out.push_str("]}</script>\n</section>\n");
+        Ok(())
+    }
+
+    /// The scopes of the last sample.
+    fn scope_table(&self, out: &mut String, series: &[Series], last: &Sample) -> fmt::Result {
+        let snapshot = &last.snapshot;
+        let total = snapshot.total_live_bytes();
+        let growth: HashMap<&str, &GrowthRate> = last
+            .scope_growth
+            .iter()
+            .map(|(path, rate)| (path.as_str(), rate))
+            .collect();
+        let mut scopes: Vec<_> = snapshot
+            .scopes()
+            .iter()
+            .filter(|s| s.live_bytes > 0 || s.allocations > 0 || s.peak_bytes > 0)
+            .collect();
+        scopes.sort_by(|a, b| {
+            b.live_bytes
+                .cmp(&a.live_bytes)
+                .then(b.peak_bytes.cmp(&a.peak_bytes))
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        let limits = scopes.iter().any(|s| s.limit_bytes.is_some());
+        out.push_str("<section id=\"scopes\">\n<h2>Scopes</h2>\n");
+        write!(
+            out,
+            "<p class=\"meta\">In the last sample, at {} after the sampler started: {} live in \
+             {} scope{}.",
+            human_duration(last.uptime),
+            human_bytes(total),
+            scopes.len(),
+            if scopes.len() == 1 { "" } else { "s" }
+        )?;
+        if snapshot.refused_scopes() > 0 {
+            write!(
+                out,
+                " {} scope{} refused for lack of room, booked to {}.",
+                snapshot.refused_scopes(),
+                if snapshot.refused_scopes() == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
+                Esc(OVERFLOW_SCOPE)
+            )?;
+        }
+        out.push_str("</p>\n");
+        out.push_str(
+            "<table class=\"scopes\">\n<thead><tr><th>scope</th><th>live now</th><th>share</th>\
+             <th>peak</th><th>growth (window)</th><th>fit</th><th>since last</th>\
+             <th>allocations</th><th>frees</th><th>resizes</th><th>live blocks</th>",
+        );
+        if limits {
+            out.push_str("<th>limit</th><th>refused</th>");
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for s in &scopes {
+            let k = series
+                .iter()
+                .position(|x| x.path.as_deref() == Some(s.path.as_str()));
+            let leak = last.leaks.iter().any(|l| l.path == s.path);
+            let (swatch, attr) = match k {
+                Some(k) => (
+                    format!(
+                        "<span class=\"swatch\" style=\"background:{}\"></span>",
+                        series[k].color
+                    ),
+                    format!(" data-series=\"{k}\""),
+                ),
+                None => (
+                    "<span class=\"swatch none\"></span>".to_string(),
+                    String::new(),
+                ),
+            };
+            let kind = match s.path.as_str() {
+                OWN_SCOPE => " class=\"own\"",
+                _ if leak => " class=\"leak\"",
+                _ => "",
+            };
+            write!(
+                out,
+                "<tr{attr}{kind}><td class=\"path\">{swatch}{}{}</td><td>{}</td><td>{:.1}%</td>\
+                 <td>{}</td>",
+                Esc(scope_label(&s.path)),
+                if leak {
+                    " <span class=\"badge small leak\">suspected leak</span>"
+                } else {
+                    ""
+                },
+                human_bytes(s.live_bytes),
+                if total == 0 {
+                    0.0
+                } else {
+                    s.live_bytes as f64 * 100.0 / total as f64
+                },
+                human_bytes(s.peak_bytes)
+            )?;
+            match growth.get(s.path.as_str()) {
+                Some(rate) => write!(
+                    out,
+                    "<td>{}</td><td>{:.2}</td><td>{}</td>",
+                    human_rate(rate.window),
+                    rate.fit,
+                    human_rate(rate.since_last)
+                )?,
+                None => out.push_str("<td class=\"dim\">-</td><td></td><td></td>"),
+            }
+            write!(
+                out,
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                s.allocations,
+                s.deallocations,
+                s.reallocations,
+                s.live_blocks()
+            )?;
+            if limits {
+                match s.limit_bytes {
+                    Some(limit) => write!(
+                        out,
+                        "<td>{}</td><td>{}</td>",
+                        human_bytes(limit),
+                        s.refused_allocations
+                    )?,
+                    None => out.push_str("<td class=\"dim\">-</td><td></td>"),
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        if !last.leaks.is_empty() {
+            out.push_str("<ul class=\"leaks\">\n");
+            for leak in &last.leaks {
+                writeln!(
+                    out,
+                    "<li><span class=\"badge small leak\">suspected leak</span> <b>{}</b>: \
+                     {} live, growing {} over {} (fit {:.2}, {} samples)</li>",
+                    Esc(scope_label(&leak.path)),
+                    human_bytes(leak.live_bytes),
+                    human_rate(leak.rate.window),
+                    human_duration(leak.rate.span),
+                    leak.rate.fit,
+                    leak.rate.samples
+                )?;
+            }
+            out.push_str("</ul>\n");
+        }
+        out.push_str("</section>\n");
+        Ok(())
+    }
+
+    /// The reconciliation of the last sample that has one, as a waterfall.
+    fn waterfall(&self, out: &mut String) -> fmt::Result {
+        out.push_str("<section id=\"reconciliation\">\n<h2>From the ledger to the RSS</h2>\n");
+        let found = self
+            .samples
+            .iter()
+            .rev()
+            .find_map(|s| s.reconciliation.as_ref().ok().map(|r| (s, r)));
+        let Some((sample, r)) = found else {
+            out.push_str(
+                "<p class=\"note\">No sample could read the process's memory, so there is no \
+                 reconciliation to show.</p>\n",
+            );
+            if let Some(Err(e)) = self.samples.last().map(|s| &s.reconciliation) {
+                writeln!(out, "<p class=\"note\">{}</p>", Esc(&e.to_string()))?;
+            }
+            out.push_str("</section>\n");
+            return Ok(());
+        };
+        writeln!(
+            out,
+            "<p class=\"meta\">The sample at {} after the sampler started: the bytes the ledger \
+             books, each layer under it, and every gap between them named and sized.</p>",
+            human_duration(sample.uptime)
+        )?;
+        let rows = waterfall_rows(r);
+        let scale = rows
+            .iter()
+            .map(|row| row.from.max(row.to))
+            .fold(1u64, u64::max) as f64;
+        const ROW_H: f64 = 26.0;
+        const LABEL_W: f64 = 360.0;
+        const VALUE_W: f64 = 170.0;
+        const WIDTH: f64 = 1100.0;
+        let bar_w = WIDTH - LABEL_W - VALUE_W - 10.0;
+        let height = rows.len() as f64 * ROW_H + 8.0;
+        let x_of = |v: u64| LABEL_W + v as f64 / scale * bar_w;
+        let rss = r.process.rss_bytes;
+        let pct = |v: u64| percent(v, rss);
+        writeln!(
+            out,
+            "<svg class=\"waterfall\" viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\" \
+             aria-label=\"Reconciliation waterfall\">"
+        )?;
+        for (i, row) in rows.iter().enumerate() {
+            let y = 4.0 + i as f64 * ROW_H;
+            let (lo, hi) = (row.from.min(row.to), row.from.max(row.to));
+            let w = (x_of(hi) - x_of(lo)).max(if hi > lo { 1.0 } else { 0.0 });
+            let sign = match row.kind {
+                RowKind::Gap => "+ ",
+                RowKind::Overlap => "\u{2212} ",
+                RowKind::Layer => "",
+            };
+            writeln!(
+                out,
+                "<g class=\"row {}\"><text class=\"label\" x=\"{:.1}\" y=\"{:.1}\">{sign}{}\
+                 </text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\"/>\
+                 <text class=\"value\" x=\"{:.1}\" y=\"{:.1}\">{} ({:.1}%)</text></g>",
+                row.kind.class(),
+                LABEL_W - 8.0,
+                y + 17.0,
+                Esc(&row.label),
+                x_of(lo),
+                y + 3.0,
+                ROW_H - 6.0,
+                WIDTH - 4.0,
+                y + 17.0,
+                human_bytes(hi - lo),
+                pct(hi - lo)
+            )?;
+        }
+        out.push_str("</svg>\n");
+        if let Err(why) = &r.allocator {
+            writeln!(out, "<p class=\"note\">{}</p>", Esc(&why.to_string()))?;
+        }
+        if let Some(cgroup) = &r.cgroup {
+            write!(
+                out,
+                "<p class=\"meta\">cgroup usage {}",
+                human_bytes(cgroup.usage_bytes)
+            )?;
+            match cgroup.limit_bytes {
+                Some(limit) => writeln!(out, ", limit {}.</p>", human_bytes(limit))?,
+                None => out.push_str(", no limit.</p>\n"),
+            }
+        }
+        writeln!(
+            out,
+            "<details><summary>The reconciliation as text</summary><pre>{}</pre></details>",
+            Esc(&r.to_string())
+        )?;
+        out.push_str("</section>\n");
+        Ok(())
+    }
+}
+
+/// What a waterfall row is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    /// A layer, from zero to its bytes.
+    Layer,
+    /// A gap, from the layers below it to the next.
+    Gap,
+    /// Layers that overlap: taken off the running sum.
+    Overlap,
+}
+
+impl RowKind {
+    fn class(self) -> &'static str {
+        match self {
+            RowKind::Layer => "layer",
+            RowKind::Gap => "gap",
+            RowKind::Overlap => "overlap",
+        }
+    }
+}
+
+/// One row of the waterfall: a bar from `from` to `to`.
+struct Row {
+    label: String,
+    kind: RowKind,
+    from: u64,
+    to: u64,
+}
+
+/// The waterfall: the ledger, each gap on top of the running sum, each of jemalloc's layers
+/// after the gaps that lead to it, the overlap between layers if any, and the RSS.
+fn waterfall_rows(r: &Reconciliation) -> Vec<Row> {
+    let layer = |label: &str, bytes: u64| Row {
+        label: label.to_string(),
+        kind: RowKind::Layer,
+        from: 0,
+        to: bytes,
+    };
+    let allocator: Option<&AllocatorStats> = r.allocator.as_ref().ok();
+    let mut rows = vec![layer("ledger (requested bytes)", r.ledger_bytes)];
+    let mut sum = r.ledger_bytes;
+    for gap in r.gaps() {
+        let to = sum.saturating_add(gap.bytes);
+        rows.push(Row {
+            label: gap.kind.describe().to_string(),
+            kind: RowKind::Gap,
+            from: sum,
+            to,
+        });
+        sum = to;
+        if let Some(a) = allocator {
+            match gap.kind {
+                GapKind::SizeClassRounding => rows.push(layer("jemalloc allocated", a.allocated)),
+                GapKind::Fragmentation => rows.push(layer("jemalloc active", a.active)),
+                GapKind::DirtyPages => rows.push(layer("jemalloc resident", a.resident)),
+                _ => {}
+            }
+        }
+    }
+    let remainder = r.remainder();
+    if remainder < 0 {
+        let to = sum.saturating_sub(remainder.unsigned_abs());
+        rows.push(Row {
+            label: "overlap between layers".to_string(),
+            kind: RowKind::Overlap,
+            from: sum,
+            to,
+        });
+    }
+    rows.push(layer("process RSS", r.process.rss_bytes));
+    rows
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Healthy => "healthy",
+        Level::Caution => "caution",
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+    }
+}
+
+/// Registered before anything else runs: every script error is kept on the page's body, in
+/// `data-errors`, for a reader (or a test) to see.
+const ERROR_SCRIPT: &str = include_str!("assets/errors.js");
+
+/// The page's script: the cursor's tooltip and the highlighting of one series. Sets
+/// `data-ready="1"` on the body once it is set up.
+const SCRIPT: &str = include_str!("assets/page.js");
+
+const STYLE: &str = include_str!("assets/page.css");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            Esc("<a href='x'>&\"</a>").to_string(),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+        let mut json = String::new();
+        json_string(&mut json, "</script>\n\"");
+        assert_eq!(json, r#""\u003c/script\u003e\u000a\"""#);
+    }
+
+    #[test]
+    fn byte_ticks_are_round() {
+        let (step, unit, end) = byte_ticks(35.0 * 1024.0 * 1024.0);
+        assert_eq!((step, unit, end), (10.0 * 1048576.0, 2, 40.0 * 1048576.0));
+        assert_eq!(byte_tick_label(step * 3.0, unit), "30 MiB");
+        let (step, unit, _) = byte_ticks(2.0 * 1048576.0);
+        assert_eq!(byte_tick_label(step, unit), "0.5 MiB");
+        let (step, unit, end) = byte_ticks(u64::MAX as f64);
+        assert!(step > 0.0 && end >= u64::MAX as f64);
+        assert_eq!(byte_tick_label(0.0, unit), "0");
+        let (step, _, end) = byte_ticks(0.0);
+        assert!(step >= 1.0 && end >= step);
+    }
+
+    #[test]
+    fn time_ticks_and_dates() {
+        assert_eq!(time_step(1.0), 0.2);
+        assert_eq!(time_step(600.0), 120.0);
+        assert_eq!(time_tick_label(0.4, 0.2), "0.4 s");
+        assert_eq!(time_tick_label(240.0, 120.0), "4 min");
+        assert!(time_step(1e12).is_finite());
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert!(utc(UNIX_EPOCH + Duration::from_secs(1 << 40)).contains("after 1970"));
+    }
+
+    #[test]
+    fn rates_and_numbers() {
+        assert_eq!(human_rate(2048.0), "+2.0 KiB/s");
+        assert_eq!(human_rate(-10.0), "\u{2212}10 B/s");
+        assert_eq!(human_rate(0.0), "0 B/s");
+        assert_eq!(human_rate(f64::NAN), "n/a");
+        assert_eq!(short_number(1.50), "1.5");
+        assert_eq!(short_number(2.0), "2");
+    }
+}
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,487 @@
+//! What the ledger costs in memory on a realistic workload: not a timing benchmark.
+//!
+//! The workload is an inverted index: 200 000 distinct symbol names, a
+//! `HashMap<String, Vec<u32>>` of 2 000 000 postings whose vectors grow by doubling, and 500 000
+//! small boxes, all kept alive. It runs twice, in two child processes of this binary: once over
+//! bare jemalloc and once over `Ledger<Jemalloc>`. Each child reports jemalloc's own statistics;
+//! the parent prints them side by side.
+//!
+//! The ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
+//! collections grow by doubling, so many requests sit exactly on a jemalloc size class and those
+//! 2 bytes push them into the next class: the overhead shows in `allocated`, not only in the
+//! bytes of the trailers.
+//!
+//! Run with `cargo bench --bench memory_overhead`.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::hint::black_box;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use memledger::Ledger;
+use tikv_jemallocator::Jemalloc;
+
+/// Names the allocator of a child process: `bare` or `ledger`. Unset in the parent.
+const MODE_VAR: &str = "MEMLEDGER_OVERHEAD_MODE";
+const MODE_VAR_C: &CStr = c"MEMLEDGER_OVERHEAD_MODE";
+
+const SYMBOLS: usize = 200_000;
+const POSTINGS: usize = 2_000_000;
+const BOXES: usize = 500_000;
+
+const UNDECIDED: u8 = 0;
+const BARE: u8 = 1;
+const LEDGER: u8 = 2;
+const SLACK: u8 = 3;
+const ARENAS: u8 = 4;
+
+/// Bare jemalloc or the ledger over it, chosen once per process by [`MODE_VAR`].
+///
+/// The choice has to be made before the first allocation and never change: blocks of the ledger
+/// carry a trailer that bare jemalloc's blocks lack, so a block allocated by one must be freed by
+/// the same one. The environment is read with `getenv`, which allocates nothing, on the first
+/// call into the allocator.
+struct Switch {
+    mode: AtomicU8,
+    ledger: Ledger<Jemalloc>,
+    slack: SlackTag,
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    arenas: memledger::ArenaLedger,
+}
+
+/// Requests the sizes a tag placed in size-class slack would: `size` when jemalloc's class for it
+/// leaves at least 2 bytes spare, `size + 2` otherwise. Books nothing and writes no tag: it shows
+/// the memory such a placement would cost, not a working mechanism.
+struct SlackTag;
+
+impl SlackTag {
+    fn outer(layout: Layout) -> Layout {
+        // SAFETY:
+        // - `nallocx` only computes a size; a non-zero size and no flags are valid.
+        let class = unsafe { tikv_jemalloc_sys::nallocx(layout.size(), 0) };
+        let size = if class >= layout.size() + 2 {
+            layout.size()
+        } else {
+            layout.size() + 2
+        };
+        Layout::from_size_align(size, layout.align()).unwrap()
+    }
+}
+
+// SAFETY:
+// - blocks come from jemalloc for at least the caller's size at its alignment, and go back with
+//   the same outer layout, a pure function of the caller's layout.
+unsafe impl GlobalAlloc for SlackTag {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - a non-zero size at a valid alignment.
+        unsafe { Jemalloc.alloc(Self::outer(layout)) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - `ptr` came from `alloc` with this outer layout.
+        unsafe { Jemalloc.dealloc(ptr, Self::outer(layout)) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Switch = Switch {
+    mode: AtomicU8::new(UNDECIDED),
+    ledger: Ledger::new(Jemalloc),
+    slack: SlackTag,
+    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    arenas: memledger::ArenaLedger::new(),
+};
+
+impl Switch {
+    #[inline]
+    fn mode(&self) -> u8 {
+        // Relaxed: the mode is a pure function of the environment, which nothing in this process
+        // changes; threads that race on the first call all compute and store the same value.
+        match self.mode.load(Ordering::Relaxed) {
+            UNDECIDED => self.decide(),
+            mode => mode,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decide(&self) -> u8 {
+        // SAFETY:
+        // - the name is a NUL-terminated C string;
+        // - nothing in this program modifies the environment, so no `setenv` races with it.
+        let value = unsafe { libc::getenv(MODE_VAR_C.as_ptr()) };
+        let mode = if value.is_null() {
+            BARE
+        } else {
+            // SAFETY:
+            // - a non-null result of `getenv` points to a NUL-terminated string that stays valid
+            //   while the environment is unchanged.
+            match unsafe { CStr::from_ptr(value) }.to_bytes() {
+                b"ledger" => LEDGER,
+                b"slack" => SLACK,
+                b"arenas" => ARENAS,
+                _ => BARE,
+            }
+        };
+        self.mode.store(mode, Ordering::Relaxed);
+        mode
+    }
+
+    /// The allocator of this process.
+    #[inline]
+    fn inner(&self) -> &dyn GlobalAlloc {
+        match self.mode() {
+            LEDGER => &self.ledger,
+            SLACK => &self.slack,
+            #[cfg(all(feature = "arenas", target_os = "linux"))]
+            ARENAS => &self.arenas,
+            _ => &Jemalloc,
+        }
+    }
+}
+
+// SAFETY:
+// - every call is forwarded to one of four allocators, and which one never changes after the
+//   first call (see `Switch`), so each block is freed and resized by the allocator that made it.
+unsafe impl GlobalAlloc for Switch {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - the caller's contract is forwarded unchanged.
+        unsafe { self.inner().alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - the caller's contract is forwarded unchanged.
+        unsafe { self.inner().alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - the caller's contract is forwarded to the allocator that made the block.
+        unsafe { self.inner().dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY:
+        // - the caller's contract is forwarded to the allocator that made the block.
+        unsafe { self.inner().realloc(ptr, layout, new_size) }
+    }
+}
+
+/// xorshift64: the same sequence in both children, so they build identical data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// The data the workload keeps alive.
+// The boxes are the point: half a million separate small blocks, as a program's objects are.
+#[allow(clippy::vec_box)]
+struct Index {
+    symbols: Vec<String>,
+    postings: HashMap<String, Vec<u32>>,
+    words: Vec<Box<u64>>,
+    records: Vec<Box<[u8; 24]>>,
+}
+
+/// Builds the index. Every size is deterministic; only `HashMap`'s hash seed differs between
+/// runs, and it does not change what is allocated.
+fn build_index() -> Index {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    // Names of 10 to about 50 bytes, so they spread over several small size classes.
+    let symbols: Vec<String> = (0..SYMBOLS)
+        .map(|i| {
+            let suffix_len = (rng.next() % 40) as usize;
+            let suffix: String = (0..suffix_len)
+                .map(|k| char::from(b'a' + ((i + k) % 26) as u8))
+                .collect();
+            format!("symbol_{i}_{suffix}")
+        })
+        .collect();
+    let mut postings: HashMap<String, Vec<u32>> = HashMap::new();
+    for posting in 0..POSTINGS as u32 {
+        // A skewed choice (a uniform index below a uniform bound): a few symbols collect
+        // hundreds of postings, most a handful, so the vectors end at many different capacities.
+        let r = rng.next();
+        let bound = 1 + (r >> 32) as usize % SYMBOLS;
+        let symbol = &symbols[(r & 0xffff_ffff) as usize % bound];
+        match postings.get_mut(symbol.as_str()) {
+            Some(list) => list.push(posting),
+            None => {
+                postings.insert(symbol.clone(), vec![posting]);
+            }
+        }
+    }
+    // Small boxes of the two most common sizes of small Rust objects: one word, and three words
+    // (a `String` or `Vec` header).
+    let words: Vec<Box<u64>> = (0..BOXES / 2).map(|i| Box::new(i as u64)).collect();
+    let records: Vec<Box<[u8; 24]>> = (0..BOXES / 2).map(|i| Box::new([i as u8; 24])).collect();
+    Index {
+        symbols,
+        postings,
+        words,
+        records,
+    }
+}
+
+/// One child: builds the index, then prints jemalloc's figures (and the ledger's) as one line of
+/// `key=value` pairs.
+fn child(ledger: bool) -> ExitCode {
+    let index = {
+        // Only thread-locals change when the ledger is not the allocator, so the same code runs
+        // in both children.
+        let _g = memledger::scope!("index");
+        build_index()
+    };
+    black_box(&index);
+
+    // Refreshes jemalloc's statistics, which are otherwise those of the last epoch.
+    let stats = tikv_jemalloc_ctl::epoch::advance().and_then(|_| {
+        Ok([
+            ("allocated", tikv_jemalloc_ctl::stats::allocated::read()?),
+            ("active", tikv_jemalloc_ctl::stats::active::read()?),
+            ("resident", tikv_jemalloc_ctl::stats::resident::read()?),
+            ("metadata", tikv_jemalloc_ctl::stats::metadata::read()?),
+            ("mapped", tikv_jemalloc_ctl::stats::mapped::read()?),
+        ])
+    });
+    let stats = match stats {
+        Ok(stats) => stats,
+        Err(err) => {
+            eprintln!("reading jemalloc's statistics failed: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut line: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match rss_bytes() {
+        Ok(rss) => line.push(format!("rss={rss}")),
+        Err(err) => eprintln!("reading the RSS failed: {err}"),
+    }
+    if ledger {
+        // Taken after jemalloc's figures, so that the snapshot's own memory is not in them.
+        let snap = memledger::snapshot();
+        let index_live = snap.scope("index").map_or(0, |s| s.live_bytes);
+        line.push(format!("ledger_total_live={}", snap.total_live_bytes()));
+        line.push(format!("ledger_index_live={index_live}"));
+        line.push(format!("ledger_own_live={}", snap.own().live_bytes));
+    }
+    println!("{}", line.join(" "));
+
+    // The workload is what the table's header says it is.
+    let postings: usize = index.postings.values().map(Vec::len).sum();
+    assert_eq!(postings, POSTINGS);
+    assert_eq!(index.symbols.len(), SYMBOLS);
+    assert_eq!(index.words.len() + index.records.len(), BOXES);
+    ExitCode::SUCCESS
+}
+
+/// Runs this binary again as a child over the allocator `mode`; returns its figures.
+fn run_child(mode: &str) -> Result<HashMap<String, u64>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let output = Command::new(&exe)
+        .env(MODE_VAR, mode)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the {mode} child failed ({}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let line = stdout
+        .lines()
+        .last()
+        .ok_or_else(|| format!("the {mode} child printed nothing"))?;
+    line.split_whitespace()
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("the {mode} child printed `{pair}`, not key=value"))?;
+            let value = value
+                .parse()
+                .map_err(|e| format!("the {mode} child printed `{pair}`: {e}"))?;
+            Ok((key.to_string(), value))
+        })
+        .collect()
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn driver() -> ExitCode {
+    let mut modes = vec!["bare", "ledger", "slack"];
+    if cfg!(all(feature = "arenas", target_os = "linux")) {
+        modes.insert(2, "arenas");
+    }
+    let mut figures = Vec::new();
+    for mode in &modes {
+        match run_child(mode) {
+            Ok(f) => figures.push(f),
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let get = |figures: &HashMap<String, u64>, key: &str| figures.get(key).copied().unwrap_or(0);
+
+    println!(
+        "memory overhead of the ledger over bare jemalloc: {SYMBOLS} symbols, \
+         {POSTINGS} postings in a HashMap<String, Vec<u32>>, {BOXES} small boxes"
+    );
+    println!();
+    print!("{:<10}", "jemalloc");
+    for mode in &modes {
+        print!(" {:>10}", format!("{mode} MB"));
+        if *mode != "bare" {
+            print!(" {:>8}", "increase");
+        }
+    }
+    println!();
+    // Dirty pages: freed by the program (the tables a `HashMap` outgrew, the buffers a `Vec`
+    // moved out of) but not yet returned to the kernel; jemalloc purges them on a timer, so they
+    // and the resident and mapped figures vary from run to run while the others do not.
+    let dirty = |figures: &HashMap<String, u64>| {
+        get(figures, "resident")
+            .saturating_sub(get(figures, "active"))
+            .saturating_sub(get(figures, "metadata"))
+    };
+    let increase = |b: u64, x: u64| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            (x as f64 / b as f64 - 1.0) * 100.0
+        }
+    };
+    for label in [
+        "allocated",
+        "active",
+        "metadata",
+        "dirty",
+        "resident",
+        "mapped",
+        "rss",
+    ] {
+        let figure = |figures: &HashMap<String, u64>| match label {
+            "dirty" => dirty(figures),
+            _ => get(figures, label),
+        };
+        let bare = figure(&figures[0]);
+        print!("{label:<10}");
+        for (mode, f) in modes.iter().zip(&figures) {
+            print!(" {:>10.1}", mb(figure(f)));
+            if *mode != "bare" {
+                print!(" {:>+7.1}%", increase(bare, figure(f)));
+            }
+        }
+        println!();
+    }
+    println!(
+        "(ledger: Ledger<Jemalloc>, every block with a 2-byte trailer; arenas: ArenaLedger, \
+         blocks that fill their size class in their scope's arena; slack: what jemalloc holds when \
+         a tag goes in the size class's spare bytes where there are 2, and 2 bytes are added only \
+         where there are not, booking nothing)"
+    );
+    println!(
+        "(dirty = resident - active - metadata: purged on a timer, so it varies between runs; \
+         rss: the process's resident set, /proc/self/statm)"
+    );
+    let ledger = &figures[1];
+    let requested = get(ledger, "ledger_total_live");
+    println!();
+    println!("the ledger's books (bytes requested by the program, trailers not included):");
+    let books = [
+        ("all scopes".to_string(), requested),
+        ("\"index\"".to_string(), get(ledger, "ledger_index_live")),
+        (
+            memledger::OWN_SCOPE.to_string(),
+            get(ledger, "ledger_own_live"),
+        ),
+    ];
+    for (label, bytes) in books {
+        println!(
+            "  live, {label:<12} {:>10.1} MB {:>12} bytes",
+            mb(bytes),
+            bytes
+        );
+    }
+    if modes.contains(&"arenas") {
+        let arenas = &figures[2];
+        println!(
+            "ArenaLedger's books: all scopes {} bytes, \"index\" {} bytes, {} {} bytes",
+            get(arenas, "ledger_total_live"),
+            get(arenas, "ledger_index_live"),
+            memledger::OWN_SCOPE,
+            get(arenas, "ledger_own_live"),
+        );
+    }
+    if requested > 0 {
+        let over = |allocated: u64| (allocated as f64 / requested as f64 - 1.0) * 100.0;
+        print!("jemalloc allocated over requested:");
+        for (mode, f) in modes.iter().zip(&figures) {
+            print!(" {mode} {:+.1}%", over(get(f, "allocated")));
+        }
+        println!();
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether the arguments cargo passes on (`cargo bench -- FILTER`) select this benchmark, as
+/// criterion's filters would. Flags (`--bench`, `--noplot`) are ignored.
+fn selected() -> bool {
+    std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .all(|filter| "memory_overhead".contains(filter.as_str()))
+}
+
+fn main() -> ExitCode {
+    match std::env::var(MODE_VAR).as_deref() {
+        Err(std::env::VarError::NotPresent) if selected() => driver(),
+        Err(std::env::VarError::NotPresent) => ExitCode::SUCCESS,
+        Ok("bare") => child(false),
+        Ok("ledger") => child(true),
+        Ok("slack") => child(false),
+        Ok("arenas") => child(true),
+        Ok(other) => {
+            eprintln!("{MODE_VAR} must be `bare`, `ledger`, `arenas` or `slack`, not `{other}`");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("{MODE_VAR}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The process's resident set: the second field of `/proc/self/statm`, in pages.
+fn rss_bytes() -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("unexpected /proc/self/statm: {statm:?}")))?;
+    // SAFETY:
+    // - `sysconf` only reads a system setting.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(pages * page.max(1) as u64)
+}

@@ -1,0 +1,28 @@
+//! Scope ids: the type, the size of the table, and the reserved ids and paths.
+//!
+//! A leaf: it imports nothing of the crate, so every module may import it (the model checks in
+//! `loom/` stand in their own copy with a smaller table).
+
+/// A scope id, as the books index it and as a block's trailer stores it. Always below
+/// [`MAX_SCOPES`].
+pub(crate) type ScopeId = u16;
+
+/// Number of scope ids, the three reserved ones included. A power of two (tags are masked with
+/// `MAX_SCOPES - 1`) and at most 2^15 (call-site caches pack two ids in 31 bits).
+pub const MAX_SCOPES: usize = 8192;
+
+/// Id of the unscoped root: blocks allocated outside every guard.
+pub(crate) const ROOT_SCOPE_ID: ScopeId = 0;
+/// Id of the crate's own scope: the registry, the per-thread counters, snapshots.
+pub(crate) const OWN_SCOPE_ID: ScopeId = 1;
+/// Id of the scope that takes the allocations of scopes refused for lack of room.
+pub(crate) const OVERFLOW_SCOPE_ID: ScopeId = 2;
+
+/// Path of the crate's own scope, where its registry, per-thread counters and snapshots are
+/// booked.
+pub const OWN_SCOPE: &str = "<memledger>";
+/// Path of the scope that takes allocations made in scopes that could not be registered because
+/// the table of [`MAX_SCOPES`] ids was full.
+pub const OVERFLOW_SCOPE: &str = "<overflow>";
+/// Path of the unscoped root: allocations made outside every guard.
+pub const UNSCOPED: &str = "";

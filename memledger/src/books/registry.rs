@@ -1,0 +1,194 @@
+//! The scope registry: names and parents of scope ids, and the call-site caches of `scope!`.
+//!
+//! Registration is the cold path: it takes a mutex and may allocate (those allocations are booked
+//! to the crate's own scope). The hot path never touches the registry; it only reads the current
+//! scope id from a thread-local.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::books::callsite;
+use crate::books::id::{
+    ScopeId, MAX_SCOPES, OVERFLOW_SCOPE, OVERFLOW_SCOPE_ID, OWN_SCOPE, OWN_SCOPE_ID, ROOT_SCOPE_ID,
+    UNSCOPED,
+};
+use crate::books::per_thread;
+use crate::sys::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Name and parent of one scope id.
+pub(crate) struct ScopeMeta {
+    pub name: Box<str>,
+    pub parent: ScopeId,
+}
+
+struct Registry {
+    /// Indexed by id.
+    scopes: Vec<ScopeMeta>,
+    /// `children[parent][name] = child`.
+    children: HashMap<ScopeId, HashMap<Box<str>, ScopeId>>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// Scope entries refused because the table was full.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f` with the registry locked and every allocation booked to the crate's own scope.
+pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R {
+    let previous = per_thread::set_current_scope(OWN_SCOPE_ID);
+    let gate = crate::sys::fork::gate();
+    let mut guard = lock();
+    let registry = guard.get_or_insert_with(|| {
+        let mut registry = Registry {
+            scopes: Vec::with_capacity(64),
+            children: HashMap::new(),
+        };
+        registry.scopes.push(ScopeMeta {
+            name: Box::from(UNSCOPED),
+            parent: ROOT_SCOPE_ID,
+        });
+        registry.insert(ROOT_SCOPE_ID, OWN_SCOPE);
+        registry.insert(ROOT_SCOPE_ID, OVERFLOW_SCOPE);
+        registry
+    });
+    let result = f(&mut RegistryView { registry });
+    drop(guard);
+    drop(gate);
+    per_thread::set_current_scope(previous);
+    result
+}
+
+fn lock() -> MutexGuard<'static, Option<Registry>> {
+    // The registry is consistent after every statement that can panic (an allocation failure
+    // aborts rather than unwinds), so a poisoned lock is still safe to use.
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Registry {
+    fn insert(&mut self, parent: ScopeId, name: &str) -> ScopeId {
+        let id = self.scopes.len() as ScopeId;
+        self.scopes.push(ScopeMeta {
+            name: Box::from(name),
+            parent,
+        });
+        self.children
+            .entry(parent)
+            .or_default()
+            .insert(Box::from(name), id);
+        id
+    }
+}
+
+/// The registry, locked.
+pub(crate) struct RegistryView<'a> {
+    registry: &'a mut Registry,
+}
+
+impl RegistryView<'_> {
+    /// The id of `path` (segments separated by `/`, empty segments ignored) under `parent`,
+    /// registering what is missing. Past [`MAX_SCOPES`] ids, the overflow scope.
+    pub(crate) fn resolve(&mut self, parent: ScopeId, path: &str) -> ScopeId {
+        self.resolve_counting(parent, path).0
+    }
+
+    /// As [`Self::resolve`], and whether the entry was refused for lack of room (and counted).
+    fn resolve_counting(&mut self, parent: ScopeId, path: &str) -> (ScopeId, bool) {
+        let mut id = parent;
+        let mut refused = false;
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            if id == OVERFLOW_SCOPE_ID {
+                // The overflow scope has no children: its subtree is whatever found no room.
+                refused |= self.is_full();
+                break;
+            }
+            let existing = self
+                .registry
+                .children
+                .get(&id)
+                .and_then(|names| names.get(segment))
+                .copied();
+            id = match existing {
+                Some(child) => child,
+                None if !self.is_full() => self.registry.insert(id, segment),
+                None => {
+                    refused = true;
+                    OVERFLOW_SCOPE_ID
+                }
+            };
+        }
+        // One entry, one refusal, however many of its segments found no room.
+        if refused {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+        }
+        (id, refused)
+    }
+
+    /// The id of the absolute `path`, registering what is missing; `None` if the table is full.
+    pub(crate) fn resolve_path(&mut self, path: &str) -> Option<ScopeId> {
+        match self.resolve_counting(ROOT_SCOPE_ID, path) {
+            (_, true) => None,
+            (id, false) => Some(id),
+        }
+    }
+
+    /// No id is left.
+    pub(crate) fn is_full(&self) -> bool {
+        self.registry.scopes.len() >= MAX_SCOPES
+    }
+
+    pub(crate) fn scopes(&self) -> &[ScopeMeta] {
+        &self.registry.scopes
+    }
+}
+
+/// Scope entries refused because the table was full.
+pub(crate) fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// A `scope!` call site: its name and a cache of the last (parent → child) it resolved.
+///
+/// Not public API; used by the `scope!` macro.
+#[doc(hidden)]
+pub struct CallSite {
+    name: &'static str,
+    /// The last (parent → child) resolved: see [`crate::books::callsite`].
+    cache: AtomicU32,
+}
+
+impl CallSite {
+    /// A call site for `name`.
+    pub const fn new(name: &'static str) -> Self {
+        CallSite {
+            name,
+            cache: AtomicU32::new(0),
+        }
+    }
+
+    /// The child of `parent` named by this call site.
+    #[inline]
+    pub(crate) fn resolve(&self, parent: ScopeId) -> ScopeId {
+        match callsite::lookup(&self.cache, parent) {
+            Some((child, refusal)) => {
+                if refusal {
+                    // Counted without the registry's lock: the table never empties, so the entry
+                    // is refused again.
+                    REFUSED.fetch_add(1, Ordering::Relaxed);
+                }
+                child
+            }
+            None => self.resolve_slow(parent),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve_slow(&self, parent: ScopeId) -> ScopeId {
+        let (child, refused) =
+            with_registry(|registry| registry.resolve_counting(parent, self.name));
+        callsite::store(&self.cache, parent, child, refused);
+        child
+    }
+}

@@ -1,0 +1,198 @@
+//! A ledger of heap memory per component.
+//!
+//! `memledger` is a wrapper [`#[global_allocator]`](core::alloc::GlobalAlloc) that books every heap block to
+//! the *scope* that allocated it. Scopes are set per thread by guards; the books say, for each
+//! scope, how many bytes it holds now, its high-water mark, and how many blocks it allocated,
+//! freed and resized: exactly, to the byte, whichever thread frees a block and in whatever scope.
+//!
+//! # Quick start
+//!
+//! Install the ledger over jemalloc (or `std::alloc::System`):
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: memledger::Ledger<tikv_jemallocator::Jemalloc> =
+//!     memledger::Ledger::new(tikv_jemallocator::Jemalloc);
+//! # fn main() {}
+//! ```
+//!
+//! Scope the components:
+//!
+//! ```
+//! # #[global_allocator]
+//! # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+//! # use std::collections::HashMap;
+//! fn build_project_index(files: usize) -> HashMap<String, Vec<u32>> {
+//!     let _g = memledger::scope!("project_indexes"); // booked to "project_indexes" until `_g` drops
+//!     let mut index = HashMap::new();
+//!     for file in 0..files as u32 {
+//!         index.entry(format!("symbol_{}", file % 100)).or_insert_with(Vec::new).push(file);
+//!     }
+//!     index
+//! }
+//!
+//! # fn main() {
+//! let global = memledger::in_scope("global_index", || vec![0u64; 10_000]); // closure form
+//! let project = build_project_index(1_000);
+//!
+//! let snap: memledger::Snapshot = memledger::snapshot();
+//! let s: &memledger::ScopeStats = snap.scope("project_indexes").unwrap();
+//! println!("{} live bytes, {} at peak, {} allocations, {} frees",
+//!          s.live_bytes, s.peak_bytes, s.allocations, s.deallocations);
+//! assert!(s.live_bytes >= 1_000 * 4);
+//! assert_eq!(snap.scope("global_index").unwrap().live_bytes, 80_000);
+//! println!("{snap}"); // the whole breakdown as a table
+//!
+//! drop(project); // frees are credited to "project_indexes", wherever they happen
+//! assert_eq!(memledger::snapshot().scope("project_indexes").unwrap().live_bytes, 0);
+//! # drop(global);
+//! # }
+//! ```
+//!
+//! # Scopes
+//!
+//! - Scopes nest: `scope!("parse")` entered inside `scope!("project_indexes")` books to
+//!   `project_indexes/parse`. [`Snapshot::subtree`] sums a scope and its descendants.
+//! - Outside every guard, blocks are booked to the unscoped root (path [`UNSCOPED`], `""`).
+//! - A block stays booked to its owner until it is freed, on any thread, in any scope; `realloc`
+//!   keeps it with its owner at the new size.
+//! - The crate's own memory (its registry, per-thread counters, snapshots) is booked to
+//!   [`OWN_SCOPE`], so nothing is hidden.
+//! - There is room for [`MAX_SCOPES`] scopes (three are reserved). Past that, entering a new scope
+//!   books to [`OVERFLOW_SCOPE`] and counts a refusal ([`Snapshot::refused_scopes`]): never a
+//!   panic.
+//!
+//! # Beside the facade
+//!
+//! This crate owns the books and gives them out as [`Snapshot`]s; what reads them lives in crates
+//! beside it, so that a library that only marks its components compiles nothing else:
+//!
+//! - `memledger-monitor`: the reconciliation against jemalloc's stats, the RSS and the cgroup,
+//!   the sampler (history, growth rates and suspected leaks, budgets and their status), JSON and
+//!   recordings of runs.
+//! - `memledger-report`: a recording as one self-contained HTML page, and the `memledger-report`
+//!   command.
+//! - `memledger-metrics`, `memledger-tracing`, `memledger-criterion`: every tick through the
+//!   `metrics` facade; a `tracing_subscriber` layer that enters a span's scope; criterion
+//!   measurements of a routine's bytes.
+//!
+//! # Limits on a scope
+//!
+//! With the `enforce` feature, [`limit_scope`] makes allocations past a scope's hard limit fail.
+//!
+//! # Scopes that follow the work
+//!
+//! Guards are per thread; work that moves between threads keeps its scope with:
+//!
+//! - [`ScopeExt::in_scope`]: wraps a future so that every poll (and its drop) runs in the scope,
+//!   on whichever thread the runtime polls it, in the style of tracing's `Instrument`.
+//! - [`ScopeHandle`]: a `Copy + Send` handle to a scope that any thread, or a pool such as rayon,
+//!   can enter, so that handed-over work stays booked to the component that handed it over.
+//!
+//! # Measuring a component
+//!
+//! [`measure`] runs a closure in a scope of its own and returns its [`Footprint`]: bytes and
+//! blocks allocated and freed, the peak and what is still live, per scope and in total, counting
+//! only that work even while other threads allocate elsewhere.
+//!
+//! # Guarantees
+//!
+//! The allocation path takes no lock, allocates nothing through the global allocator and never
+//! panics. An ordinary allocation or free writes only counters of the calling thread; every
+//! 64 KiB of net movement per thread and scope (and on every operation on a block of 64 KiB or
+//! more) it also publishes to the scope's shared total with one atomic add and one `fetch_max`.
+//! Blocks allocated and freed during and after thread-local teardown, and on threads made by C
+//! code, are still booked exactly. A program that starts and ends any number of threads holds
+//! counters only for the largest number alive at once.
+//!
+//! [`ScopeStats`] documents exactly when each figure is exact.
+//!
+//! # Limits
+//!
+//! - Guards are per thread and `!Send`: a guard held across an `.await` would book other tasks
+//!   polled on that thread to its scope. Wrap the future with [`ScopeExt::in_scope`] instead.
+//! - After `fork()`, the child keeps the parent's books and keeps working (the crate's locks are
+//!   closed across the fork); the parent's samplers have no thread there, so start a new one.
+//! - The hot path reads a `const` thread-local: targets without native thread-local storage are
+//!   not supported.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod books;
+mod fmt;
+mod future;
+mod ledger;
+mod limit;
+mod measure;
+mod owner;
+mod scope;
+mod snapshot;
+mod sys;
+
+pub use crate::books::id::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
+pub use crate::future::{InScope, ScopeExt};
+pub use crate::ledger::Ledger;
+pub use crate::limit::{limit_scope, Error};
+pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
+#[cfg(all(feature = "arenas", target_os = "linux"))]
+pub use crate::owner::arena::{ledger::ArenaLedger, ArenaUsage, ScopeArenaIndex};
+pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard, ScopeHandle};
+pub use crate::snapshot::{snapshot, ScopeDiff, ScopeStats, Snapshot, SnapshotDiff, SubtreeStats};
+
+/// jemalloc, re-exported for `Ledger<memledger::Jemalloc>` (feature `jemalloc`, on by default).
+#[cfg(feature = "jemalloc")]
+pub use tikv_jemallocator::Jemalloc;
+
+/// The seam between the facade and the crates beside it (`memledger-monitor` and the
+/// integrations), and support for the crate's macros. Not public API: it may change in any
+/// release, and those crates pin the facade's exact version.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::books::registry::CallSite;
+    pub use crate::fmt::{human_bytes, percent};
+    pub use crate::limit::{override_limit, release_limits};
+    pub use crate::measure::in_subtree;
+    pub use crate::snapshot::normalize;
+    pub use crate::sys::fork::{gate as fork_gate, join_unless_forked, Gate as ForkGate};
+
+    /// Bytes a block's trailer takes.
+    pub const TRAILER_SIZE: usize = crate::owner::trailer::TRAILER_SIZE;
+
+    /// Gives the calling thread's counter slab back, exactly as thread-local teardown does; the
+    /// thread then books through the shared per-scope atomics. Lets tests reach that path
+    /// deterministically, since the order of thread-local destructors is the platform's.
+    pub fn release_thread_slab() {
+        crate::books::per_thread::release_thread_slab();
+    }
+
+    /// Enters the crate's own scope ([`OWN_SCOPE`](crate::OWN_SCOPE)), where the crates beside
+    /// it book their bookkeeping too.
+    pub fn own_scope() -> crate::ScopeGuard {
+        crate::ScopeGuard::own()
+    }
+
+    /// Restarts the peak of `scope` at its live bytes (see [`measure`](crate::measure) for its
+    /// exactness). Cold: never on the allocation path.
+    pub fn restart_peak(scope: crate::ScopeHandle) {
+        crate::books::per_thread::restart_peak(scope.id());
+    }
+
+    /// Live blocks that carry no trailer (the arenas' full blocks, and blocks the books could not
+    /// tag).
+    pub fn blocks_without_trailer() -> u64 {
+        crate::books::per_thread::untagged_blocks() + crate::owner::arena::live_blocks()
+    }
+
+    /// Every scope arena made so far: the scope's path and jemalloc's index of the arena. Empty
+    /// without the `arenas` feature.
+    pub fn scope_arenas() -> Vec<(String, u32)> {
+        crate::owner::arena::scope_arenas()
+    }
+}
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,90 @@
+//! The tag store: how a block remembers the scope that owns it.
+//!
+//! Each block carries its owner's id in a 2-byte trailer at `ptr + layout.size()`. `dealloc` and
+//! `realloc` receive the caller's layout, so the trailer is found without any lookup, and the
+//! pointer and alignment handed to the caller are exactly those of the inner allocator.
+//!
+//! Everything that knows where the tag lives is in this module, so that another attribution
+//! strategy (per-scope arenas, a page map) can replace it without touching the counters.
+
+use core::alloc::Layout;
+
+/// A scope id as stored in a block. Ids are always below [`crate::books::id::MAX_SCOPES`].
+pub(crate) type ScopeId = u16;
+
+/// Bytes added to every block.
+pub(crate) const TRAILER_SIZE: usize = core::mem::size_of::<ScopeId>();
+
+/// Mask that maps any 16-bit value into the scope table, so that a tag damaged by a buffer
+/// overrun in user code is booked to some scope instead of indexing out of bounds.
+const TAG_MASK: ScopeId = (crate::books::id::MAX_SCOPES - 1) as ScopeId;
+
+/// The layout the inner allocator is asked for when the caller asks for `size` bytes at `align`.
+///
+/// Returns `None` when `size + TRAILER_SIZE`, rounded up to `align`, would exceed `isize::MAX`:
+/// the allocation then fails (null), as it would for a layout that is too large.
+#[inline(always)]
+pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
+    // A valid `Layout` has `align` a power of two and `size` rounded up to `align` at most
+    // `isize::MAX`; both callers pass the parts of a valid layout, so only the added bytes need a
+    // check: `size + TRAILER_SIZE <= isize::MAX - (align - 1)`.
+    if size > ((isize::MAX as usize) - (align - 1)).saturating_sub(TRAILER_SIZE) {
+        return None;
+    }
+    // SAFETY:
+    // - `align` comes from a valid `Layout`, so it is a non-zero power of two;
+    // - the check above keeps `size + TRAILER_SIZE`, rounded up to `align`, within `isize::MAX`.
+    Some(unsafe { Layout::from_size_align_unchecked(size + TRAILER_SIZE, align) })
+}
+
+/// The trailer of the block at `ptr` whose caller-visible size is `size`, as a pointer that may
+/// reach it.
+///
+/// The pointer a caller hands to `dealloc` or `realloc` may carry provenance over its own
+/// `size` bytes only (a `Box<T>` is retagged for `size_of::<T>()`), so the trailer just past them
+/// cannot be reached through it. [`write`] exposes the provenance of the whole block, as the inner
+/// allocator returned it, by casting its address to an integer; the trailer's pointer is then made
+/// from an integer, which takes back an exposed provenance, the block's. The casts cost nothing at
+/// run time; they tell the compiler (and Miri) which memory the access may touch.
+#[inline(always)]
+fn trailer(ptr: *const u8, size: usize) -> *mut ScopeId {
+    (ptr as usize).wrapping_add(size) as *mut ScopeId
+}
+
+/// The block at `ptr` (a pointer from a caller) with the provenance of the whole block, trailer
+/// included, as [`write`] exposed it: what the inner allocator must be given back, since freeing
+/// or resizing a block touches all of it.
+#[inline(always)]
+pub(crate) fn whole_block(ptr: *mut u8) -> *mut u8 {
+    ptr as usize as *mut u8
+}
+
+/// Writes the owner of the block at `ptr` whose caller-visible size is `size`.
+///
+/// # Safety
+///
+/// - `ptr` points to a block of at least `size + TRAILER_SIZE` writable bytes.
+#[inline(always)]
+pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: ScopeId) {
+    // SAFETY:
+    // - the caller guarantees `size + TRAILER_SIZE` bytes, so the trailer is in bounds, and `ptr` is
+    //   the block as the inner allocator returned it, so `trailer` exposes its whole provenance;
+    // - the trailer has no alignment of its own: an unaligned write is always allowed.
+    unsafe { trailer(ptr, size).write_unaligned(tag) }
+}
+
+/// Reads the owner of the block at `ptr` whose caller-visible size is `size`.
+///
+/// # Safety
+///
+/// - `ptr` was returned by this crate's allocator for a layout of size `size` (so a trailer was
+///   written at `ptr + size`), and the block has not been freed.
+#[inline(always)]
+pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> ScopeId {
+    // SAFETY:
+    // - the caller guarantees the block holds a trailer at `ptr + size`, written by `write`,
+    //   which exposed the provenance of the whole block;
+    // - an unaligned read is always allowed.
+    let raw = unsafe { trailer(ptr, size).read_unaligned() };
+    raw & TAG_MASK
+}

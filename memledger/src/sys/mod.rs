@@ -1,0 +1,7 @@
+//! Every platform difference in one place: the atomics (swapped for loom's under `cfg(loom)`),
+//! giving a thread's counters back when it exits, and keeping the crate's locks usable across
+//! `fork()`.
+
+pub(crate) mod atomic;
+pub(crate) mod fork;
+pub(crate) mod thread_exit;

@@ -1,0 +1,252 @@
+//! The exactness suite and the differential check over `ArenaLedger`, and what its arenas hold
+//! measured against jemalloc's own per-arena stats.
+#![cfg(all(feature = "arenas", target_os = "linux"))]
+
+mod common;
+
+use common::differential;
+
+use std::alloc::{alloc, dealloc, realloc, Layout};
+
+use memledger::ArenaLedger;
+
+#[global_allocator]
+static GLOBAL: ArenaLedger = ArenaLedger::new();
+
+exactness_suite!("arenas");
+
+#[test]
+fn random_programs_keep_exact_books() {
+    for program in differential::programs(2_000, 0xa7e4a) {
+        differential::run(&program);
+    }
+}
+
+/// Reads a per-arena statistic after advancing jemalloc's epoch.
+fn arena_stat(index: u32, stat: &str) -> usize {
+    let name = format!("stats.arenas.{index}.{stat}\0");
+    // SAFETY:
+    // - every statistic read here is a `size_t`.
+    unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }.unwrap()
+}
+
+/// Full blocks (sizes that fill their class) of one scope live in that scope's arena only: the
+/// arena's `allocated` grows by exactly their bytes, with no trailer and no class step, while
+/// blocks with spare room in their class stay outside it.
+#[test]
+fn full_blocks_live_in_their_scope_arena_at_their_own_size() {
+    let sizes = [8usize, 16, 32, 48, 64, 128, 256, 1024, 4096, 16384];
+    let keep: Vec<(*mut u8, Layout)> = memledger::in_scope("arena_full/only", || {
+        // Makes the scope's arena.
+        let warm = Layout::from_size_align(64, 8).unwrap();
+        // SAFETY: a non-zero layout; freed at once.
+        unsafe { dealloc(alloc(warm), warm) };
+        let mut keep = Vec::with_capacity(sizes.len() * 100);
+        for &size in &sizes {
+            for _ in 0..100 {
+                let layout = Layout::from_size_align(size, 8).unwrap();
+                // SAFETY: a non-zero layout.
+                let ptr = unsafe { alloc(layout) };
+                assert!(!ptr.is_null());
+                keep.push((ptr, layout));
+            }
+        }
+        keep
+    });
+    let arena = ArenaLedger::arenas()
+        .into_iter()
+        .find(|a| a.scope == "arena_full/only")
+        .expect("the scope has an arena");
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    let small = arena_stat(arena.jemalloc_index, "small.allocated");
+    let large = arena_stat(arena.jemalloc_index, "large.allocated");
+    let booked: usize = sizes.iter().map(|s| s * 100).sum();
+    // Blocks in the arena's explicit thread cache count as allocated too; this thread's cache
+    // holds at most a few hundred small blocks per class, far less than a class step would add.
+    assert!(small + large >= booked, "{small} + {large} < {booked}");
+    assert!(
+        small + large <= booked + 64 * 1024 * 4,
+        "the arena holds {} bytes more than its blocks",
+        small + large - booked
+    );
+    // The scope also holds `keep` itself: 24 000 bytes, with room for a trailer in their class.
+    let snap = memledger::snapshot();
+    assert_eq!(
+        snap.scope("arena_full/only").unwrap().live_bytes,
+        (booked + keep.capacity() * std::mem::size_of::<(*mut u8, Layout)>()) as u64
+    );
+    // The same scope's blocks with spare room in their class carry a trailer, outside the arena.
+    let odd = memledger::in_scope("arena_full/only", || vec![1u8; 100]);
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    assert_eq!(arena_stat(arena.jemalloc_index, "small.allocated"), small);
+    drop(odd);
+    memledger::in_scope("arena_full/freer", || {
+        for (ptr, layout) in keep {
+            // SAFETY: allocated above with this layout.
+            unsafe { dealloc(ptr, layout) };
+        }
+    });
+    assert_eq!(
+        memledger::snapshot()
+            .scope("arena_full/only")
+            .unwrap()
+            .live_bytes,
+        0
+    );
+}
+
+/// Blocks move between the trailer and the arena as they are resized, keep their owner, and are
+/// credited back to it whatever thread and scope free them.
+#[test]
+fn resizes_move_blocks_and_keep_owners() {
+    let mut v: Vec<u32> = memledger::in_scope("arena_moves/owner", || Vec::with_capacity(3));
+    memledger::in_scope("arena_moves/other", || {
+        for i in 0..10_000u32 {
+            v.push(i);
+        }
+        v.shrink_to_fit();
+        v.reserve_exact(100);
+    });
+    let s = memledger::snapshot();
+    assert_eq!(
+        s.scope("arena_moves/owner").unwrap().live_bytes,
+        v.capacity() as u64 * 4
+    );
+    assert_eq!(s.scope("arena_moves/other").map_or(0, |o| o.live_bytes), 0);
+    let layout = Layout::from_size_align(24, 8).unwrap();
+    let p = memledger::in_scope("arena_moves/owner", || {
+        // SAFETY: a non-zero layout.
+        let p = unsafe { alloc(layout) };
+        // 24 bytes leave 8 spare in the 32-byte class: a trailer block. Growing it to 64 fills
+        // the 64-byte class: it moves to the arena. The bytes come along.
+        // SAFETY: `p` is live with `layout`.
+        unsafe {
+            p.write_bytes(7, 24);
+            let q = realloc(p, layout, 64);
+            assert!((0..24).all(|i| *q.add(i) == 7));
+            q
+        }
+    });
+    std::thread::spawn({
+        let v = std::mem::take(&mut v);
+        let p = p as usize;
+        move || {
+            let _g = memledger::scope!("arena_moves/freer");
+            drop(v);
+            // SAFETY: the block resized to 64 bytes above.
+            unsafe { dealloc(p as *mut u8, Layout::from_size_align(64, 8).unwrap()) };
+        }
+    })
+    .join()
+    .unwrap();
+    let s = memledger::snapshot();
+    assert_eq!(s.scope("arena_moves/owner").unwrap().live_bytes, 0);
+    assert_eq!(s.scope("arena_moves/freer").map_or(0, |o| o.live_bytes), 0);
+}
+
+/// Over-aligned and zeroed full blocks: alignment is kept (over-aligned ones take the trailer),
+/// zeroed ones read as zeros even where the arena reuses freed memory.
+#[test]
+fn zeroed_and_aligned_full_blocks() {
+    memledger::in_scope("arena_layouts", || {
+        for _ in 0..3 {
+            let mut blocks = Vec::new();
+            for size in [16usize, 64, 256, 4096, 8192] {
+                for align in [1usize, 8, 16, 64, 4096] {
+                    let layout = Layout::from_size_align(size, align).unwrap();
+                    // SAFETY: a non-zero layout.
+                    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+                    assert_eq!(p as usize % align, 0);
+                    // SAFETY: a live block of `size` bytes.
+                    let bytes = unsafe { std::slice::from_raw_parts_mut(p, size) };
+                    assert!(bytes.iter().all(|&b| b == 0));
+                    bytes.fill(0xAB);
+                    blocks.push((p, layout));
+                }
+            }
+            for (p, layout) in blocks {
+                // SAFETY: allocated above.
+                unsafe { dealloc(p, layout) };
+            }
+        }
+    });
+    assert_eq!(
+        memledger::snapshot()
+            .scope("arena_layouts")
+            .unwrap()
+            .live_bytes,
+        0
+    );
+}
+
+/// A full block resized below its alignment must be freed with that alignment: jemalloc's sized
+/// free would otherwise take a 16-byte block (kept 16-aligned) for an 8-byte one and corrupt the
+/// arena's bins. Many rounds, so that the slabs fill, empty and are reused.
+#[test]
+fn blocks_resized_below_their_alignment() {
+    memledger::in_scope("arena_small_aligned", || {
+        let layout = Layout::from_size_align(32, 16).unwrap();
+        for _ in 0..50 {
+            let blocks: Vec<usize> = (0..2000)
+                .map(|_| {
+                    // SAFETY: a non-zero layout; the block is resized to 8 bytes, non-zero.
+                    unsafe {
+                        let p = alloc(layout);
+                        let q = realloc(p, layout, 8);
+                        assert_eq!(q as usize % 16, 0);
+                        q as usize
+                    }
+                })
+                .collect();
+            for q in blocks {
+                // SAFETY: resized to 8 bytes at alignment 16 above.
+                unsafe { dealloc(q as *mut u8, Layout::from_size_align(8, 16).unwrap()) };
+            }
+        }
+    });
+    assert_eq!(
+        memledger::snapshot()
+            .scope("arena_small_aligned")
+            .unwrap()
+            .live_bytes,
+        0
+    );
+}
+
+/// What a thread keeps of its freed arena blocks is bounded (its block cache, 64 KiB, and
+/// jemalloc's explicit cache), and all of it goes back to the arena when the thread exits. An idle
+/// arena's own metadata stays small.
+#[test]
+fn freed_blocks_held_per_thread_are_bounded() {
+    let index = std::thread::spawn(|| {
+        let _g = memledger::scope!("arena_bounded");
+        let blocks: Vec<Box<[u8; 64]>> = (0..20_000).map(|_| Box::new([1u8; 64])).collect();
+        drop(blocks);
+        let arena = ArenaLedger::arenas()
+            .into_iter()
+            .find(|a| a.scope == "arena_bounded")
+            .expect("the scope has an arena");
+        tikv_jemalloc_ctl::epoch::advance().unwrap();
+        let held = arena_stat(arena.jemalloc_index, "small.allocated")
+            + arena_stat(arena.jemalloc_index, "large.allocated");
+        // 1.28 MB was freed; the thread may keep its block cache and jemalloc's cache bin.
+        assert!(
+            held <= 128 * 1024,
+            "{held} bytes held after freeing everything"
+        );
+        arena.jemalloc_index
+    })
+    .join()
+    .unwrap();
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    assert_eq!(
+        arena_stat(index, "small.allocated"),
+        0,
+        "the thread's caches went back"
+    );
+    let metadata = arena_stat(index, "base");
+    assert!(
+        metadata <= 256 * 1024,
+        "an arena's metadata: {metadata} bytes"
+    );
+}
