@@ -66,6 +66,8 @@ impl fmt::Display for ReadError {
 impl std::error::Error for ReadError {}
 
 impl ReadError {
+    /// Where `/proc` is read (Linux): what a failed read says about the process.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn io(source: &str, error: std::io::Error) -> ReadError {
         match error.kind() {
             std::io::ErrorKind::NotFound => ReadError::ProcessGone,
