@@ -4,7 +4,7 @@
 //! `project_indexes`.
 //!
 //! ```text
-//! cargo run --example prometheus --features metrics [-- PORT] [--seconds N]
+//! cargo run --example prometheus [-- PORT] [--seconds N]
 //! curl http://127.0.0.1:9898/metrics
 //! ```
 //!

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The recording can also be turned into a report by the command:
-//! `cargo run --features report --bin memledger-report -- OUT_DIR/record.jsonl`.
+//! `cargo run -p memledger-report -- OUT_DIR/record.jsonl`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

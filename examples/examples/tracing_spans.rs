@@ -6,7 +6,7 @@
 //! thread the runtime polls them on.
 //!
 //! ```text
-//! cargo run --release --example tracing_spans --features tracing
+//! cargo run --release --example tracing_spans
 //! ```
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Footprint benchmarks: two ways of building the same symbol index (symbol → ids of the files
 //! that mention it), compared by the bytes they allocate and by their peak per build, with the
-//! criterion measurements of `memledger::criterion`.
+//! criterion measurements of `memledger-criterion`.
 //!
 //! - `hash_map`: a `HashMap<String, Vec<u32>>` filled token by token, every posting list growing
 //!   by doubling.
@@ -8,7 +8,7 @@
 //!   then packed into one string arena and one postings array.
 //!
 //! ```text
-//! cargo bench --bench footprint --features criterion
+//! cargo bench --bench footprint
 //! ```
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Publishing memledger's books through the `metrics` facade.
 //!
 //! [`publish`] records one [`Sample`] as gauges and counters of the `metrics` crate: per scope,
-//! per layer of the [`Reconciliation`](crate::Reconciliation), against the budget and for
+//! per layer of the [`Reconciliation`](memledger_monitor::Reconciliation), against the budget and for
 //! suspected leaks. Any exporter installed as the `metrics` recorder serves them: Prometheus,
 //! StatsD, OpenTelemetry... A [`Publisher`] does it on a thread of its own for every tick of a
 //! [`Sampler`].
@@ -342,7 +342,7 @@ pub fn publish(sample: &Sample) {
 /// oldest ticks and publishes the newest ([`dropped`](Publisher::dropped) counts the skipped).
 /// It ends when the sampler stops, when [`stop`](Publisher::stop) is called, or when it is
 /// dropped. What it allocates, label values included, is booked to the crate's own scope
-/// ([`OWN_SCOPE`](crate::OWN_SCOPE)).
+/// ([`OWN_SCOPE`](memledger::OWN_SCOPE)).
 ///
 /// ```
 /// # #[global_allocator]

@@ -268,7 +268,7 @@ pub struct ScopeBudget {
     pub soft: u64,
     /// Critical from here on; with `enforce`, allocations past it fail.
     pub hard: u64,
-    /// Whether allocations that would pass `hard` fail (see [`limit_scope`]).
+    /// Whether allocations that would pass `hard` fail (see [`limit_scope`](memledger::limit_scope)).
     pub enforce: bool,
 }
 

@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 
-/// Writes `value` (a [`Snapshot`](crate::Snapshot), [`Reconciliation`](crate::Reconciliation),
+/// Writes `value` (a [`Snapshot`](memledger::Snapshot), [`Reconciliation`](crate::Reconciliation),
 /// [`Status`](crate::Status), [`HistoryEntry`](crate::HistoryEntry), [`Sample`](crate::Sample)...)
 /// as JSON.
 ///

@@ -31,7 +31,7 @@
 //! ```
 //!
 //! Scopes are never unregistered: give scopes to spans whose names (or `mem.scope` values) come
-//! from a small set, not to one span per request id. Past [`MAX_SCOPES`](crate::MAX_SCOPES) the
+//! from a small set, not to one span per request id. Past [`MAX_SCOPES`](memledger::MAX_SCOPES) the
 //! rest is booked to the overflow scope.
 
 #![deny(missing_docs)]

@@ -1,23 +1,26 @@
-//! The tag store: how a block remembers the scope that owns it.
+//! The trailer: how a block that carries its owner remembers it.
 //!
-//! Each block carries its owner's id in a 2-byte trailer at `ptr + layout.size()`. `dealloc` and
-//! `realloc` receive the caller's layout, so the trailer is found without any lookup, and the
-//! pointer and alignment handed to the caller are exactly those of the inner allocator.
+//! Each such block carries its owner's [`ScopeId`] in a 2-byte trailer at `ptr + layout.size()`.
+//! `dealloc` and `realloc` receive the caller's layout, so the trailer is found without any
+//! lookup, and the pointer and alignment handed to the caller are exactly those of the inner
+//! allocator.
 //!
-//! Everything that knows where the tag lives is in this module, so that another attribution
-//! strategy (per-scope arenas, a page map) can replace it without touching the counters.
+//! Everything that knows where the trailer lives is in this module. The books do not depend on
+//! it: they take the owner as a [`ScopeId`] from whichever strategy found it. The other strategy,
+//! the arenas (`owner/arena/`), does reach into the books: its per-thread tables ride in each
+//! counter slab (`owner::ThreadTables` in `books::cells::Slab`), so that they pass to the next
+//! thread with the slab.
 
 use core::alloc::Layout;
 
-/// A scope id as stored in a block. Ids are always below [`crate::books::id::MAX_SCOPES`].
-pub(crate) type ScopeId = u16;
+use crate::books::id::{ScopeId, MAX_SCOPES};
 
 /// Bytes added to every block.
 pub(crate) const TRAILER_SIZE: usize = core::mem::size_of::<ScopeId>();
 
 /// Mask that maps any 16-bit value into the scope table, so that a tag damaged by a buffer
 /// overrun in user code is booked to some scope instead of indexing out of bounds.
-const TAG_MASK: ScopeId = (crate::books::id::MAX_SCOPES - 1) as ScopeId;
+const TAG_MASK: ScopeId = (MAX_SCOPES - 1) as ScopeId;
 
 /// The layout the inner allocator is asked for when the caller asks for `size` bytes at `align`.
 ///
