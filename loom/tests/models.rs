@@ -2,7 +2,8 @@
 //! value a relaxed or acquire load may return) of a few threads is explored.
 //!
 //! The crates' own source files are compiled here, unchanged, with `crate::sys::atomic` (the
-//! facade's own shim, `memledger/src/sys/atomic.rs`) taking its loom arm under `cfg(loom)`:
+//! facade's own shim, `memledger/src/sys/atomic.rs`) taking its loom arm under `cfg(memledger_loom)`,
+//! which `loom/build.rs` sets:
 //!
 //! - `memledger/src/books/cells.rs`: the per-thread counter cells, publishing and peaks, enforced
 //!   reservations, and the slab list;
@@ -53,8 +54,8 @@ mod owner {
     pub(crate) struct ThreadTables;
 }
 
-use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, PUBLISH_THRESHOLD};
 use atomic::Ordering;
+use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, PUBLISH_THRESHOLD};
 
 /// A block size that makes every booking publish.
 const BIG: u64 = PUBLISH_THRESHOLD as u64 + 1;

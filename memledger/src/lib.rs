@@ -147,7 +147,9 @@ pub use tikv_jemallocator::Jemalloc;
 
 /// The seam between the facade and the crates beside it (`memledger-monitor` and the
 /// integrations), and support for the crate's macros. Not public API: it may change in any
-/// release, and those crates pin the facade's exact version.
+/// release, and those crates pin the facade's exact version. A [`ForkGate`](__private::ForkGate)
+/// must be dropped, never forgotten: its thread would stay inside the gate and forks from it would
+/// go ahead unguarded.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::books::registry::CallSite;

@@ -652,7 +652,7 @@ impl SlabList {
 }
 
 // Not in the model checks, which compile this file too: loom's atomics only work inside a model.
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(memledger_loom)))]
 mod tests {
     use super::*;
 
