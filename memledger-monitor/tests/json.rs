@@ -162,6 +162,35 @@ fn an_inconsistent_snapshot_is_rejected_with_its_reason() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("unscoped root"), "{err}");
+    // Clamped scopes: listed ones round-trip, and each must be a scope that shows zero.
+    let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let empty = value["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["live_bytes"] == 0)
+        .expect("a scope with no live bytes");
+    value["clamped"] = serde_json::json!([empty]);
+    let back = from_json::<Snapshot>(&value.to_string()).unwrap();
+    assert_eq!(back.clamped_scopes().count(), 1);
+    assert!(back.to_string().contains("read below zero"), "{back}");
+    assert_eq!(
+        from_json::<Snapshot>(&to_json(&back).unwrap()).unwrap(),
+        back
+    );
+    let scopes = value["scopes"].as_array().unwrap().len();
+    value["clamped"] = serde_json::json!([scopes]);
+    let err = from_json::<Snapshot>(&value.to_string()).unwrap_err();
+    assert!(err.to_string().contains("is not one of the"), "{err}");
+    let held = value["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["live_bytes"] != 0)
+        .expect("a scope with live bytes");
+    value["clamped"] = serde_json::json!([held]);
+    let err = from_json::<Snapshot>(&value.to_string()).unwrap_err();
+    assert!(err.to_string().contains("listed as clamped"), "{err}");
 }
 
 /// Budgets read back from JSON keep the guarantees of built ones: misordered limits, a hard

@@ -41,6 +41,12 @@ pub fn books_of(s: &memledger::ScopeStats) -> Books {
 
 fn books_now() -> [Books; SCOPES.len()] {
     let snap = memledger::snapshot();
+    // Taken at a checkpoint, with the program's threads idle: no scope of it reads below zero.
+    assert!(
+        snap.clamped_scopes()
+            .all(|s| !SCOPES.contains(&s.path.as_str())),
+        "a scope read below zero at a checkpoint"
+    );
     SCOPES.map(|path| snap.scope(path).map(books_of).unwrap_or_default())
 }
 

@@ -86,6 +86,11 @@ impl Reference {
         for (path, e) in self.scopes.iter().zip(&expected) {
             let got = snap.scope(path).map(actual).unwrap_or_default();
             assert_eq!(got, *e, "{what}: scope {path}");
+            // At quiescence no scope reads below zero: a clamp would hide a booking bug.
+            assert!(
+                snap.clamped_scopes().all(|s| s.path != *path),
+                "{what}: scope {path} read below zero"
+            );
         }
     }
 }
