@@ -11,7 +11,15 @@
 //! 2 bytes push them into the next class: the overhead shows in `allocated`, not only in the
 //! bytes of the trailers.
 //!
-//! Run with `cargo bench --bench memory_overhead`.
+//! A second workload, `handoff`, is a producer and its consumers: one thread builds documents
+//! (strings, doubling `Vec`s, small boxes) in one scope and hands them to three threads that free
+//! them after building scratch tables of their own (outside any scope), for longer than
+//! jemalloc's dirty-page decay time (10 s), keeping every tenth document.
+//! What it measures is memory given back after a burst: freed blocks of one scope's thread
+//! returned by other threads.
+//!
+//! Run with `cargo bench --bench memory_overhead` (both workloads), or
+//! `cargo bench --bench memory_overhead -- index` / `-- handoff` for one.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
@@ -25,6 +33,10 @@ use tikv_jemallocator::Jemalloc;
 
 /// Names the allocator of a child process: `bare` or `ledger`. Unset in the parent.
 const MODE_VAR: &str = "MEMLEDGER_OVERHEAD_MODE";
+/// Names the workload of a child process: `index` (the default) or `handoff`.
+const WORKLOAD_VAR: &str = "MEMLEDGER_OVERHEAD_WORKLOAD";
+/// Set in a child: it also prints jemalloc's figures for every arena that holds pages, to stderr.
+const ARENAS_VAR: &str = "MEMLEDGER_OVERHEAD_ARENAS";
 const MODE_VAR_C: &CStr = c"MEMLEDGER_OVERHEAD_MODE";
 
 const SYMBOLS: usize = 200_000;
@@ -239,16 +251,113 @@ fn build_index() -> Index {
     }
 }
 
-/// One child: builds the index, then prints jemalloc's figures (and the ledger's) as one line of
+/// Batches the handoff workload builds, one every [`HANDOFF_PACE_MS`], so that it runs longer
+/// than jemalloc's default `dirty_decay_ms` (10 s) whatever the allocator's speed, and every child
+/// builds the same documents.
+const HANDOFF_BATCHES: usize = 240;
+const HANDOFF_PACE_MS: u64 = 50;
+/// Documents per batch handed to a consumer.
+const HANDOFF_BATCH: usize = 2_000;
+/// Threads that free what the producer built.
+const CONSUMERS: usize = 3;
+
+/// One document of the handoff workload: a name, a doubling list of ids, and small boxes.
+// The boxes are the point, as in `Index`.
+#[allow(clippy::vec_box)]
+struct Document {
+    name: String,
+    ids: Vec<u32>,
+    fields: Vec<Box<[u64; 2]>>,
+}
+
+fn document(rng: &mut Rng, i: usize) -> Document {
+    let r = rng.next();
+    let name_len = 10 + (r % 40) as usize;
+    let name: String = (0..name_len)
+        .map(|k| char::from(b'a' + ((i + k) % 26) as u8))
+        .collect();
+    let mut ids = Vec::new();
+    for id in 0..((r >> 8) % 300) as u32 {
+        ids.push(id);
+    }
+    let fields = (0..(r >> 20) % 8)
+        .map(|f| Box::new([f, i as u64]))
+        .collect();
+    Document { name, ids, fields }
+}
+
+/// The handoff workload: documents built in the scope `handoff` on this thread and freed on
+/// [`CONSUMERS`] others, [`HANDOFF_BATCHES`] batches paced over 12 s; every tenth is kept.
+/// Returns what was kept.
+fn handoff() -> Vec<Document> {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Document>>(2);
+            let thread = std::thread::spawn(move || {
+                for batch in rx {
+                    // The consumer's own work, outside any scope, as an indexing thread's: a
+                    // scratch table of doubling lists built from the batch, then dropped.
+                    let mut scratch: HashMap<&str, Vec<u32>> = HashMap::new();
+                    for doc in &batch {
+                        let key = &doc.name[..doc.name.len().min(3)];
+                        scratch.entry(key).or_default().extend(&doc.ids);
+                    }
+                    black_box(&scratch);
+                    drop(scratch);
+                    drop(black_box(batch));
+                }
+            });
+            (tx, thread)
+        })
+        .collect();
+    let _g = memledger::scope!("handoff");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut kept = Vec::new();
+    let start = Instant::now();
+    let mut i = 0;
+    for round in 0..HANDOFF_BATCHES {
+        let due = start + Duration::from_millis(HANDOFF_PACE_MS * round as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let batch: Vec<Document> = (0..HANDOFF_BATCH)
+            .map(|_| {
+                i += 1;
+                document(&mut rng, i)
+            })
+            .collect();
+        let (give, keep): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .enumerate()
+            .partition(|(k, _)| k % 10 != 0);
+        kept.extend(keep.into_iter().map(|(_, d)| d));
+        let give: Vec<Document> = give.into_iter().map(|(_, d)| d).collect();
+        consumers[i / HANDOFF_BATCH % CONSUMERS]
+            .0
+            .send(give)
+            .expect("a consumer is there");
+    }
+    for (tx, thread) in consumers {
+        drop(tx);
+        thread.join().expect("a consumer finished");
+    }
+    kept
+}
+
+/// One child: runs the workload, then prints jemalloc's figures (and the ledger's) as one line of
 /// `key=value` pairs.
 fn child(ledger: bool) -> ExitCode {
-    let index = {
+    let handoff_workload = std::env::var(WORKLOAD_VAR).as_deref() == Ok("handoff");
+    let (index, kept) = if handoff_workload {
+        (None, handoff())
+    } else {
         // Only thread-locals change when the ledger is not the allocator, so the same code runs
         // in both children.
         let _g = memledger::scope!("index");
-        build_index()
+        (Some(build_index()), Vec::new())
     };
-    black_box(&index);
+    black_box((&index, &kept));
 
     // Refreshes jemalloc's statistics, which are otherwise those of the last epoch.
     let stats = tikv_jemalloc_ctl::epoch::advance().and_then(|_| {
@@ -268,6 +377,9 @@ fn child(ledger: bool) -> ExitCode {
         }
     };
     let mut line: Vec<String> = stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if std::env::var_os(ARENAS_VAR).is_some() {
+        print_arenas();
+    }
     match rss_bytes() {
         Ok(rss) => line.push(format!("rss={rss}")),
         Err(err) => eprintln!("reading the RSS failed: {err}"),
@@ -275,7 +387,8 @@ fn child(ledger: bool) -> ExitCode {
     if ledger {
         // Taken after jemalloc's figures, so that the snapshot's own memory is not in them.
         let snap = memledger::snapshot();
-        let index_live = snap.scope("index").map_or(0, |s| s.live_bytes);
+        let scope = if handoff_workload { "handoff" } else { "index" };
+        let index_live = snap.scope(scope).map_or(0, |s| s.live_bytes);
         line.push(format!("ledger_total_live={}", snap.total_live_bytes()));
         line.push(format!("ledger_index_live={index_live}"));
         line.push(format!("ledger_own_live={}", snap.own().live_bytes));
@@ -283,18 +396,26 @@ fn child(ledger: bool) -> ExitCode {
     println!("{}", line.join(" "));
 
     // The workload is what the table's header says it is.
-    let postings: usize = index.postings.values().map(Vec::len).sum();
-    assert_eq!(postings, POSTINGS);
-    assert_eq!(index.symbols.len(), SYMBOLS);
-    assert_eq!(index.words.len() + index.records.len(), BOXES);
+    if let Some(index) = index {
+        let postings: usize = index.postings.values().map(Vec::len).sum();
+        assert_eq!(postings, POSTINGS);
+        assert_eq!(index.symbols.len(), SYMBOLS);
+        assert_eq!(index.words.len() + index.records.len(), BOXES);
+    } else {
+        assert!(!kept.is_empty());
+        assert!(kept
+            .iter()
+            .all(|d| d.name.len() >= 10 && d.ids.len() < 300 && d.fields.len() < 8));
+    }
     ExitCode::SUCCESS
 }
 
 /// Runs this binary again as a child over the allocator `mode`; returns its figures.
-fn run_child(mode: &str) -> Result<HashMap<String, u64>, String> {
+fn run_child(mode: &str, workload: &str) -> Result<HashMap<String, u64>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let output = Command::new(&exe)
         .env(MODE_VAR, mode)
+        .env(WORKLOAD_VAR, workload)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -326,14 +447,14 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-fn driver() -> ExitCode {
+fn driver(workload: &str) -> ExitCode {
     let mut modes = vec!["bare", "ledger", "slack"];
     if cfg!(all(feature = "arenas", target_os = "linux")) {
         modes.insert(2, "arenas");
     }
     let mut figures = Vec::new();
     for mode in &modes {
-        match run_child(mode) {
+        match run_child(mode, workload) {
             Ok(f) => figures.push(f),
             Err(err) => {
                 eprintln!("{err}");
@@ -343,10 +464,19 @@ fn driver() -> ExitCode {
     }
     let get = |figures: &HashMap<String, u64>, key: &str| figures.get(key).copied().unwrap_or(0);
 
-    println!(
-        "memory overhead of the ledger over bare jemalloc: {SYMBOLS} symbols, \
-         {POSTINGS} postings in a HashMap<String, Vec<u32>>, {BOXES} small boxes"
-    );
+    if workload == "handoff" {
+        println!(
+            "memory overhead of the ledger over bare jemalloc, handoff: {HANDOFF_BATCHES} batches \
+             of {HANDOFF_BATCH} documents built in one scope over {} s and freed on {CONSUMERS} \
+             other threads, one in ten kept",
+            HANDOFF_BATCHES as u64 * HANDOFF_PACE_MS / 1000
+        );
+    } else {
+        println!(
+            "memory overhead of the ledger over bare jemalloc: {SYMBOLS} symbols, \
+             {POSTINGS} postings in a HashMap<String, Vec<u32>>, {BOXES} small boxes"
+        );
+    }
     println!();
     print!("{:<10}", "jemalloc");
     for mode in &modes {
@@ -410,7 +540,7 @@ fn driver() -> ExitCode {
     println!("the ledger's books (bytes requested by the program, trailers not included):");
     let books = [
         ("all scopes".to_string(), requested),
-        ("\"index\"".to_string(), get(ledger, "ledger_index_live")),
+        (format!("{workload:?}"), get(ledger, "ledger_index_live")),
         (
             memledger::OWN_SCOPE.to_string(),
             get(ledger, "ledger_own_live"),
@@ -426,7 +556,7 @@ fn driver() -> ExitCode {
     if modes.contains(&"arenas") {
         let arenas = &figures[2];
         println!(
-            "ArenaLedger's books: all scopes {} bytes, \"index\" {} bytes, {} {} bytes",
+            "ArenaLedger's books: all scopes {} bytes, {workload:?} {} bytes, {} {} bytes",
             get(arenas, "ledger_total_live"),
             get(arenas, "ledger_index_live"),
             memledger::OWN_SCOPE,
@@ -444,19 +574,27 @@ fn driver() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Whether the arguments cargo passes on (`cargo bench -- FILTER`) select this benchmark, as
-/// criterion's filters would. Flags (`--bench`, `--noplot`) are ignored.
-fn selected() -> bool {
+/// Whether the arguments cargo passes on (`cargo bench -- FILTER`) select `workload` of this
+/// benchmark, as criterion's filters would. Flags (`--bench`, `--noplot`) are ignored.
+fn selected(workload: &str) -> bool {
+    let name = format!("memory_overhead/{workload}");
     std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with('-'))
-        .all(|filter| "memory_overhead".contains(filter.as_str()))
+        .all(|filter| name.contains(filter.as_str()))
 }
 
 fn main() -> ExitCode {
     match std::env::var(MODE_VAR).as_deref() {
-        Err(std::env::VarError::NotPresent) if selected() => driver(),
-        Err(std::env::VarError::NotPresent) => ExitCode::SUCCESS,
+        Err(std::env::VarError::NotPresent) => {
+            for workload in ["index", "handoff"] {
+                if selected(workload) && driver(workload) == ExitCode::FAILURE {
+                    return ExitCode::FAILURE;
+                }
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
         Ok("bare") => child(false),
         Ok("ledger") => child(true),
         Ok("slack") => child(false),
@@ -484,4 +622,35 @@ fn rss_bytes() -> std::io::Result<u64> {
     // - `sysconf` only reads a system setting.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Ok(pages * page.max(1) as u64)
+}
+
+/// jemalloc's figures for every arena that holds pages (as of the last epoch), one line each: where
+/// a child's resident memory sits, automatic arenas and scope arenas alike.
+fn print_arenas() {
+    let read = |name: String| -> Option<usize> {
+        let name = format!("{name}\0");
+        // SAFETY:
+        // - every statistic read here is a `size_t` (`narenas`, an `unsigned`, is read below).
+        unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }.ok()
+    };
+    // SAFETY:
+    // - "arenas.narenas" is an `unsigned`.
+    let narenas = unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.narenas\0") }.unwrap_or(0);
+    for i in 0..narenas {
+        let stat = |name: &str| read(format!("stats.arenas.{i}.{name}")).unwrap_or(0);
+        if stat("pactive") + stat("pdirty") + stat("pmuzzy") == 0 {
+            continue;
+        }
+        eprintln!(
+            "arena {i}: pactive {} pdirty {} pmuzzy {} resident {} base {} tcache_bytes {} \
+             dirty_purged {}",
+            stat("pactive"),
+            stat("pdirty"),
+            stat("pmuzzy"),
+            stat("resident"),
+            stat("base"),
+            stat("tcache_bytes"),
+            stat("dirty_purged"),
+        );
+    }
 }
