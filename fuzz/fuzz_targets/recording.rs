@@ -3,8 +3,8 @@
 //! nothing from the input left unescaped.
 #![no_main]
 
-use memledger_report::render_html;
 use memledger_monitor::Recording;
+use memledger_report::render_html;
 
 /// The elements the report writes.
 const PAGE_TAGS: &[&str] = &[
