@@ -1,4 +1,5 @@
-//! The reconciliation over `ArenaLedger`: each scope arena's jemalloc statistics.
+//! The monitor over `ArenaLedger`: each scope arena's jemalloc statistics in the reconciliation,
+//! and the sampler's tick driving the decay of arenas nobody uses any more.
 #![cfg(target_os = "linux")]
 
 #[global_allocator]
@@ -33,4 +34,60 @@ fn reconciliation_shows_scope_arenas() {
         "{r:?}"
     );
     drop(pages);
+}
+
+/// A `size_t` statistic of jemalloc's arena `index`, as of the last epoch.
+fn arena_stat(index: u32, stat: &str) -> usize {
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    let name = format!("stats.arenas.{index}.{stat}\0");
+    // SAFETY:
+    // - every statistic read here is a `size_t`, and the name is NUL-terminated.
+    unsafe { tikv_jemalloc_ctl::raw::read::<usize>(name.as_bytes()) }.unwrap()
+}
+
+/// jemalloc gives an arena's dirty pages back only as it operates on that arena: a scope arena
+/// whose blocks were all freed, and that nothing touches after, keeps them. A running sampler's
+/// tick advances the decay of every scope arena, so they go back on jemalloc's schedule.
+#[test]
+fn a_sampler_returns_the_dirty_pages_of_idle_scope_arenas() {
+    // Full blocks (exactly 4 KiB) of one scope, made on this thread.
+    let pages: Vec<Vec<u8>> = memledger::in_scope("idle_arena", || {
+        (0..4096).map(|i| vec![i as u8; 4096]).collect()
+    });
+    let arena = memledger::ArenaLedger::arenas()
+        .into_iter()
+        .find(|a| a.scope == "idle_arena")
+        .expect("the scope has an arena")
+        .jemalloc_index;
+    // A short decay time, so that the test need not wait jemalloc's default 10 s.
+    let key = format!("arena.{arena}.dirty_decay_ms\0");
+    // SAFETY:
+    // - "arena.<i>.dirty_decay_ms" is an `ssize_t`, and the key is NUL-terminated.
+    unsafe { tikv_jemalloc_ctl::raw::write::<isize>(key.as_bytes(), 100) }.unwrap();
+    // Freed on another thread, which has no cache for the arena: the pages go back to it, dirty.
+    std::thread::spawn(move || drop(pages)).join().unwrap();
+    let dirty = arena_stat(arena, "pdirty");
+    assert!(dirty >= 1024, "16 MiB freed, {dirty} dirty pages");
+    // Nothing touches the arena: its dirty pages stay, past the decay time.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let idle = arena_stat(arena, "pdirty");
+    assert!(
+        idle >= dirty / 2,
+        "{idle} dirty pages left of {dirty} with no sampler"
+    );
+    // A sampler's ticks decay it.
+    let sampler = memledger_monitor::Sampler::builder()
+        .interval(std::time::Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while arena_stat(arena, "pdirty") > dirty / 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sampler.stop();
+    let left = arena_stat(arena, "pdirty");
+    assert!(
+        left <= dirty / 20,
+        "{left} dirty pages left of {dirty} under a sampler"
+    );
 }

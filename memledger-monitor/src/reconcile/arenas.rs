@@ -1,5 +1,11 @@
 //! The scope arenas' layer: jemalloc's own statistics for each arena that holds one scope's full
 //! blocks under `memledger::ArenaLedger`. Empty under any other allocator.
+//!
+//! And their decay: jemalloc returns an arena's dirty pages to the kernel only as a side effect of
+//! operations on that arena, so a scope arena that its threads stopped using keeps the pages of
+//! its last burst for as long as the process lives. The sampler's tick advances their decay
+//! ([`decay`]), so they are returned on jemalloc's own schedule (`dirty_decay_ms`, 10 s by
+//! default) as an automatic arena's would be.
 
 use super::ScopeArena;
 
@@ -12,9 +18,34 @@ pub(super) fn read() -> Vec<ScopeArena> {
     imp::read(arenas)
 }
 
+/// Advances the decay of every scope arena: the dirty pages past jemalloc's decay curve go back to
+/// the kernel. One `mallctl` per arena; nothing without arenas.
+pub(crate) fn decay() {
+    for (_, index) in memledger::__private::scope_arenas() {
+        imp::decay(index);
+    }
+}
+
 #[cfg(feature = "jemalloc")]
 mod imp {
     use super::ScopeArena;
+
+    pub(super) fn decay(index: u32) {
+        let key = format!("arena.{index}.decay\0");
+        // A failure leaves the arena as it was: there is nothing to report.
+        // SAFETY:
+        // - "arena.<i>.decay" takes and returns nothing: null pointers and a zero length;
+        // - the key is NUL-terminated and names an arena that exists (arenas are never destroyed).
+        let _ = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                key.as_ptr().cast(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+    }
 
     /// A `size_t` statistic of arena `index`, if it can be read.
     fn stat(index: u32, name: &str) -> Option<u64> {
@@ -58,6 +89,9 @@ mod imp {
 #[cfg(not(feature = "jemalloc"))]
 mod imp {
     use super::ScopeArena;
+
+    /// Without jemalloc's interface built, the arenas decay as jemalloc schedules it.
+    pub(super) fn decay(_index: u32) {}
 
     /// Without jemalloc's statistics built, each arena is named with no figures.
     pub(super) fn read(arenas: Vec<(String, u32)>) -> Vec<ScopeArena> {

@@ -5,7 +5,7 @@ use core::fmt;
 use std::time::SystemTime;
 
 pub(crate) mod allocator;
-mod arenas;
+pub(crate) mod arenas;
 pub(crate) mod process;
 
 use allocator::{AllocatorStats, AllocatorStatsUnavailable};

@@ -66,6 +66,8 @@ impl Worker {
         let began = Instant::now();
         let at = SystemTime::now();
         let uptime = self.started.elapsed();
+        // Before the readings, so that they show what the decay returned.
+        crate::reconcile::arenas::decay();
         let snapshot = memledger::snapshot();
         let allocator = AllocatorStats::read();
         let memory = self.read_memory();
