@@ -44,10 +44,10 @@
 //! criterion_main!(by_allocated, by_peak);
 //! ```
 //!
-//! Both read the books with [`memledger::snapshot`], outside the timed loop; the figures are
-//! exact when the routine's threads are joined by the end of each sample, and [`Peak`] is exact
-//! when only the benchmark's thread books to the scope (see [`measure`](memledger::measure) for what
-//! a restarted peak means otherwise). [`Peak`] restarts the scope's peak, which samplers and
+//! Both read the books with [`memledger::snapshot`], outside the timed loop; the figures are exact
+//! when the routine's threads are joined by the end of each sample, and [`Peak`] is exact when only
+//! the benchmark's thread books to the scope (see [`measure`](memledger::measure) for what a
+//! restarted peak means otherwise). [`Peak`] restarts the scope's peak, which samplers and
 //! snapshots see too.
 
 #![deny(missing_docs)]

@@ -1,7 +1,7 @@
 //! Publishing memledger's books through the `metrics` facade.
 //!
-//! [`publish`] records one [`Sample`] as gauges and counters of the `metrics` crate: per scope,
-//! per layer of the [`Reconciliation`](memledger_monitor::Reconciliation), against the budget and for
+//! [`publish`] records one [`Sample`] as gauges and counters of the `metrics` crate: per scope, per
+//! layer of the [`Reconciliation`](memledger_monitor::Reconciliation), against the budget and for
 //! suspected leaks. Any exporter installed as the `metrics` recorder serves them: Prometheus,
 //! StatsD, OpenTelemetry... A [`Publisher`] does it on a thread of its own for every tick of a
 //! [`Sampler`].

@@ -67,7 +67,8 @@ impl<A: GlobalAlloc> Ledger<A> {
         if !block.is_null() {
             let scope = per_thread::on_alloc(&self.inner, layout.size());
             // SAFETY:
-            // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE` bytes.
+            // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE`
+            //   bytes.
             unsafe { trailer::write(block, layout.size(), scope) };
         }
         block

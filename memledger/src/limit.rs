@@ -54,13 +54,13 @@ impl std::error::Error for Error {}
 /// Once a limit is set, the scope's bookings, on every thread, go through shared atomics: one
 /// compare-and-swap checks and reserves each allocation, so no two threads pass on the same
 /// headroom and bookings made after the limit never overshoot it. The scope's peak may count
-/// reservations other threads have in flight (never above the limit). Each thread that had booked to the scope
-/// *before* the limit was set may hold up to 64 KiB of net bytes it had not yet published, so
-/// with `k` such threads live bytes stay below `limit + k × 64 KiB`. Every other scope keeps the
-/// per-thread path. Building with the `enforce` feature adds one load of a flag and one branch to
-/// every allocation, free and resize (9 instructions per alloc+free pair under callgrind: 146.5
-/// against 137.4 for a small-size churn over jemalloc);
-/// without it they are compiled out.
+/// reservations other threads have in flight (never above the limit). Each thread that had booked
+/// to the scope *before* the limit was set may hold up to 64 KiB of net bytes it had not yet
+/// published, so with `k` such threads live bytes stay below `limit + k × 64 KiB`. Every other
+/// scope keeps the per-thread path. Building with the `enforce` feature adds one load of a flag and
+/// one branch to every allocation, free and resize (9 instructions per alloc+free pair under
+/// callgrind: 146.5 against 137.4 for a small-size churn over jemalloc); without it they are
+/// compiled out.
 ///
 /// ```no_run
 /// # #[global_allocator]

@@ -4,8 +4,8 @@
 //! [`crate::books::per_thread`] owns the process-wide instances (the slot table, the slab list, the
 //! thread-local state) and the hot path around them. Keeping this module free of globals and of
 //! every other module but [`crate::sys::atomic`] (the atomics) and [`crate::books::id::MAX_SCOPES`]
-//! lets the model checks in `loom/tests/models.rs` compile this very file over loom's atomics and explore
-//! every interleaving of its protocols.
+//! lets the model checks in `loom/tests/models.rs` compile this very file over loom's atomics and
+//! explore every interleaving of its protocols.
 //!
 //! # Peaks
 //!
@@ -21,8 +21,7 @@
 
 use core::ptr;
 
-use crate::books::id::ScopeId;
-use crate::books::id::MAX_SCOPES;
+use crate::books::id::{ScopeId, MAX_SCOPES};
 use crate::sys::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Where the shared slot of each scope is: the process-wide table, or a model check's own.
@@ -265,8 +264,8 @@ const NO_WRITER: usize = 0;
 const SHARED_WRITER: usize = 1;
 const MANY_WRITERS: usize = usize::MAX;
 
-/// `ScopeSlot::limit_plus_one` of a scope without an enforced limit. Zero, so that an all-zero slot is a
-/// slot without one.
+/// `ScopeSlot::limit_plus_one` of a scope without an enforced limit. Zero, so that an all-zero slot
+/// is a slot without one.
 const NO_LIMIT: i64 = 0;
 
 /// The shared, per-scope state: the published total and peak, and the counters of bookings made

@@ -9,15 +9,16 @@
 //! adding to the same monotonic counters. The memory held by the ledger is therefore bounded by
 //! the largest number of threads alive at once, not by the number ever started.
 //!
-//! The counters themselves, their publishing protocol and the slab list are in [`crate::books::cells`];
-//! this module holds the process-wide instances and the hot path that finds them.
+//! The counters themselves, their publishing protocol and the slab list are in
+//! [`crate::books::cells`]; this module holds the process-wide instances and the hot path that
+//! finds them.
 //!
 //! # Thread teardown
 //!
-//! The hot-path state ([`ThreadState`]) is a `const` thread-local without a destructor, so it
-//! stays readable for the whole life of the thread, during thread-local destruction included.
-//! [`crate::sys::thread_exit`] gives the slab back when the thread exits; after that, the thread books
-//! through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
+//! The hot-path state ([`ThreadState`]) is a `const` thread-local without a destructor, so it stays
+//! readable for the whole life of the thread, during thread-local destruction included.
+//! [`crate::sys::thread_exit`] gives the slab back when the thread exits; after that, the thread
+//! books through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
@@ -26,8 +27,7 @@ use core::ptr;
 
 use crate::books::cells::{Counter, Op, Page, ScopeSlot, Slab, SlabList, Slots};
 pub(crate) use crate::books::cells::{Refused, Totals, PUBLISH_THRESHOLD};
-use crate::books::id::ScopeId;
-use crate::books::id::{MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
+use crate::books::id::{ScopeId, MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
 use crate::owner::ThreadTables;
 use crate::sys::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -70,8 +70,8 @@ pub(crate) fn whole_block(ptr: *mut u8) -> *mut u8 {
 #[inline(always)]
 pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: ScopeId) {
     // SAFETY:
-    // - the caller guarantees `size + TRAILER_SIZE` bytes, so the trailer is in bounds, and `ptr` is
-    //   the block as the inner allocator returned it, so `trailer` exposes its whole provenance;
+    // - the caller guarantees `size + TRAILER_SIZE` bytes, so the trailer is in bounds, and `ptr`
+    //   is the block as the inner allocator returned it, so `trailer` exposes its whole provenance;
     // - the trailer has no alignment of its own: an unaligned write is always allowed.
     unsafe { trailer(ptr, size).write_unaligned(tag) }
 }

@@ -11,8 +11,9 @@
 //! already have been reset, so the slab would not be found), it is a `thread_local!` with a
 //! destructor.
 
-/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread exits.
-/// Returns `false` when that cannot be arranged; the caller then gives the slab back at once.
+/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread
+/// exits. Returns `false` when that cannot be arranged; the caller then gives the slab back at
+/// once.
 #[cfg(all(unix, not(target_vendor = "apple")))]
 pub(crate) fn arrange_release() -> bool {
     use core::ffi::c_void;
@@ -56,8 +57,9 @@ pub(crate) fn arrange_release() -> bool {
     unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, value) == 0 }
 }
 
-/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread exits.
-/// Returns `false` when that cannot be arranged; the caller then gives the slab back at once.
+/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread
+/// exits. Returns `false` when that cannot be arranged; the caller then gives the slab back at
+/// once.
 #[cfg(not(all(unix, not(target_vendor = "apple"))))]
 pub(crate) fn arrange_release() -> bool {
     struct SlabOwner;

@@ -43,8 +43,8 @@ use crate::owner::trailer;
 ///
 /// # Limits
 ///
-/// - At most `max_arenas` arenas (default 64, at most [`Self::MAX_ARENAS`]); a scope made after them
-///   keeps the trailer for its full blocks (the old memory cost, still exact).
+/// - At most `max_arenas` arenas (default 64, at most [`Self::MAX_ARENAS`]); a scope made after
+///   them keeps the trailer for its full blocks (the old memory cost, still exact).
 /// - At most `thread_caches` explicit caches per thread (default 8); past them a thread allocates
 ///   and frees in further arenas without a cache (exact, slower). Tables of caches are reused by
 ///   later threads, so their number is bounded by the threads alive at once.
@@ -82,8 +82,8 @@ impl ArenaLedger {
         Self::with_limits(64, 8)
     }
 
-    /// At most `max_arenas` arenas (capped at [`Self::MAX_ARENAS`]) and `thread_caches` explicit caches
-    /// per thread.
+    /// At most `max_arenas` arenas (capped at [`Self::MAX_ARENAS`]) and `thread_caches` explicit
+    /// caches per thread.
     pub const fn with_limits(max_arenas: usize, thread_caches: usize) -> Self {
         ArenaLedger {
             ledger: Ledger::new(Jemalloc),
@@ -194,8 +194,8 @@ impl ArenaLedger {
             return block;
         }
         // SAFETY:
-        // - `block` holds `new_size + TRAILER_SIZE` bytes; both blocks are live and distinct, each at
-        //   least `min(old, new)` bytes long; the caller's guarantee for `ptr`.
+        // - `block` holds `new_size + TRAILER_SIZE` bytes; both blocks are live and distinct, each
+        //   at least `min(old, new)` bytes long; the caller's guarantee for `ptr`.
         unsafe {
             trailer::write(block, new_size, owner);
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));

@@ -1,11 +1,11 @@
 //! Owners by address: a jemalloc arena per scope for the blocks a trailer would push into the next
 //! size class.
 //!
-//! The trailer of [`crate::owner::trailer`] costs no memory when the block's size class leaves 2 spare bytes:
-//! `size + 2` lands in the same class. It costs a whole class step when it does not, and Rust's
-//! doubling growth puts most buffers exactly on a class. Those blocks (here "full" blocks) are
-//! allocated instead from an arena of their scope's own, carrying no trailer; their owner is found
-//! from their address.
+//! The trailer of [`crate::owner::trailer`] costs no memory when the block's size class leaves 2
+//! spare bytes: `size + 2` lands in the same class. It costs a whole class step when it does not,
+//! and Rust's doubling growth puts most buffers exactly on a class. Those blocks (here "full"
+//! blocks) are allocated instead from an arena of their scope's own, carrying no trailer; their
+//! owner is found from their address.
 //!
 //! Here: the arena table (scope → arena → jemalloc's index), making arenas, and allocating,
 //! freeing and resizing full blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
@@ -286,8 +286,8 @@ pub struct ArenaUsage {
     pub chunks: usize,
     /// Live blocks held in the arenas.
     pub live_blocks: u64,
-    /// Address space reserved for the arenas once the first arena is made: `ArenaLedger::REGION_SIZE`,
-    /// or less where the system allows less.
+    /// Address space reserved for the arenas once the first arena is made:
+    /// `ArenaLedger::REGION_SIZE`, or less where the system allows less.
     pub reserved_bytes: usize,
 }
 

@@ -5,9 +5,9 @@ use super::*;
 
 /// A thread's explicit caches, one per arena, its count of live arena blocks and its block cache.
 ///
-/// Part of the thread's counter slab ([`crate::books::cells::Slab`]), so it is never freed and passes to
-/// the next thread with the slab; a thread that exits flushes its caches first. All zeros are an
-/// empty table.
+/// Part of the thread's counter slab ([`crate::books::cells::Slab`]), so it is never freed and
+/// passes to the next thread with the slab; a thread that exits flushes its caches first. All zeros
+/// are an empty table.
 pub(crate) struct ThreadArenas {
     /// Per slot: 0 before a cache was asked for, `1 + index` of the cache, or [`NO_TCACHE`].
     tcaches: [AtomicU16; MAX_ARENAS],
