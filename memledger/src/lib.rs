@@ -187,6 +187,12 @@ pub mod __private {
         crate::books::per_thread::untagged_blocks() + crate::owner::arena::live_blocks()
     }
 
+    /// jemalloc's index of every scope arena made so far, without their scopes' paths (which take
+    /// the registry's lock). Empty without the `arenas` feature.
+    pub fn scope_arena_indexes() -> Vec<u32> {
+        crate::owner::arena::indexes()
+    }
+
     /// Every scope arena made so far: the scope's path and jemalloc's index of the arena. Empty
     /// without the `arenas` feature.
     pub fn scope_arenas() -> Vec<(String, u32)> {

@@ -21,7 +21,7 @@ pub(super) fn read() -> Vec<ScopeArena> {
 /// Advances the decay of every scope arena: the dirty pages past jemalloc's decay curve go back to
 /// the kernel. One `mallctl` per arena; nothing without arenas.
 pub(crate) fn decay() {
-    for (_, index) in memledger::__private::scope_arenas() {
+    for index in memledger::__private::scope_arena_indexes() {
         imp::decay(index);
     }
 }

@@ -326,6 +326,11 @@ pub(crate) fn scope_arenas() -> Vec<(String, u32)> {
         .collect()
 }
 
+/// jemalloc's index of every arena made so far, without resolving the scopes' paths.
+pub(crate) fn indexes() -> Vec<u32> {
+    arenas().into_iter().map(|(_, index, _)| index).collect()
+}
+
 /// [`scope_arenas`], as `ArenaLedger::arenas` gives it.
 pub(crate) fn scope_arena_indexes() -> Vec<ScopeArenaIndex> {
     arenas()

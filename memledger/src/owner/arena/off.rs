@@ -13,6 +13,11 @@ pub(crate) fn live_blocks() -> u64 {
     0
 }
 
+/// jemalloc's index of every arena made so far: none.
+pub(crate) fn indexes() -> Vec<u32> {
+    Vec::new()
+}
+
 /// Every arena made so far, with the scope it serves and jemalloc's index for it: none.
 pub(crate) fn scope_arenas() -> Vec<(String, u32)> {
     Vec::new()
