@@ -3,8 +3,8 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-use crate::books::id::ScopeId;
-use crate::books::per_thread;
+use crate::books::id::{self, ScopeId, Tag};
+use crate::books::per_thread::{self, Op};
 use crate::owner::trailer;
 
 /// A global allocator that books every block to the scope that allocated it, then forwards to
@@ -26,11 +26,13 @@ use crate::owner::trailer;
 /// # What it costs
 ///
 /// Each block carries its owner in a 2-byte trailer, so `A` is asked for `size + 2` bytes at the
-/// same alignment. Each allocation, free or resize updates a counter cell of the calling thread
-/// (no lock, no atomic read-modify-write, no shared cache line). Every 64 KiB of net movement per
-/// thread and scope, and on every operation on a block of 64 KiB or more, the thread also
-/// publishes to the scope's shared total (one atomic add and one `fetch_max`). `BENCHMARKS.md`
-/// has the measured time and memory overhead.
+/// same alignment. Each allocation, free or resize books to a counter cell of the calling thread
+/// against the cell's byte budget: one load, add, comparison and store, plus a count (no lock, no
+/// atomic read-modify-write, no shared cache line). When a budget runs out (once per 64 KiB of the
+/// thread's traffic in a scope, and on every operation on a block of 64 KiB or more) a cold path
+/// refills it, and publishes to the scope's shared total (one atomic add) if the thread's net
+/// bytes there moved by 32 KiB or more. `BENCHMARKS.md` has the measured time and memory
+/// overhead.
 ///
 /// The ledger's books are process-wide: a `Ledger` used as the `#[global_allocator]` books every
 /// allocation of the program. A `Ledger` can also be called directly as a [`GlobalAlloc`] (its
@@ -53,37 +55,46 @@ impl<A> Ledger<A> {
 }
 
 impl<A: GlobalAlloc> Ledger<A> {
-    /// Allocates `layout` plus the tag with `allocate`, then books the block to the current scope
-    /// and writes its tag.
+    /// Books an allocation of `layout` to the current scope, allocates it plus the trailer with
+    /// `allocate`, and writes the trailer.
+    ///
+    /// The booking comes first, so that the only call that returns into this path is the inner
+    /// allocation: a spent budget, a strict scope or a thread without a slab leave for
+    /// [`Self::alloc_cold`], which finishes the whole operation itself.
     #[inline(always)]
     fn alloc_tagged(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
-        let Some(outer) = trailer::outer_layout(layout.size(), layout.align()) else {
-            return ptr::null_mut();
-        };
-        if per_thread::enforcing() {
-            return self.alloc_enforced(layout, outer, allocate);
+        let size = layout.size();
+        let (cell, _) = per_thread::current();
+        if !cell.try_grow(size as u64) {
+            return self.alloc_cold(layout, allocate);
         }
+        cell.count_alloc();
+        // SAFETY:
+        // - `try_grow` passed, so `size < GRANT` (64 KiB): `size + TRAILER_SIZE` rounded up to
+        //   `layout.align()` cannot pass `isize::MAX` where `size` rounded up did not.
+        let outer = unsafe { trailer::small_outer_layout(size, layout.align()) };
         let block = allocate(outer);
-        if !block.is_null() {
-            let scope = per_thread::on_alloc(&self.inner, layout.size());
-            // SAFETY:
-            // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE`
-            //   bytes.
-            unsafe { trailer::write(block, layout.size(), scope) };
+        // The cell and the scope are read again from the thread-local state rather than kept
+        // across the call (the inner allocator changes neither), which saves callee-saved
+        // registers.
+        if block.is_null() {
+            return per_thread::undo_alloc(size);
         }
+        // SAFETY:
+        // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE` bytes.
+        unsafe { trailer::write(block, size, per_thread::current_tag()) };
         block
     }
 
-    /// [`Self::alloc_tagged`] once some scope has an enforced limit: a block of a limited scope is
-    /// allocated only if reserving its bytes keeps the scope within its limit.
+    /// [`Self::alloc_tagged`] on the cold path: in a scope with an enforced limit the block is
+    /// allocated only if reserving its bytes keeps the scope within its limit; otherwise the
+    /// allocation is booked exactly and the thread's cell refilled.
     #[cold]
     #[inline(never)]
-    fn alloc_enforced(
-        &self,
-        layout: Layout,
-        outer: Layout,
-        allocate: impl FnOnce(Layout) -> *mut u8,
-    ) -> *mut u8 {
+    fn alloc_cold(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
+        let Some(outer) = trailer::outer_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
         let scope = per_thread::current_scope();
         let size = layout.size() as u64;
         let Ok(reserved) = per_thread::reserve(scope, size) else {
@@ -96,22 +107,22 @@ impl<A: GlobalAlloc> Ledger<A> {
             }
             return block;
         }
-        let scope = match reserved {
+        match reserved {
             Some(total) => {
-                per_thread::book_reserved(scope, size, false, total);
-                scope
+                per_thread::book_reserved(&self.inner, scope, Op::Alloc(size), size, total)
             }
-            None => per_thread::on_alloc(&self.inner, layout.size()),
-        };
+            None => per_thread::book_cold(&self.inner, scope, Op::Alloc(size)),
+        }
         // SAFETY:
         // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE` bytes.
-        unsafe { trailer::write(block, layout.size(), scope) };
+        unsafe { trailer::write(block, layout.size(), trailer::tag(scope)) };
         block
     }
 
     /// Resizes a block owned by `owner` from `old` to `new` bytes with `resize` (null on failure,
-    /// the block then untouched) and books it: where the owner has an enforced limit, the growth
-    /// is reserved first and given back if the resize fails or is refused.
+    /// the block then untouched) and books it: booked first on the hot path and taken back if the
+    /// resize fails; on the cold path, where the owner has an enforced limit, the growth is
+    /// reserved first and given back if the resize fails or is refused.
     #[inline(always)]
     pub(crate) fn book_resize(
         inner: &A,
@@ -120,41 +131,73 @@ impl<A: GlobalAlloc> Ledger<A> {
         new: usize,
         resize: impl FnOnce() -> *mut u8,
     ) -> *mut u8 {
-        let mut reserved = None;
-        if per_thread::enforcing() {
-            let Ok(reservation) = Self::reserve_growth(owner, old, new) else {
-                return ptr::null_mut();
-            };
-            reserved = reservation;
+        // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
+        let delta = (new as i64).wrapping_sub(old as i64);
+        let cell = per_thread::cell_of(owner);
+        if !cell.try_resize(delta) {
+            return Self::resize_cold(inner, owner, delta, resize);
         }
         let block = resize();
         if block.is_null() {
-            if let Some((bytes, _)) = reserved {
-                per_thread::unreserve(owner, bytes);
+            cell.undo_resize(delta);
+            return block;
+        }
+        cell.count_realloc();
+        block
+    }
+
+    /// [`Self::book_resize`] on the cold path.
+    #[cold]
+    #[inline(never)]
+    fn resize_cold(
+        inner: &A,
+        owner: ScopeId,
+        delta: i64,
+        resize: impl FnOnce() -> *mut u8,
+    ) -> *mut u8 {
+        let growth = delta.max(0) as u64;
+        let reserved = if growth > 0 {
+            let Ok(reserved) = per_thread::reserve(owner, growth) else {
+                return ptr::null_mut();
+            };
+            reserved
+        } else {
+            None
+        };
+        let block = resize();
+        if block.is_null() {
+            if reserved.is_some() {
+                per_thread::unreserve(owner, growth);
             }
             return block;
         }
         match reserved {
-            Some((bytes, total)) => per_thread::book_reserved(owner, bytes, true, total),
-            None => per_thread::on_realloc(inner, owner, old, new),
+            Some(total) => {
+                per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
+            }
+            None => per_thread::book_cold(inner, owner, Op::Realloc(delta)),
         }
         block
     }
 
-    /// Reserves the growth of a resize in a scope with an enforced limit: `Ok(Some((bytes,
-    /// total)))` for a reservation, `Ok(None)` for a shrink or an unlimited scope.
+    /// [`GlobalAlloc::dealloc`] on the cold path: books the free of the trailer block `ptr` of
+    /// `layout`, whose trailer holds `tag`, exactly, then frees it.
+    ///
+    /// # Safety
+    ///
+    /// - as for [`GlobalAlloc::dealloc`] of this allocator.
     #[cold]
     #[inline(never)]
-    fn reserve_growth(
-        scope: ScopeId,
-        old: usize,
-        new: usize,
-    ) -> Result<Option<(u64, i64)>, per_thread::Refused> {
-        if new <= old {
-            return Ok(None);
+    unsafe fn dealloc_cold(&self, tag: Tag, ptr: *mut u8, layout: Layout) {
+        let owner = id::scope_of(tag);
+        per_thread::book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
+        // SAFETY:
+        // - the caller's guarantee: a live trailer block of `layout`, whose outer layout was
+        //   valid when it was made.
+        unsafe {
+            let outer = trailer::existing_outer_layout(layout.size(), layout.align());
+            self.inner.dealloc(trailer::whole_block(ptr), outer)
         }
-        let growth = (new - old) as u64;
-        Ok(per_thread::reserve(scope, growth)?.map(|total| (growth, total)))
     }
 }
 
@@ -188,19 +231,25 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         // SAFETY:
         // - the caller guarantees `ptr` was allocated by this allocator with `layout`, so its
         //   trailer is at `ptr + layout.size()` and the outer layout was valid when it was made.
-        let (scope, outer) = unsafe {
+        let (tag, outer) = unsafe {
             (
-                trailer::read(ptr, layout.size()),
-                trailer::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
+                trailer::read_tag(ptr, layout.size()),
+                trailer::existing_outer_layout(layout.size(), layout.align()),
             )
         };
+        let cell = per_thread::cell_of_tag(tag);
+        if !cell.try_shrink(layout.size() as u64) {
+            // SAFETY:
+            // - the caller's guarantee, passed on.
+            return unsafe { self.dealloc_cold(tag, ptr, layout) };
+        }
+        cell.count_free();
         // Booked before the block goes back, so that the inner free is the last call: a tail
         // call, with no registers to keep across it.
-        per_thread::on_dealloc(&self.inner, scope, layout.size());
         // SAFETY:
         // - `ptr` was allocated by `self.inner` with `outer` (see `alloc`); `whole_block` gives
         //   it back with the provenance of all of it.
-        unsafe { self.inner.dealloc(trailer::whole_block(ptr), outer) };
+        unsafe { self.inner.dealloc(trailer::whole_block(ptr), outer) }
     }
 
     #[inline(always)]
@@ -213,7 +262,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         let (scope, outer) = unsafe {
             (
                 trailer::read(ptr, layout.size()),
-                trailer::outer_layout(layout.size(), layout.align()).unwrap_unchecked(),
+                trailer::existing_outer_layout(layout.size(), layout.align()),
             )
         };
         Self::book_resize(&self.inner, scope, layout.size(), new_size, || {
@@ -229,7 +278,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
                 // SAFETY:
                 // - `block` holds `new_size + TRAILER_SIZE` bytes. On failure the old block is
                 //   untouched, trailer included.
-                unsafe { trailer::write(block, new_size, scope) };
+                unsafe { trailer::write(block, new_size, trailer::tag(scope)) };
             }
             block
         })

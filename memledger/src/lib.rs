@@ -98,9 +98,12 @@
 //! # Guarantees
 //!
 //! The allocation path takes no lock, allocates nothing through the global allocator and never
-//! panics. An ordinary allocation or free writes only counters of the calling thread; every
-//! 64 KiB of net movement per thread and scope (and on every operation on a block of 64 KiB or
-//! more) it also publishes to the scope's shared total with one atomic add and one `fetch_max`.
+//! panics. An ordinary allocation or free writes only a counter cell of the calling thread, with
+//! one load, add, comparison and store against the cell's byte budget; once per 64 KiB of a
+//! thread's traffic in a scope (and on every operation on a block of 64 KiB or more) it takes a
+//! cold path that refills the budget, and that writes the scope's shared total (one atomic add)
+//! only if the thread's net bytes there moved by 32 KiB or more. A steady churn writes no shared
+//! cache line at all.
 //! Blocks allocated and freed during and after thread-local teardown, and on threads made by C
 //! code, are still booked exactly. A program that starts and ends any number of threads holds
 //! counters only for the largest number alive at once.
@@ -179,6 +182,12 @@ pub mod __private {
     /// exactness). Cold: never on the allocation path.
     pub fn restart_peak(scope: crate::ScopeHandle) {
         crate::books::per_thread::restart_peak(scope.id());
+    }
+
+    /// Address space mapped for the threads' counter slabs (0 where they come from the inner
+    /// allocator); only the pages threads wrote are resident.
+    pub fn mapped_slab_bytes() -> u64 {
+        crate::books::per_thread::mapped_bytes()
     }
 
     /// Live blocks that carry no trailer (the arenas' full blocks, and blocks the books could not

@@ -51,16 +51,17 @@ impl std::error::Error for Error {}
 ///
 /// # Exactness and cost
 ///
-/// Once a limit is set, the scope's bookings, on every thread, go through shared atomics: one
-/// compare-and-swap checks and reserves each allocation, so no two threads pass on the same
-/// headroom and bookings made after the limit never overshoot it. The scope's peak may count
-/// reservations other threads have in flight (never above the limit). Each thread that had booked
-/// to the scope *before* the limit was set may hold up to 64 KiB of net bytes it had not yet
-/// published, so with `k` such threads live bytes stay below `limit + k × 64 KiB`. Every other
-/// scope keeps the per-thread path. Building with the `enforce` feature adds one load of a flag and
-/// one branch to every allocation, free and resize (9 instructions per alloc+free pair under
-/// callgrind: 146.5 against 137.4 for a small-size churn over jemalloc); without it they are
-/// compiled out.
+/// A scope with a limit gets no byte budget on any thread: its bookings go through shared atomics,
+/// where one compare-and-swap checks and reserves each allocation, so no two threads pass on the
+/// same headroom. The thread that sets the limit switches at once; every other thread switches at
+/// its next refill of its budget for the scope, so it may still book up to 64 KiB there unchecked,
+/// and it may hold up to 96 KiB of net bytes it had not yet published
+/// ([`Snapshot::PEAK_RESOLUTION_PER_THREAD`](crate::Snapshot::PEAK_RESOLUTION_PER_THREAD)): with
+/// `k` threads that had booked to the scope before the limit was set, live bytes stay below
+/// `limit + k × 96 KiB`. The scope's peak may count reservations other threads have in flight
+/// (never above the limit). Every other scope keeps its budgets, and the allocation path has no
+/// check of its own for limits: building with the `enforce` feature costs nothing until a limit is
+/// set, and then only the limited scope's operations take the cold path.
 ///
 /// ```no_run
 /// # #[global_allocator]

@@ -190,10 +190,12 @@ pub struct Measured<R> {
 /// Bytes and counts are exact once the threads that did the work are joined or idle.
 ///
 /// The peaks of the measured scopes restart when the measurement starts, at their live bytes (so
-/// [`ScopeStats::peak_bytes`] reads from then on). A scope's peak is exact when only the calling
-/// thread books to it. Otherwise it has the resolution documented on [`ScopeStats`], and two more
-/// limits: a thread other than the caller that was the scope's only writer keeps its running
-/// maximum from before the restart (at most 64 KiB above its published bytes), and a publish by
+/// [`ScopeStats::peak_bytes`] reads from then on), and while `f` runs they, and the scopes
+/// registered under them, are in exact mode ([`ScopeHandle::set_exact`]): every booking is
+/// published as it happens, so their peaks are exact however many threads book to them. Two
+/// limits remain: a thread other than the caller that booked to a measured scope before the
+/// measurement holds back up to
+/// [`Snapshot::PEAK_RESOLUTION_PER_THREAD`] bytes until it books to it again, and a publish by
 /// another thread while the restart runs may be lost. Measurements of the same scope should not
 /// overlap in time, and nothing else should book to the scope while one starts.
 ///
@@ -218,14 +220,29 @@ pub fn measure<R>(name: &str, f: impl FnOnce() -> R) -> Measured<R> {
     let handle = ScopeHandle::current().child(name);
     let path = handle.path();
     let before = snapshot();
-    for (id, s) in before.scopes().iter().enumerate() {
-        if in_subtree(&s.path, &path) {
-            // Snapshots list scopes by id.
-            per_thread::restart_peak(id as ScopeId);
-        }
+    // Snapshots list scopes by id.
+    let subtree = |snap: &Snapshot| -> Vec<ScopeId> {
+        (snap.scopes().iter().enumerate())
+            .filter(|(_, s)| in_subtree(&s.path, &path))
+            .map(|(id, _)| id as ScopeId)
+            .collect()
+    };
+    let measured = subtree(&before);
+    let already_exact: Vec<ScopeId> = (measured.iter().copied())
+        .filter(|&id| per_thread::exact(id))
+        .collect();
+    for &id in &measured {
+        per_thread::set_exact(id, true);
+        per_thread::restart_peak(id);
     }
     let value = handle.in_scope(f);
     let after = snapshot();
+    // Scopes registered inside `f` inherited exact mode; all go back to what they were.
+    for id in subtree(&after) {
+        if !already_exact.contains(&id) {
+            per_thread::set_exact(id, false);
+        }
+    }
     Measured {
         value,
         footprint: Footprint::between(&before, &after, &path),

@@ -5,7 +5,7 @@ use core::fmt;
 #[cfg(doc)]
 use crate::books::id::OWN_SCOPE;
 use crate::books::id::{self, ScopeId, OVERFLOW_SCOPE, UNSCOPED};
-use crate::books::per_thread::{self, PUBLISH_THRESHOLD};
+use crate::books::per_thread::{self, GRANT, PEAK_RESOLUTION};
 use crate::books::registry;
 use crate::fmt::human_bytes;
 
@@ -23,14 +23,20 @@ use crate::fmt::human_bytes;
 /// operations in flight (and `live_bytes` is clamped at zero if frees are read before the matching
 /// allocations).
 ///
-/// `peak_bytes` is exact for a scope that only one thread has ever booked to. Otherwise each
-/// live thread that has booked to the scope may hold back up to 64 KiB
-/// ([`Snapshot::PEAK_RESOLUTION_PER_THREAD`]) of net bytes it has not yet published (a thread
-/// publishes every 64 KiB of net movement, and everything when it exits). With `k` such threads,
-/// `peak_bytes` is at most `(k - 1) × 64 KiB` above and at most `k × 64 KiB` below the true
-/// high-water mark, and never below `live_bytes`. Idle threads count in `k`: for instance, 50
-/// parked pool threads that each freed 60 KiB of a scope's blocks without publishing can make
-/// that scope's peak read up to 50 × 60 KiB high.
+/// `peak_bytes` is raised on the books' cold path, which each thread takes at most once per 64 KiB
+/// of its traffic in a scope, so it has a resolution. For a scope that one thread books to, it is
+/// never above the true high-water mark and at most 64 KiB
+/// ([`Snapshot::PEAK_RESOLUTION_ONE_THREAD`]) below it. Otherwise each live thread that has booked
+/// to the scope may hold back up to 96 KiB ([`Snapshot::PEAK_RESOLUTION_PER_THREAD`]) of net bytes
+/// it has not yet published (a thread publishes when its net moved by 32 KiB at a refill, and
+/// everything when it exits): with `k` such threads, `peak_bytes` is at most `(k - 1) × 96 KiB`
+/// above and at most `k × 96 KiB` below the true high-water mark. It is never below `live_bytes`.
+/// Idle threads count in `k`: for instance, 50 parked pool threads that each freed 60 KiB of a
+/// scope's blocks without publishing can make that scope's peak read up to 50 × 60 KiB high.
+///
+/// A scope in exact mode ([`ScopeHandle::set_exact`](crate::ScopeHandle::set_exact), and every
+/// scope [`measure`](crate::measure) measures) publishes every booking as it happens: its peak is
+/// exact, whatever the number of threads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ScopeStats {
@@ -347,8 +353,13 @@ impl Snapshot {
         self.thread_slabs
     }
 
-    /// How far the peaks of this snapshot may be from the truth per concurrent thread, in bytes.
-    pub const PEAK_RESOLUTION_PER_THREAD: u64 = PUBLISH_THRESHOLD as u64;
+    /// How far the peaks of this snapshot may be from the truth per concurrent thread, in bytes
+    /// (96 KiB; see [`ScopeStats`]).
+    pub const PEAK_RESOLUTION_PER_THREAD: u64 = PEAK_RESOLUTION;
+
+    /// How far below the true high-water mark the peak of a scope that one thread books to may
+    /// read (64 KiB; never above it). Zero in exact mode.
+    pub const PEAK_RESOLUTION_ONE_THREAD: u64 = GRANT;
 }
 
 /// `path` with empty segments dropped (`"/a//b/"` is `"a/b"`), as scope paths are kept.

@@ -72,9 +72,10 @@ fn many_threads_never_pass_a_limit_set_before_they_booked() {
 }
 
 #[test]
-fn bytes_booked_before_the_limit_overshoot_by_at_most_64_kib_per_thread() {
+fn bytes_booked_before_the_limit_overshoot_by_at_most_the_resolution_per_thread() {
     let path = "enforce_late";
-    // Four threads book 60 KiB each below the publish threshold, and stay alive holding them.
+    // Four threads book 30 KiB each, below the publish threshold (32 KiB), and stay alive holding
+    // them.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
@@ -82,7 +83,7 @@ fn bytes_booked_before_the_limit_overshoot_by_at_most_64_kib_per_thread() {
         .map(|_| {
             let (ready_tx, go_rx) = (ready_tx.clone(), go_rx.clone());
             std::thread::spawn(move || {
-                let held = memledger::in_scope(path, || vec![1u8; 60 * 1024]);
+                let held = memledger::in_scope(path, || vec![1u8; 30 * 1024]);
                 ready_tx.send(()).unwrap();
                 let _ = go_rx.lock().unwrap().recv();
                 drop(held);
@@ -101,7 +102,7 @@ fn bytes_booked_before_the_limit_overshoot_by_at_most_64_kib_per_thread() {
         stats.live_bytes <= limit + k * memledger::Snapshot::PEAK_RESOLUTION_PER_THREAD,
         "{stats:?}"
     );
-    // The four unpublished 60 KiB were invisible to the check: it let this thread fill the
+    // The four unpublished 30 KiB were invisible to the check: it let this thread fill the
     // whole limit on its own.
     assert!(blocks.len() as u64 * 1000 > limit - 1000);
     for _ in 0..4 {

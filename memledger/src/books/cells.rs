@@ -7,28 +7,52 @@
 //! lets the model checks in `loom/tests/models.rs` compile this very file over loom's atomics and
 //! explore every interleaving of its protocols.
 //!
+//! # Budgets
+//!
+//! A cell counts the bytes its thread brought into its scope (`bytes_in`) and took out of it
+//! (`bytes_out`), and holds two marks: an operation whose new count stays below its mark is booked
+//! with one load, one add, one comparison and one store, and touches nothing else. When a count
+//! would reach its mark, the operation takes the cold path, [`Counter::refill`]: it books the
+//! operation, *publishes* the cell's net bytes to the scope's shared total if they moved by at
+//! least [`PUBLISH_THRESHOLD`] since the last publish, raises the scope's peak if the total the
+//! cell now sees is higher, and sets both marks [`GRANT`] bytes ahead. So a cell takes the cold
+//! path at most once per 64 KiB of traffic in either direction, and it writes the scope's shared
+//! line only when its net moved by 32 KiB or more: a steady churn writes no shared line at all.
+//!
+//! A cell of a *strict* scope (one with an enforced limit, or in exact mode) gets no grant: its
+//! marks equal its counts, so every operation takes the cold path, which publishes it at once. The
+//! marks are the owner's alone (plain memory, so that the hot path compares against memory in one
+//! instruction), so a scope that becomes strict reaches each thread at that thread's next refill
+//! of its cell: the thread that makes it strict spends its own budget at once
+//! ([`Counter::spend`]), and every other thread books at most the rest of its grant (under 64 KiB)
+//! before it sees the change.
+//!
 //! # Peaks
 //!
-//! A per-scope high-water mark cannot be summed from per-thread cells, so each cell also keeps
-//! its net bytes since it last *published* them. When that pending amount passes
-//! ±[`PUBLISH_THRESHOLD`], the cell adds it to the scope's shared `published` total with one
-//! atomic add and raises the scope's `peak` with `fetch_max`; a thread also publishes everything
-//! when it exits. Every live thread holds back less than the threshold, so with `k` live threads
-//! that have booked to a scope, `published` is within `k × PUBLISH_THRESHOLD` of the true live
-//! bytes, and so is the peak (see [`crate::ScopeStats`]). A cell registers itself with the scope
-//! the first time it books to it; while it is the only cell that ever did, it sees every change,
-//! and its own running maximum *is* the scope's: the peak of a scope booked by one thread is exact.
+//! A per-scope high-water mark cannot be summed from per-thread cells. The scope's shared `peak`
+//! is raised on the cold path to the published total plus the refilling cell's own unpublished
+//! net. Between two refills a cell's net moves by less than [`GRANT`] either way, and right after
+//! one its unpublished net is below [`PUBLISH_THRESHOLD`], so each live thread holds back less
+//! than [`PEAK_RESOLUTION`] (96 KiB) of its scope's bytes. With `k` threads that booked to a scope:
+//!
+//! - its `published` total is within `k × 96 KiB` of the true live bytes;
+//! - the peak is at most `(k - 1) × 96 KiB` above the true high-water mark (a refill counts the
+//!   other cells' unpublished bytes as they were published), and at most `k × 96 KiB` below it;
+//!   with one thread, at most 64 KiB below it and never above;
+//! - in a strict scope, every operation is published as it happens, so once the cells that
+//!   booked to it before it became strict have booked again (or exited), its total and its peak
+//!   are exact.
 
 use core::ptr;
 
 use crate::books::id::{ScopeId, MAX_SCOPES};
-use crate::sys::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+
+use crate::sys::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
 /// Where the shared slot of each scope is: the process-wide table, or a model check's own.
 ///
-/// The hot path passes the table and the scope down, and the slot is looked up only on the rare
-/// paths (a first booking, a publish), so that the common path computes no address it does not
-/// use.
+/// The hot path never looks a slot up; the cold path passes the table and the scope down.
 pub(crate) trait Slots<'s>: Copy {
     /// The slot of `scope`.
     fn slot(self, scope: ScopeId) -> &'s ScopeSlot;
@@ -40,67 +64,78 @@ impl<'s> Slots<'s> for &'s [ScopeSlot] {
     }
 }
 
-/// Net bytes a cell may hold back from its scope's shared total before publishing them.
+/// Bytes a refill lets a cell bring in, and take out, before its next refill.
 ///
-/// Small enough that the peak of a scope is known within 64 KiB per live thread that booked to
-/// it; large enough that a churn of small blocks (which oscillates around zero) never publishes,
-/// and that the blocks which publish on every call (64 KiB and more) are ones where jemalloc's own
-/// large-allocation path costs far more than the publish.
-pub const PUBLISH_THRESHOLD: i64 = 64 * 1024;
+/// Large enough that a churn of small blocks refills rarely (and the blocks that refill on every
+/// call, 64 KiB and more, are ones where the inner allocator's own large-allocation path costs far
+/// more than a refill); small enough that a scope's peak is known within 96 KiB per thread.
+pub const GRANT: u64 = 64 * 1024;
 
-/// Scopes per page of counters; a thread's counters for scopes `64 * i .. 64 * (i + 1)` live in
-/// page `i`, created the first time the thread books to one of them. (Half the table in the model
-/// checks, whose tables are tiny.)
-pub(crate) const PAGE_SCOPES: usize = if MAX_SCOPES / 2 < 64 {
-    MAX_SCOPES / 2
-} else {
-    64
-};
-pub(crate) const PAGES: usize = MAX_SCOPES / PAGE_SCOPES;
+/// Net bytes by which a cell's books must have moved since its last publish for a refill to
+/// publish them: half the grant, so that a churn around a steady level never publishes.
+pub const PUBLISH_THRESHOLD: i64 = GRANT as i64 / 2;
+
+/// What one live thread may hold back from its scope's shared total: the publish threshold plus
+/// one grant.
+pub const PEAK_RESOLUTION: u64 = PUBLISH_THRESHOLD as u64 + GRANT;
 
 /// What one thread has booked to one scope. Written only by the thread that holds the slab.
 ///
-/// All fields are atomics so that readers may load them while the owner writes; the owner uses
-/// relaxed loads and stores (plain moves on every mainstream target), never read-modify-write.
-/// One cache line per cell, so a cell is found with a shift.
+/// The counts are atomics so that readers may load them while the owner writes; the owner uses
+/// loads and stores (plain moves on every mainstream target), never read-modify-write. The marks
+/// are plain memory that only the owner touches. One cache line per cell, so a cell is found with
+/// a shift. All zeros is an empty cell whose marks send its first operation to the cold path.
 #[repr(C, align(64))]
 #[derive(Default)]
 pub(crate) struct Counter {
-    allocs: AtomicU64,
-    frees: AtomicU64,
-    reallocs: AtomicU64,
     /// Bytes brought into the scope by this cell: allocations and realloc growth.
     bytes_in: AtomicU64,
-    /// Bytes brought in minus bytes taken out (frees and realloc shrinkage) by this cell.
-    net: AtomicI64,
-    /// Highest `net` since the last publish.
-    net_max: AtomicI64,
-    /// `net` as of the last publish.
+    /// `bytes_in` may grow up to (not including) this on the hot path.
+    in_mark: Mark,
+    allocs: AtomicU64,
+    /// Bytes taken out of the scope by this cell: frees and realloc shrinkage.
+    bytes_out: AtomicU64,
+    /// `bytes_out` may grow up to (not including) this on the hot path.
+    out_mark: Mark,
+    frees: AtomicU64,
+    reallocs: AtomicU64,
+    /// `bytes_in - bytes_out` as of the last publish.
     published_net: AtomicI64,
 }
 
-/// Adds `by` to a counter that only the calling thread writes.
-#[inline(always)]
-fn bump_u64(cell: &AtomicU64, by: u64) {
-    // Relaxed: the calling thread is the only writer (it holds the slab, handed over with
-    // acquire/release), so a load and a store cannot lose an update; readers only need each value
-    // to be one that was stored, and join/idle gives them the final one.
-    cell.store(
-        cell.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
+/// A mark of a [`Counter`]: plain memory that only the thread holding the cell's slab reads or
+/// writes (and, for the cells of a table that no thread holds, that nobody writes), so that the
+/// hot path compares against it without an atomic access.
+#[derive(Default)]
+struct Mark(UnsafeCell<u64>);
+
+impl Mark {
+    /// The mark. Only the thread holding the cell's slab may call it (or any thread, on a cell
+    /// that is never written).
+    #[inline(always)]
+    fn get(&self) -> u64 {
+        // SAFETY:
+        // - the marks of a cell are written only by the thread holding its slab (`set`), which is
+        //   the caller; the slab changes hands with acquire/release, so the read sees the last
+        //   write. The cells of the static cold table are never written.
+        unsafe { *self.0.get() }
+    }
+
+    /// Sets the mark. Only the thread holding the cell's slab may call it.
+    #[inline(always)]
+    fn set(&self, value: u64) {
+        // SAFETY:
+        // - the caller holds the slab, and no other thread reads or writes the marks of its
+        //   cells (see `get`).
+        unsafe { *self.0.get() = value }
+    }
 }
 
-/// As [`bump_u64`], for the signed net; returns the new value.
-#[inline(always)]
-fn bump_net(cell: &AtomicI64, by: i64) -> i64 {
-    let v = cell.load(Ordering::Relaxed).wrapping_add(by);
-    // Release: `bytes_in` is stored before `net`, and readers load `net` (acquire) before
-    // `bytes_in`, so `bytes_in - net` (the bytes taken out) never looks negative. A plain store
-    // on x86.
-    cell.store(v, Ordering::Release);
-    v
-}
+// SAFETY:
+// - every field but the marks is an atomic; the marks are accessed only by the thread holding the
+//   cell's slab (see `Mark`), which hands the slab on with acquire/release, so sharing a cell
+//   between threads races on nothing.
+unsafe impl Sync for Counter {}
 
 /// An operation to book.
 #[derive(Clone, Copy, Debug)]
@@ -111,124 +146,224 @@ pub(crate) enum Op {
     Realloc(i64),
 }
 
+impl Op {
+    /// (bytes in, bytes out) of the operation.
+    #[inline(always)]
+    fn bytes(self) -> (u64, u64) {
+        match self {
+            Op::Alloc(size) => (size, 0),
+            Op::Dealloc(size) => (0, size),
+            Op::Realloc(delta) if delta >= 0 => (delta as u64, 0),
+            Op::Realloc(delta) => (0, delta.unsigned_abs()),
+        }
+    }
+}
+
+/// Adds `by` to a counter that only the calling thread writes.
+#[inline(always)]
+fn bump(cell: &AtomicU64, by: u64) {
+    // Relaxed: the calling thread is the only writer (it holds the slab, handed over with
+    // acquire/release), so a load and a store cannot lose an update; readers only need each value
+    // to be one that was stored, and join/idle gives them the final one.
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
 impl Counter {
-    /// Books `op` to this cell's scope, `scope`, whose shared slot is in `slots`. Only the thread
-    /// holding the cell's slab may call it.
+    /// Books `by` more bytes in if that stays below the mark; `false` (nothing booked) sends the
+    /// caller to the cold path. Only the thread holding the cell's slab may call it.
+    ///
+    /// `true` only for `by < GRANT`: a mark is never more than [`GRANT`] above its count, so the
+    /// allocation path relies on it to skip the overflow check of a larger layout.
     #[inline(always)]
-    pub(crate) fn apply<'s>(&self, slots: impl Slots<'s>, scope: ScopeId, op: Op) {
-        match op {
-            Op::Alloc(size) => {
-                self.count(&self.allocs, slots, scope);
-                self.grew(slots, scope, size);
-            }
-            Op::Dealloc(size) => {
-                self.count(&self.frees, slots, scope);
-                self.shrank(slots, scope, size);
-            }
-            Op::Realloc(delta) => {
-                self.count(&self.reallocs, slots, scope);
-                if delta >= 0 {
-                    self.grew(slots, scope, delta as u64);
-                } else {
-                    self.shrank(slots, scope, delta.unsigned_abs());
-                }
-            }
+    #[must_use]
+    pub(crate) fn try_grow(&self, by: u64) -> bool {
+        // Relaxed: single writer, as in `bump`. Counts stay far below `u64::MAX` (`by` is a
+        // block size, at most `isize::MAX`), so the add does not wrap.
+        let v = self.bytes_in.load(Ordering::Relaxed).wrapping_add(by);
+        if v >= self.in_mark.get() {
+            return false;
         }
+        self.bytes_in.store(v, Ordering::Relaxed);
+        true
     }
 
+    /// As [`Self::try_grow`], for bytes taken out.
     #[inline(always)]
-    fn grew<'s>(&self, slots: impl Slots<'s>, scope: ScopeId, by: u64) {
-        bump_u64(&self.bytes_in, by);
-        let net = bump_net(&self.net, by as i64);
-        // `net_max - published_net` never exceeds the threshold (passing it publishes, which
-        // resets both), so `net` can only pass the threshold when it also passes `net_max`: a
-        // churn below its high-water mark costs one comparison.
-        if net > self.net_max.load(Ordering::Relaxed) {
-            self.net_max.store(net, Ordering::Relaxed);
-            if net.wrapping_sub(self.published_net.load(Ordering::Relaxed)) > PUBLISH_THRESHOLD {
-                self.publish(slots, scope, net);
-            }
+    #[must_use]
+    pub(crate) fn try_shrink(&self, by: u64) -> bool {
+        let v = self.bytes_out.load(Ordering::Relaxed).wrapping_add(by);
+        if v >= self.out_mark.get() {
+            return false;
         }
+        // Release: readers load `bytes_out` (acquire) before `bytes_in`, so a cell that frees
+        // only its own blocks never reads as having taken out more than it brought in. A plain
+        // store on x86.
+        self.bytes_out.store(v, Ordering::Release);
+        true
     }
 
+    /// Books the size change of a resize if it stays below its mark (see [`Self::try_grow`]).
     #[inline(always)]
-    fn shrank<'s>(&self, slots: impl Slots<'s>, scope: ScopeId, by: u64) {
-        let net = bump_net(&self.net, (by as i64).wrapping_neg());
-        if self.published_net.load(Ordering::Relaxed).wrapping_sub(net) > PUBLISH_THRESHOLD {
-            self.publish(slots, scope, net);
-        }
-    }
-
-    /// Counts one operation in `count`, registering this cell with the scope on its first one.
-    #[inline(always)]
-    fn count<'s>(&self, count: &AtomicU64, slots: impl Slots<'s>, scope: ScopeId) {
-        // Relaxed: single writer, as in `bump_u64`.
-        let n = count.load(Ordering::Relaxed);
-        if n == 0 {
-            self.first_touch(slots, scope);
-        }
-        count.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    /// Registers this cell as a writer of the scope if none of its counts has started yet.
-    #[cold]
-    #[inline(never)]
-    fn first_touch<'s>(&self, slots: impl Slots<'s>, scope: ScopeId) {
-        let untouched = [&self.allocs, &self.frees, &self.reallocs]
-            .iter()
-            .all(|c| c.load(Ordering::Relaxed) == 0);
-        if untouched {
-            slots.slot(scope).register(self.id());
-        }
-    }
-
-    /// This cell's writer id: its address, never one of the reserved `writer` values.
-    fn id(&self) -> usize {
-        self as *const Counter as usize
-    }
-
-    /// Moves this cell's pending bytes into the scope's shared total and raises the peak.
-    #[cold]
-    #[inline(never)]
-    fn publish<'s>(&self, slots: impl Slots<'s>, scope: ScopeId, net: i64) {
-        let slot = slots.slot(scope);
-        let me = self.id();
-        let published_net = self.published_net.load(Ordering::Relaxed);
-        let net_max = self.net_max.load(Ordering::Relaxed);
-        let new = slot.publish(me, net.wrapping_sub(published_net));
-        // While this cell is the only one that ever booked to the scope, `published` is exactly
-        // this cell's `published_net`, so this cell's running maximum is the scope's.
-        let candidate = if slot.writer.load(Ordering::Acquire) == me {
-            new.max(net_max)
+    #[must_use]
+    pub(crate) fn try_resize(&self, delta: i64) -> bool {
+        if delta >= 0 {
+            self.try_grow(delta as u64)
         } else {
-            new
-        };
-        slot.peak.fetch_max(candidate, Ordering::Relaxed);
-        self.published_net.store(net, Ordering::Relaxed);
-        self.net_max.store(net, Ordering::Relaxed);
-    }
-
-    /// Publishes whatever is pending; used when the slab is given back.
-    pub(crate) fn flush<'s>(&self, slots: impl Slots<'s>, scope: ScopeId) {
-        let net = self.net.load(Ordering::Relaxed);
-        if net != self.published_net.load(Ordering::Relaxed) {
-            self.publish(slots, scope, net);
+            self.try_shrink(delta.unsigned_abs())
         }
     }
 
-    /// Publishes whatever is pending and restarts this cell's running maximum at its current net:
-    /// the owner's part of restarting its scope's peak ([`ScopeSlot::restart_peak`]). Only the
-    /// owning thread may call it.
-    pub(crate) fn restart_peak<'s>(&self, slots: impl Slots<'s>, scope: ScopeId) {
-        self.flush(slots, scope);
-        // Relaxed: single writer, as in `publish`.
-        self.net_max
-            .store(self.net.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// Counts an allocation booked with [`Self::try_grow`].
+    #[inline(always)]
+    pub(crate) fn count_alloc(&self) {
+        bump(&self.allocs, 1);
     }
 
-    /// Adds this cell's counts to `total`, a reader's sum for the scope of `slot`. Any thread may
-    /// call it while the owner writes.
-    pub(crate) fn add_to(&self, slot: &ScopeSlot, total: &mut Totals) {
+    /// Counts a free booked with [`Self::try_shrink`].
+    #[inline(always)]
+    pub(crate) fn count_free(&self) {
+        bump(&self.frees, 1);
+    }
+
+    /// Counts a resize booked with [`Self::try_resize`].
+    #[inline(always)]
+    pub(crate) fn count_realloc(&self) {
+        bump(&self.reallocs, 1);
+    }
+
+    /// Takes back the bytes of a [`Self::try_resize`] whose resize then failed.
+    #[cold]
+    pub(crate) fn undo_resize(&self, delta: i64) {
+        if delta >= 0 {
+            bump(&self.bytes_in, (delta as u64).wrapping_neg());
+        } else {
+            bump(&self.bytes_out, delta.unsigned_abs().wrapping_neg());
+        }
+    }
+
+    /// Takes back an allocation booked and counted on the hot path whose block the inner
+    /// allocator then failed to provide.
+    #[cold]
+    pub(crate) fn undo_alloc(&self, size: u64) {
+        bump(&self.bytes_in, size.wrapping_neg());
+        bump(&self.allocs, 1u64.wrapping_neg());
+    }
+
+    /// This cell's net bytes: in minus out.
+    #[inline]
+    fn net(&self) -> i64 {
+        // Relaxed: the owner's own values.
+        self.bytes_in
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.bytes_out.load(Ordering::Relaxed)) as i64
+    }
+
+    /// Books `op` exactly on the cold path, to this cell's scope, `scope`, whose shared slot is in
+    /// `slots`: publishes if the net moved by [`PUBLISH_THRESHOLD`] (always, in a strict scope),
+    /// raises the peak, and sets the marks for the next operations. Only the thread holding the
+    /// cell's slab may call it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refill<'s>(&self, slots: impl Slots<'s>, scope: ScopeId, op: Op) {
+        self.book(op);
+        let slot = slots.slot(scope);
+        let strict = slot.strict();
+        let net = self.net();
+        let pending = net.wrapping_sub(self.published_net.load(Ordering::Relaxed));
+        let total = if strict || pending.unsigned_abs() >= PUBLISH_THRESHOLD as u64 {
+            self.published_net.store(net, Ordering::Relaxed);
+            slot.publish(pending)
+        } else {
+            slot.published().wrapping_add(pending)
+        };
+        slot.raise_peak(total);
+        self.set_marks(strict);
+    }
+
+    /// Books `op`, whose growth (if any) [`ScopeSlot::reserve`] already added to the shared total,
+    /// taking it to `total`: everything this cell held back is published with it, and the cell
+    /// gets no grant while the scope is strict.
+    #[cold]
+    pub(crate) fn book_reserved<'s>(
+        &self,
+        slots: impl Slots<'s>,
+        scope: ScopeId,
+        op: Op,
+        reserved: u64,
+        total: i64,
+    ) {
+        self.book(op);
+        let slot = slots.slot(scope);
+        let net = self.net();
+        let pending = net
+            .wrapping_sub(self.published_net.load(Ordering::Relaxed))
+            .wrapping_sub(reserved as i64);
+        self.published_net.store(net, Ordering::Relaxed);
+        let total = if pending == 0 {
+            total
+        } else {
+            slot.publish(pending)
+        };
+        // Raised only once the block exists, so a reservation the inner allocator then failed
+        // never shows in the peak. `total` may include other threads' reservations still in
+        // flight: the peak of a limited scope is an upper bound by those, never above the limit.
+        slot.raise_peak(total);
+        self.set_marks(slot.strict());
+    }
+
+    /// Applies `op` to the counts and bytes (cold path: no mark is checked).
+    #[inline]
+    fn book(&self, op: Op) {
+        let (bytes_in, bytes_out) = op.bytes();
+        let count = match op {
+            Op::Alloc(_) => &self.allocs,
+            Op::Dealloc(_) => &self.frees,
+            Op::Realloc(_) => &self.reallocs,
+        };
+        bump(count, 1);
+        bump(&self.bytes_in, bytes_in);
+        let out = self
+            .bytes_out
+            .load(Ordering::Relaxed)
+            .wrapping_add(bytes_out);
+        // Release: as in `try_shrink`.
+        self.bytes_out.store(out, Ordering::Release);
+    }
+
+    /// Sets the marks [`GRANT`] bytes ahead of the counts, or at them in a strict scope.
+    #[inline]
+    fn set_marks(&self, strict: bool) {
+        let grant = if strict { 0 } else { GRANT };
+        self.in_mark
+            .set(self.bytes_in.load(Ordering::Relaxed).wrapping_add(grant));
+        self.out_mark
+            .set(self.bytes_out.load(Ordering::Relaxed).wrapping_add(grant));
+    }
+
+    /// Spends what is left of the cell's grant, so that its next operation takes the cold path
+    /// (where it sees a scope that just became strict). Only the owning thread may call it.
+    pub(crate) fn spend(&self) {
+        self.set_marks(true);
+    }
+
+    /// Publishes whatever is pending; used when the slab is given back, and before a peak
+    /// restarts. Only the owning thread may call it.
+    pub(crate) fn flush<'s>(&self, slots: impl Slots<'s>, scope: ScopeId) {
+        let net = self.net();
+        let pending = net.wrapping_sub(self.published_net.load(Ordering::Relaxed));
+        if pending != 0 {
+            self.published_net.store(net, Ordering::Relaxed);
+            let slot = slots.slot(scope);
+            slot.raise_peak(slot.publish(pending));
+        }
+    }
+
+    /// Adds this cell's counts to `total`, a reader's sum for its scope. Any thread may call it
+    /// while the owner writes.
+    pub(crate) fn add_to(&self, total: &mut Totals) {
         total.allocs = total
             .allocs
             .wrapping_add(self.allocs.load(Ordering::Relaxed));
@@ -236,15 +371,11 @@ impl Counter {
         total.reallocs = total
             .reallocs
             .wrapping_add(self.reallocs.load(Ordering::Relaxed));
-        // `net` first (acquire), then `bytes_in`: see `bump_net`.
-        let net = self.net.load(Ordering::Acquire) as u64;
+        // `bytes_out` first (acquire), then `bytes_in`: see `try_shrink`.
+        let bytes_out = self.bytes_out.load(Ordering::Acquire);
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         total.bytes_in = total.bytes_in.wrapping_add(bytes_in);
-        total.bytes_out = total.bytes_out.wrapping_add(bytes_in.wrapping_sub(net));
-        // A single writer's running maximum is the scope's.
-        if slot.writer.load(Ordering::Acquire) == self.id() {
-            total.peak = total.peak.max(self.net_max.load(Ordering::Relaxed));
-        }
+        total.bytes_out = total.bytes_out.wrapping_add(bytes_out);
     }
 }
 
@@ -259,20 +390,16 @@ pub(crate) struct Totals {
     pub peak: i64,
 }
 
-/// `writer` values that are not cell addresses.
-const NO_WRITER: usize = 0;
-const SHARED_WRITER: usize = 1;
-const MANY_WRITERS: usize = usize::MAX;
-
 /// `ScopeSlot::limit_plus_one` of a scope without an enforced limit. Zero, so that an all-zero slot
 /// is a slot without one.
 const NO_LIMIT: i64 = 0;
 
-/// The shared, per-scope state: the published total and peak, and the counters of bookings made
-/// without a slab (after thread-local teardown, or when a slab could not be allocated).
+/// The shared, per-scope state: the published total and peak, the scope's mode, and the counters
+/// of bookings made without a slab (after thread-local teardown, or when a slab could not be
+/// made).
 ///
-/// Updated with atomic read-modify-writes, but only on the rare paths: a publish (every
-/// [`PUBLISH_THRESHOLD`] bytes of net movement per thread) or a booking without a slab.
+/// Updated with atomic read-modify-writes, but only on the cold path: a publish (at most once per
+/// 32 KiB of net movement per thread), a peak that rises, or a booking without a slab.
 #[repr(align(64))]
 pub(crate) struct ScopeSlot {
     allocs: AtomicU64,
@@ -282,14 +409,14 @@ pub(crate) struct ScopeSlot {
     bytes_out: AtomicU64,
     /// Sum of all published nets (and of all shared bookings).
     published: AtomicI64,
-    /// Highest value of `published` seen at a publish, or of a single writer's running maximum.
+    /// Highest total seen on a cold path (see the module docs).
     peak: AtomicI64,
-    /// Who has published so far: nobody, one cell (its address), the shared path, or many.
-    writer: AtomicUsize,
     /// One more than the enforced hard limit on `published`, or [`NO_LIMIT`].
     limit_plus_one: AtomicI64,
     /// Allocations and resizes refused because they would have passed `limit`.
     refused: AtomicU64,
+    /// Exact mode: every booking is published as it happens.
+    exact: AtomicBool,
 }
 
 /// A request [`ScopeSlot::reserve`] turned down: it would take the scope past its limit. Nothing
@@ -298,8 +425,8 @@ pub(crate) struct ScopeSlot {
 pub(crate) struct Refused;
 
 impl ScopeSlot {
-    /// A slot with nothing booked and no limit. (The process-wide table is all zeros, which is
-    /// the same slot.)
+    /// A slot with nothing booked, no limit and not exact. (The process-wide table is all zeros,
+    /// which is the same slot.)
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new() -> ScopeSlot {
         ScopeSlot {
@@ -310,49 +437,54 @@ impl ScopeSlot {
             bytes_out: AtomicU64::new(0),
             published: AtomicI64::new(0),
             peak: AtomicI64::new(0),
-            writer: AtomicUsize::new(NO_WRITER),
             limit_plus_one: AtomicI64::new(NO_LIMIT),
             refused: AtomicU64::new(0),
+            exact: AtomicBool::new(false),
         }
     }
 
-    /// Records `writer` as a writer of this scope: the first becomes the single writer, any
-    /// other makes it [`MANY_WRITERS`] for good.
-    fn register(&self, writer: usize) {
-        let current = self.writer.load(Ordering::Acquire);
-        if current != writer && current != MANY_WRITERS {
-            let claimed = current == NO_WRITER
-                && self
-                    .writer
-                    .compare_exchange(NO_WRITER, writer, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !claimed {
-                self.writer.store(MANY_WRITERS, Ordering::Release);
-            }
-        }
+    /// Whether cells of this scope get no grant: it has an enforced limit or is in exact mode.
+    #[inline]
+    pub(crate) fn strict(&self) -> bool {
+        // Relaxed: a thread that misses a change sees it at its next refill.
+        self.exact.load(Ordering::Relaxed)
+            || self.limit_plus_one.load(Ordering::Relaxed) != NO_LIMIT
     }
 
-    /// Adds `delta` to the published total on behalf of `writer`; returns the new total.
-    fn publish(&self, writer: usize, delta: i64) -> i64 {
-        // Register before adding: a writer that finds `writer == itself` after its own add then
-        // knows that every earlier add to `published` was its own. Another writer's registration
-        // is sequenced before that writer's add (AcqRel below), so it is visible to any add that
-        // comes later in `published`'s modification order. Cells are registered at their first
-        // booking already; this covers the shared path.
-        self.register(writer);
+    /// Puts the scope in exact mode, or takes it out. Each thread sees it at its next refill of
+    /// its cell of the scope (see [`Counter::spend`]).
+    pub(crate) fn set_exact(&self, exact: bool) {
+        self.exact.store(exact, Ordering::Relaxed);
+    }
+
+    /// Whether the scope is in exact mode.
+    pub(crate) fn exact(&self) -> bool {
+        self.exact.load(Ordering::Relaxed)
+    }
+
+    /// Adds `delta` to the published total; returns the new total.
+    fn publish(&self, delta: i64) -> i64 {
         self.published
             .fetch_add(delta, Ordering::AcqRel)
             .wrapping_add(delta)
     }
 
+    /// Raises the peak to `total` if it is higher, writing the line only then.
+    #[inline]
+    fn raise_peak(&self, total: i64) {
+        if total > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(total, Ordering::Relaxed);
+        }
+    }
+
     /// Books `op` through the shared atomics: exact, and its own publish. Any thread may call it.
     #[cold]
     pub(crate) fn book(&self, op: Op) {
-        let (allocs, frees, reallocs, bytes_in, bytes_out) = match op {
-            Op::Alloc(size) => (1, 0, 0, size, 0),
-            Op::Dealloc(size) => (0, 1, 0, 0, size),
-            Op::Realloc(delta) if delta >= 0 => (0, 0, 1, delta as u64, 0),
-            Op::Realloc(delta) => (0, 0, 1, 0, delta.unsigned_abs()),
+        let (bytes_in, bytes_out) = op.bytes();
+        let (allocs, frees, reallocs) = match op {
+            Op::Alloc(_) => (1, 0, 0),
+            Op::Dealloc(_) => (0, 1, 0),
+            Op::Realloc(_) => (0, 0, 1),
         };
         // Relaxed: independent monotonic counters; readers sum them after a join or while idle.
         self.allocs.fetch_add(allocs, Ordering::Relaxed);
@@ -360,8 +492,8 @@ impl ScopeSlot {
         self.reallocs.fetch_add(reallocs, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
-        let new = self.publish(SHARED_WRITER, bytes_in.wrapping_sub(bytes_out) as i64);
-        self.peak.fetch_max(new, Ordering::Relaxed);
+        let new = self.publish(bytes_in.wrapping_sub(bytes_out) as i64);
+        self.raise_peak(new);
     }
 
     /// Lowers the peak to the published total, so that it tracks the high-water mark from now on.
@@ -373,7 +505,6 @@ impl ScopeSlot {
     }
 
     /// The published total: every publish and shared booking so far.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn published(&self) -> i64 {
         self.published.load(Ordering::Acquire)
     }
@@ -390,8 +521,9 @@ impl ScopeSlot {
         }
     }
 
-    /// Sets or lifts the enforced limit. While it is set, every booking to this scope must go
-    /// through [`Self::reserve`] or [`Self::book`], so that a check sees every thread's bytes.
+    /// Sets or lifts the enforced limit. While it is set, the scope is strict: every growth is
+    /// reserved with [`Self::reserve`] first, so that a check sees every thread's bytes.
+    /// Each thread sees it at its next refill of its cell of the scope (see [`Counter::spend`]).
     pub(crate) fn set_limit(&self, limit: Option<u64>) {
         // Limits past `i64::MAX - 1` bytes are that many: no address space holds more.
         let value = limit.map_or(NO_LIMIT, |l| l.min(i64::MAX as u64 - 1) as i64 + 1);
@@ -420,8 +552,6 @@ impl ScopeSlot {
     pub(crate) fn reserve(&self, bytes: u64) -> Result<i64, Refused> {
         // Without a limit nothing is refused (the caller only reserves on limited scopes).
         let limit = self.limit().map_or(i64::MAX, |l| l as i64);
-        // Register first, as `publish` does, so that single-writer peaks stay sound.
-        self.register(SHARED_WRITER);
         let refused = || {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Refused)
@@ -470,87 +600,90 @@ impl ScopeSlot {
     }
 }
 
-/// A page of counters for 64 consecutive scope ids.
-#[repr(C, align(64))]
-pub(crate) struct Page {
-    pub(crate) cells: [Counter; PAGE_SCOPES],
-}
+/// Scopes per page of a slab's table: 64 cells of 64 bytes, one 4 KiB page. (All of the table in
+/// the model checks, whose tables are tiny.)
+pub(crate) const PAGE_SCOPES: usize = if MAX_SCOPES < 64 { MAX_SCOPES } else { 64 };
+/// Pages of a slab's table.
+pub(crate) const PAGES: usize = MAX_SCOPES / PAGE_SCOPES;
 
-/// A thread's counters. Never freed; reused by later threads.
+/// A thread's counters: one cell per scope id, in a flat table, so that the cell of any scope is
+/// found with a shift and an add. Never freed; reused by later threads.
 ///
 /// All-zero bytes are a valid, empty slab (null pointers, `false`, zero counters), which is how
-/// the allocator makes one (`alloc_zeroed`) before [`SlabList::push`] sets it up.
+/// the ledger makes one (zeroed memory) before [`SlabList::push`] sets it up. The table is
+/// `MAX_SCOPES × 64` bytes of address space, but only the pages of the scopes a thread books to
+/// are ever written, so only those become resident.
 #[repr(C, align(64))]
 pub(crate) struct Slab {
     /// Next slab in the list of all slabs (set before the slab is pushed, never changed after).
     next: *const Slab,
     /// Held by a live thread.
     in_use: AtomicBool,
-    /// `pages[i]` holds scopes `64 * i ..`; null until the holder first books to one of them.
-    pages: [AtomicPtr<Page>; PAGES],
-    /// Page 0 (the unscoped root, the crate's own scope and the first user scopes), inline so
-    /// that most threads never allocate a page.
-    first: Page,
-    /// What the owner strategy keeps per thread (`ArenaLedger`'s explicit caches and block
-    /// cache; nothing without the arenas), handed on with the slab.
+    /// Bit `i % 64` of `touched[i / 64]`: page `i` of the table has a cell that was booked to.
+    /// Set on the cold path (a cell's first booking always takes it), read by walks over the
+    /// table, so that they skip the pages nobody wrote.
+    touched: [AtomicU64; PAGES.div_ceil(64)],
+    /// What the owner strategy keeps per thread (the arenas' explicit caches and block cache;
+    /// nothing without the arenas), handed on with the slab.
     pub(crate) owner: crate::owner::ThreadTables,
+    /// One cell per scope id.
+    cells: [Counter; MAX_SCOPES],
 }
 
 impl Slab {
-    /// An empty slab in a box. (The allocator makes its slabs zeroed, which is the same slab.)
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// An empty slab in a box, for the model checks, whose tables are tiny. (The ledger makes its
+    /// slabs zeroed, which is the same slab.)
+    #[allow(dead_code)] // Used by the model checks only.
     // Without the arenas, the owner tables are a unit struct.
     #[allow(clippy::default_constructed_unit_structs)]
     pub(crate) fn boxed() -> Box<Slab> {
         Box::new(Slab {
             next: ptr::null(),
             in_use: AtomicBool::new(false),
-            pages: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            first: Page {
-                cells: core::array::from_fn(|_| Counter::default()),
-            },
+            touched: core::array::from_fn(|_| AtomicU64::new(0)),
             owner: crate::owner::ThreadTables::default(),
+            cells: core::array::from_fn(|_| Counter::default()),
         })
     }
 
-    /// The counter for scope `index` (below [`MAX_SCOPES`]) if its page exists. Only the holder
-    /// of the slab may book to it.
+    /// The table's cells: `MAX_SCOPES` of them from the returned pointer.
     #[inline(always)]
-    pub(crate) fn counter(&self, index: usize) -> Option<&Counter> {
-        // Relaxed: only the holder stores page pointers, and it is the caller.
-        let page = self.pages[index / PAGE_SCOPES].load(Ordering::Relaxed);
-        if page.is_null() {
-            return None;
+    pub(crate) fn cells(&self) -> *const Counter {
+        self.cells.as_ptr()
+    }
+
+    /// The cell of scope `index` (below [`MAX_SCOPES`]). Only the holder of the slab may book to it.
+    #[inline(always)]
+    pub(crate) fn counter(&self, index: usize) -> &Counter {
+        &self.cells[index % MAX_SCOPES]
+    }
+
+    /// Notes that the page of scope `index` has a booked cell. Only the holder may call it.
+    #[inline]
+    pub(crate) fn touch(&self, index: usize) {
+        let page = (index % MAX_SCOPES) / PAGE_SCOPES;
+        let word = &self.touched[page / 64];
+        let bit = 1u64 << (page % 64);
+        // Relaxed load and store: only the holder writes the bitmap; a walk that misses a fresh
+        // bit misses a cell whose first booking is in flight, as if it had read just before.
+        let bits = word.load(Ordering::Relaxed);
+        if bits & bit == 0 {
+            word.store(bits | bit, Ordering::Release);
         }
-        // SAFETY:
-        // - a non-null page pointer points to a page that lives as long as the slab: the inline
-        //   first page, or one the holder made with `set_page` and never frees.
-        Some(unsafe { &(*page).cells[index % PAGE_SCOPES] })
     }
 
-    /// The slot for the page of scope `index`, null until the holder sets it.
-    pub(crate) fn page_slot(&self, index: usize) -> &AtomicPtr<Page> {
-        &self.pages[index / PAGE_SCOPES]
-    }
-
-    /// Calls `f` with the id and counter of every scope below `scopes` whose page exists. Any
-    /// thread may call it.
+    /// Calls `f` with the id and counter of every scope below `scopes` whose page was touched.
+    /// Any thread may call it.
     pub(crate) fn for_each_counter(&self, scopes: usize, mut f: impl FnMut(usize, &Counter)) {
-        for (page_index, page) in self.pages.iter().enumerate() {
-            let first_id = page_index * PAGE_SCOPES;
-            if first_id >= scopes {
-                break;
-            }
-            // Acquire: pairs with the release that published the page.
-            let page = page.load(Ordering::Acquire);
-            if page.is_null() {
+        let scopes = scopes.min(MAX_SCOPES);
+        for page in 0..scopes.div_ceil(PAGE_SCOPES) {
+            // Acquire: pairs with the release in `touch`.
+            if self.touched[page / 64].load(Ordering::Acquire) & (1 << (page % 64)) == 0 {
                 continue;
             }
-            // SAFETY:
-            // - non-null page pointers point to pages that live as long as the slab.
-            let page = unsafe { &*page };
-            for (i, cell) in page.cells.iter().enumerate().take(scopes - first_id) {
-                f(first_id + i, cell);
+            let first = page * PAGE_SCOPES;
+            for id in first..(first + PAGE_SCOPES).min(scopes) {
+                f(id, &self.cells[id]);
             }
         }
     }
@@ -618,8 +751,6 @@ impl SlabList {
         let slab = unsafe { &mut *raw };
         // Relaxed: the release of the push below publishes both stores.
         slab.in_use.store(true, Ordering::Relaxed);
-        let first = ptr::addr_of!(slab.first).cast_mut();
-        slab.pages[0].store(first, Ordering::Relaxed);
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             slab.next = head;
@@ -669,23 +800,52 @@ mod tests {
     #[test]
     fn empty_values_are_all_zeros() {
         let slot = ScopeSlot::new();
-        // Ten 8-byte fields; the rest of the cache line is padding.
-        assert!(leading_bytes(&slot, 80).iter().all(|&b| b == 0));
+        // Nine 8-byte fields and a flag; the rest of the cache line is padding.
+        assert!(leading_bytes(&slot, 73).iter().all(|&b| b == 0));
         assert_eq!(slot.limit(), None);
+        assert!(!slot.strict());
         let list = SlabList::new();
         assert!(leading_bytes(&list, size_of::<SlabList>())
             .iter()
             .all(|&b| b == 0));
-        let slab = Slab::boxed();
-        assert!(!slab.in_use() && slab.next.is_null());
-        let pages = &slab.pages;
-        assert!(leading_bytes(pages, size_of::<[AtomicPtr<Page>; PAGES]>())
-            .iter()
-            .all(|&b| b == 0));
-        for cell in &slab.first.cells {
-            // Seven 8-byte counters; the rest of the cache line is padding.
-            assert!(leading_bytes(cell, 56).iter().all(|&b| b == 0));
-        }
+        let cell = Counter::default();
+        assert_eq!(size_of::<Counter>(), 64);
+        assert!(leading_bytes(&cell, 64).iter().all(|&b| b == 0));
+        // A zeroed cell sends every operation to the cold path, a zero-byte one included.
+        assert!(!cell.try_grow(0) && !cell.try_shrink(0) && !cell.try_resize(0));
+    }
+
+    /// A refill grants 64 KiB each way, publishes only past the threshold, and a strict scope
+    /// gets no grant; a spent cell goes cold at once.
+    #[test]
+    fn refills_grant_publish_and_spend() {
+        let slot = ScopeSlot::new();
+        let slots = core::slice::from_ref(&slot);
+        let cell = Counter::default();
+        cell.refill(slots, 0, Op::Alloc(100));
+        assert_eq!(slot.published(), 0);
+        assert_eq!(slot.totals().peak, 100);
+        assert!(cell.try_grow(GRANT - 1));
+        assert!(!cell.try_grow(1));
+        assert!(cell.try_shrink(GRANT - 1));
+        cell.refill(slots, 0, Op::Alloc(PUBLISH_THRESHOLD as u64));
+        assert_eq!(slot.published(), 100 + PUBLISH_THRESHOLD);
+        slot.set_exact(true);
+        cell.spend();
+        assert!(!cell.try_grow(1) && !cell.try_shrink(1));
+        cell.refill(slots, 0, Op::Dealloc(100));
+        assert_eq!(slot.published(), PUBLISH_THRESHOLD);
+        assert!(!cell.try_grow(1), "strict scopes get no grant");
+        slot.set_exact(false);
+        cell.refill(slots, 0, Op::Realloc(-8));
+        assert!(cell.try_grow(GRANT - 1));
+        let mut total = Totals::default();
+        cell.add_to(&mut total);
+        assert_eq!((total.allocs, total.frees, total.reallocs), (2, 1, 1));
+        assert_eq!(
+            total.bytes_in,
+            100 + PUBLISH_THRESHOLD as u64 + 2 * GRANT - 2
+        );
     }
 
     #[test]

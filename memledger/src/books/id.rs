@@ -26,3 +26,27 @@ pub const OWN_SCOPE: &str = "<memledger>";
 pub const OVERFLOW_SCOPE: &str = "<overflow>";
 /// Path of the unscoped root: allocations made outside every guard.
 pub const UNSCOPED: &str = "";
+
+/// How far a scope id is shifted up in a [`Tag`].
+pub(crate) const TAG_SHIFT: u32 = 16 - MAX_SCOPES.trailing_zeros();
+
+/// A scope id as owners store it in a block (the trailer): `scope << TAG_SHIFT`. Reading a scope
+/// back is one shift down, which maps *any* 16-bit value into the scope table, so a tag damaged by
+/// a buffer overrun in user code is booked to some scope instead of indexing out of bounds. The
+/// free path finds the owner's 64-byte counter cell from the raw tag with a mask and a scaled
+/// index, without a shift of its own.
+pub(crate) type Tag = u16;
+
+const _: () = assert!(MAX_SCOPES.is_power_of_two() && MAX_SCOPES <= 1 << 16);
+
+/// The tag of `scope`.
+#[inline(always)]
+pub(crate) const fn tag(scope: ScopeId) -> Tag {
+    scope << TAG_SHIFT
+}
+
+/// The scope of `tag`, whatever its value.
+#[inline(always)]
+pub(crate) const fn scope_of(tag: Tag) -> ScopeId {
+    tag >> TAG_SHIFT
+}

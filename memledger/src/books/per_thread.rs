@@ -1,55 +1,73 @@
 //! Per-thread counter cells: the hot path of the ledger.
 //!
-//! Every thread books into a [`Slab`] of its own: one [`Counter`] per scope, written by that
-//! thread alone with plain (relaxed load + relaxed store) updates, and summed by readers. No
-//! cache line shared between threads is written on an ordinary allocation or free.
+//! Every thread books into a [`Slab`] of its own: one [`Counter`] per scope id in a flat table,
+//! written by that thread alone with plain loads and stores, and summed by readers. An ordinary
+//! allocation, free or resize is booked with one load, add, comparison and store against the
+//! cell's budget ([`crate::books::cells`] has the protocol); no cache line shared between threads
+//! is written, and a steady churn writes none even on the cold path.
 //!
-//! Slabs are never freed. A thread takes a free slab (or makes one) on its first allocation, and
-//! gives it back when it exits; the next thread reuses it and keeps
-//! adding to the same monotonic counters. The memory held by the ledger is therefore bounded by
-//! the largest number of threads alive at once, not by the number ever started.
+//! Slabs are never freed. A thread takes a free slab (or makes one) on its first booking, and
+//! gives it back when it exits; the next thread reuses it and keeps adding to the same monotonic
+//! counters. The memory held by the ledger is therefore bounded by the largest number of threads
+//! alive at once, not by the number ever started. On Unix a slab is a private anonymous mapping
+//! of `MAX_SCOPES × 64` bytes plus its header, of which only the pages a thread writes become
+//! resident: 4 KiB for each group of 64 consecutive scope ids it books to.
 //!
-//! The counters themselves, their publishing protocol and the slab list are in
-//! [`crate::books::cells`]; this module holds the process-wide instances and the hot path that
-//! finds them.
+//! Until a thread has a slab, its table is [`COLD`]: a static, all-zero table whose cells' marks
+//! send every operation to the cold path, which makes the slab. So the hot path has no null check.
 //!
 //! # Thread teardown
 //!
 //! The hot-path state ([`ThreadState`]) is a `const` thread-local without a destructor, so it stays
 //! readable for the whole life of the thread, during thread-local destruction included.
-//! [`crate::sys::thread_exit`] gives the slab back when the thread exits; after that, the thread
-//! books through the shared atomics of [`ScopeSlot`] instead (rare, and exact).
+//! [`crate::sys::thread_exit`] gives the slab back when the thread exits; after that, the thread's
+//! table is [`COLD`] again and it books through the shared atomics of [`ScopeSlot`] instead (rare,
+//! and exact).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::books::cells::{Counter, Op, Page, ScopeSlot, Slab, SlabList, Slots};
-pub(crate) use crate::books::cells::{Refused, Totals, PUBLISH_THRESHOLD};
-use crate::books::id::{ScopeId, MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID};
+use crate::books::cells::{Counter, ScopeSlot, Slab, SlabList, Slots};
+pub(crate) use crate::books::cells::{Op, Refused, Totals, GRANT, PEAK_RESOLUTION};
+use crate::books::id::{self, ScopeId, Tag, MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID, TAG_SHIFT};
 use crate::owner::ThreadTables;
-use crate::sys::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Set once any scope has had a limit enforced; until then the allocation path skips the check.
-static ENFORCING: AtomicBool = AtomicBool::new(false);
-
-/// Whether any scope has (or had) an enforced limit: one relaxed load of a flag written once.
-#[inline(always)]
-pub(crate) fn enforcing() -> bool {
-    // Without the `enforce` feature this is `false` at compile time and every check vanishes.
-    // Relaxed: a thread that misses a limit set concurrently books that one operation as if the
-    // limit were set just after it.
-    cfg!(feature = "enforce") && ENFORCING.load(Ordering::Relaxed)
-}
+use crate::sys::atomic::{AtomicU64, Ordering};
 
 /// Sets or lifts the enforced limit of `scope`. From now on its bookings go through the shared,
-/// exact atomics, so that a limit check sees every other thread's bookings.
+/// exact atomics, so that a limit check sees every other thread's bookings: at once on this thread,
+/// and on each other thread from its next refill of its cell of the scope.
 #[cfg_attr(not(feature = "enforce"), allow(dead_code))]
 pub(crate) fn set_limit(scope: ScopeId, limit: Option<u64>) {
     slot(scope).set_limit(limit);
-    if limit.is_some() {
-        ENFORCING.store(true, Ordering::Release);
+    spend_own(scope);
+}
+
+/// Puts `scope` in exact mode (every booking published as it happens, so that its peak is exact)
+/// or takes it out: at once on this thread, and on each other thread from its next refill of its
+/// cell of the scope.
+pub(crate) fn set_exact(scope: ScopeId, exact: bool) {
+    slot(scope).set_exact(exact);
+    spend_own(scope);
+}
+
+/// Whether `scope` is strict: it has an enforced limit or is in exact mode.
+#[allow(dead_code)] // Used by the arenas only.
+pub(crate) fn strict(scope: ScopeId) -> bool {
+    slot(scope).strict()
+}
+
+/// Whether `scope` is in exact mode.
+pub(crate) fn exact(scope: ScopeId) -> bool {
+    slot(scope).exact()
+}
+
+/// Sends this thread's next operation on `scope` to the cold path, where it sees the scope's new
+/// mode.
+fn spend_own(scope: ScopeId) {
+    if let Some(slab) = held_slab() {
+        slab.counter(usize::from(scope)).spend();
     }
 }
 
@@ -86,11 +104,24 @@ pub(crate) fn unreserve(scope: ScopeId, bytes: u64) {
     slot(scope).unreserve(bytes);
 }
 
-/// Books an allocation (`realloc == false`) or a resize whose growth of `bytes` was reserved,
-/// taking the scope's total to `total` at the reservation.
+/// Books `op`, whose growth of `reserved` bytes was reserved, taking the scope's total to `total`
+/// at the reservation.
 #[cold]
-pub(crate) fn book_reserved(scope: ScopeId, bytes: u64, realloc: bool, total: i64) {
-    slot(scope).book_reserved(bytes, realloc, total);
+pub(crate) fn book_reserved<A: GlobalAlloc>(
+    inner: &A,
+    scope: ScopeId,
+    op: Op,
+    reserved: u64,
+    total: i64,
+) {
+    match slab_for_cold(inner) {
+        Some(slab) => {
+            slab.touch(usize::from(scope));
+            slab.counter(usize::from(scope))
+                .book_reserved(Table, scope, op, reserved, total);
+        }
+        None => slot(scope).book_reserved(reserved, matches!(op, Op::Realloc(_)), total),
+    }
 }
 
 /// An all-zero `T`.
@@ -107,13 +138,25 @@ const unsafe fn zeroed<T>() -> T {
 /// One per scope id, in static memory: no allocation, and every scope's line is its own.
 // SAFETY:
 // - an all-zero `ScopeSlot` is an empty one without a limit (`ScopeSlot::new`): zero counters,
-//   no writer, and `NO_LIMIT` is zero.
+//   `NO_LIMIT` is zero, and not exact.
 static SLOTS: [ScopeSlot; MAX_SCOPES] = unsafe { zeroed() };
 
 /// Every slab ever made.
 // SAFETY:
 // - an all-zero `SlabList` is an empty one: a null head.
 static SLABS: SlabList = unsafe { zeroed() };
+
+/// The table of a thread without a slab: all-zero cells, whose zero marks send every operation to
+/// the cold path. Never written (the cold path never books to it), so it stays in the zero page:
+/// 512 KiB of address space, no memory.
+struct ColdTable([Counter; MAX_SCOPES]);
+
+// SAFETY:
+// - an all-zero `Counter` is an empty cell (`Counter::default`).
+static COLD: ColdTable = unsafe { zeroed() };
+
+/// The first cell of [`COLD`].
+const COLD_TABLE: *const Counter = COLD.0.as_ptr();
 
 /// The process-wide slot table, as [`Slots`] for the counters.
 #[derive(Clone, Copy)]
@@ -137,11 +180,14 @@ fn slot(scope: ScopeId) -> &'static ScopeSlot {
 pub(crate) struct ThreadState {
     /// Null before the first booking, [`RELEASED`] after the slab was given back.
     slab: Cell<*const Slab>,
+    /// The first cell of this thread's table: its slab's, or [`COLD`]'s.
+    table: Cell<*const Counter>,
+    /// `table`'s cell for `scope`.
+    cell: Cell<*const Counter>,
     /// The scope new blocks are booked to.
     scope: Cell<ScopeId>,
-    /// This thread's counter for `scope`, or null when it has none yet (no slab, no page, or the
-    /// slab was given back). Saves the slab and page lookups on allocation.
-    cell: Cell<*const Counter>,
+    /// `scope` as a trailer holds it.
+    tag: Cell<Tag>,
     /// Number of scope guards alive on this thread.
     depth: Cell<u32>,
     /// `generations[d - 1]` counts the guards made at depth `d` (up to [`GUARD_GENERATIONS`]), so
@@ -162,25 +208,80 @@ std::thread_local! {
     static STATE: ThreadState = const {
         ThreadState {
             slab: Cell::new(ptr::null()),
+            table: Cell::new(COLD_TABLE),
+            cell: Cell::new(COLD_TABLE.wrapping_add(ROOT_SCOPE_ID as usize)),
             scope: Cell::new(ROOT_SCOPE_ID),
-            cell: Cell::new(ptr::null()),
+            tag: Cell::new(id::tag(ROOT_SCOPE_ID)),
             depth: Cell::new(0),
             generations: [const { Cell::new(0) }; GUARD_GENERATIONS],
         }
     };
 }
 
+/// The cell of `scope` in the table starting at `table`.
+#[inline(always)]
+fn cell_in(table: *const Counter, scope: ScopeId) -> &'static Counter {
+    // SAFETY:
+    // - `table` is the first cell of a table of `MAX_SCOPES` cells ([`COLD`], or a slab's, never
+    //   freed), and the index is below `MAX_SCOPES`.
+    unsafe { &*table.add(usize::from(scope) % MAX_SCOPES) }
+}
+
+/// This thread's cell for its current scope, and that scope: the allocation path's lookup.
+///
+/// The cell is this thread's own: only its [`Counter::try_grow`] and the other hot methods may be
+/// called on it, and a `false` from them sends the caller to a cold path.
+#[inline(always)]
+pub(crate) fn current() -> (&'static Counter, ScopeId) {
+    let (cell, scope) = STATE
+        .try_with(|s| (s.cell.get(), s.scope.get()))
+        .unwrap_or((COLD_TABLE, ROOT_SCOPE_ID));
+    // SAFETY:
+    // - `cell` is always a cell of this thread's table or of `COLD` (see `ThreadState::enter`);
+    //   tables are never freed.
+    (unsafe { &*cell }, scope)
+}
+
+/// This thread's cell for `scope`: the lookup of a free or resize of a block `scope` owns.
+#[inline(always)]
+pub(crate) fn cell_of(scope: ScopeId) -> &'static Counter {
+    cell_in(
+        STATE.try_with(|s| s.table.get()).unwrap_or(COLD_TABLE),
+        scope,
+    )
+}
+
+/// This thread's cell for the owner whose tag is `tag` (see [`Tag`]): the free path's lookup,
+/// straight from the raw trailer.
+#[inline(always)]
+pub(crate) fn cell_of_tag(tag: Tag) -> &'static Counter {
+    const { assert!(core::mem::size_of::<Counter>() == 64) };
+    let table = STATE.try_with(|s| s.table.get()).unwrap_or(COLD_TABLE);
+    // `(tag >> TAG_SHIFT) * 64`, as a mask and a shift that the address mode's scale absorbs.
+    let offset = usize::from(tag & !((1 << TAG_SHIFT) - 1)) << (6 - TAG_SHIFT);
+    // SAFETY:
+    // - `offset` is `scope_of(tag) * 64` with `scope_of(tag) < MAX_SCOPES`, so the cell is one of
+    //   the `MAX_SCOPES` cells of the table ([`COLD`], or a slab's, never freed).
+    unsafe { &*table.byte_add(offset) }
+}
+
 /// This thread's owner tables: those of the slab it holds, if it holds one.
 #[inline(always)]
 #[allow(dead_code)] // Used by the arenas only.
 pub(crate) fn thread_tables() -> Option<&'static ThreadTables> {
+    held_slab().map(|slab| &slab.owner)
+}
+
+/// The slab this thread holds, if any.
+#[inline(always)]
+fn held_slab() -> Option<&'static Slab> {
     let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
     if slab as usize <= RELEASED as usize {
         return None;
     }
     // SAFETY:
     // - neither null nor `RELEASED`: the slab this thread holds; slabs are never freed.
-    Some(&unsafe { &*slab }.owner)
+    Some(unsafe { &*slab })
 }
 
 /// Calls `f` with the owner tables of every slab ever made.
@@ -193,7 +294,8 @@ pub(crate) fn for_each_thread_tables(mut f: impl FnMut(&ThreadTables)) {
 pub(crate) fn release_thread_slab() {
     crate::owner::arena::release_thread();
     let _ = STATE.try_with(|state| {
-        state.cell.set(ptr::null());
+        state.table.set(COLD_TABLE);
+        state.cell.set(cell_in(COLD_TABLE, state.scope.get()));
         let slab = state.slab.replace(RELEASED);
         if !slab.is_null() && slab != RELEASED {
             // SAFETY:
@@ -204,14 +306,12 @@ pub(crate) fn release_thread_slab() {
     });
 }
 
-/// Restarts the peak of `scope` at its live bytes: this thread's pending bytes are published, its
-/// running maximum restarts, then the scope's shared peak drops to the published total. Exact
-/// when this thread is the only one booking to the scope; otherwise within the peak's resolution
-/// per thread.
+/// Restarts the peak of `scope` at its live bytes: this thread's pending bytes are published, then
+/// the scope's shared peak drops to the published total. Exact when this thread is the only one
+/// booking to the scope; otherwise within the peak's resolution per thread.
 pub(crate) fn restart_peak(scope: ScopeId) {
-    let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
-    if let Some(cell) = counter(slab, scope) {
-        cell.restart_peak(Table, scope);
+    if let Some(slab) = held_slab() {
+        slab.counter(usize::from(scope)).flush(Table, scope);
     }
     slot(scope).restart_peak();
 }
@@ -220,6 +320,14 @@ pub(crate) fn restart_peak(scope: ScopeId) {
 #[inline(always)]
 pub(crate) fn current_scope() -> ScopeId {
     STATE.try_with(|s| s.scope.get()).unwrap_or(ROOT_SCOPE_ID)
+}
+
+/// The current scope as a trailer holds it.
+#[inline(always)]
+pub(crate) fn current_tag() -> Tag {
+    STATE
+        .try_with(|s| s.tag.get())
+        .unwrap_or(id::tag(ROOT_SCOPE_ID))
 }
 
 /// Makes `scope` current on this thread; returns the previous one.
@@ -275,72 +383,39 @@ pub(crate) fn leave_guard(previous: ScopeId, slot: GuardSlot) {
 }
 
 impl ThreadState {
-    /// Makes `scope` current and caches its counter; returns the previous scope.
+    /// Makes `scope` current and points `cell` at its cell; returns the previous scope.
     #[inline]
     fn enter(&self, scope: ScopeId) -> ScopeId {
-        self.cell
-            .set(counter(self.slab.get(), scope).map_or(ptr::null(), |c| c as *const Counter));
+        self.cell.set(cell_in(self.table.get(), scope));
+        self.tag.set(id::tag(scope));
         self.scope.replace(scope)
     }
 }
 
-/// This thread's counter for `scope` if the thread has a slab with that scope's page; `None`
-/// sends the caller to [`book_slow`].
-#[inline(always)]
-fn counter(slab: *const Slab, scope: ScopeId) -> Option<&'static Counter> {
-    if slab as usize <= RELEASED as usize {
-        return None;
-    }
-    // SAFETY:
-    // - `slab` is neither null nor `RELEASED`, so it is the slab this thread acquired; slabs are
-    //   never freed.
-    let slab: &'static Slab = unsafe { &*slab };
-    slab.counter(usize::from(scope) % MAX_SCOPES)
-}
-
-/// Books `op` when the fast path found no counter: makes the slab or page it lacks, or books
-/// through the shared slot when the thread has no slab.
-#[cold]
-#[inline(never)]
-fn book_slow<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
+/// The slab this thread books to on a cold path: the one it holds, or a new one if it has none
+/// yet; `None` after it gave its slab back (or if none could be made), when it books through the
+/// shared slots.
+#[inline]
+fn slab_for_cold<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let slab = STATE.try_with(|s| s.slab.get()).unwrap_or(RELEASED);
-    if let Some(cell) = counter(slab, scope).or_else(|| counter_slow(inner, slab, scope)) {
-        let _ = STATE.try_with(|s| {
-            if s.scope.get() == scope {
-                s.cell.set(cell);
-            }
-        });
-        cell.apply(Table, scope, op);
-        return;
+    if slab.is_null() {
+        return acquire(inner);
     }
-    slot(scope).book(op);
+    held_slab()
 }
 
+/// Books `op` on a block of `scope` on the cold path: the cell's budget ran out (or the thread has
+/// no slab yet, or the scope is strict). Exact; refills the cell.
 #[cold]
 #[inline(never)]
-fn counter_slow<A: GlobalAlloc>(
-    inner: &A,
-    slab: *const Slab,
-    scope: ScopeId,
-) -> Option<&'static Counter> {
-    let slab = if slab.is_null() {
-        acquire(inner)?
-    } else if slab == RELEASED {
-        return None;
-    } else {
-        // SAFETY:
-        // - see `counter`: this thread's slab, never freed.
-        unsafe { &*slab }
-    };
-    let index = usize::from(scope) % MAX_SCOPES;
-    let pages = slab.page_slot(index);
-    // Relaxed: this thread is the only one that stores page pointers into its slab.
-    if pages.load(Ordering::Relaxed).is_null() {
-        let page = alloc_zeroed_internal::<Page, A>(inner)?;
-        // Release: readers that find the page (acquire) see its zeroed cells.
-        pages.store(page, Ordering::Release);
+pub(crate) fn book_cold<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
+    match slab_for_cold(inner) {
+        Some(slab) => {
+            slab.touch(usize::from(scope));
+            slab.counter(usize::from(scope)).refill(Table, scope, op);
+        }
+        None => slot(scope).book(op),
     }
-    slab.counter(index)
 }
 
 /// Allocates a zeroed `T` from the inner allocator for the ledger's own use, booked to the
@@ -348,7 +423,7 @@ fn counter_slow<A: GlobalAlloc>(
 pub(crate) fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
     let layout = Layout::new::<T>();
     // SAFETY:
-    // - `layout` has a non-zero size (`Page` and `Slab` hold counters).
+    // - `layout` has a non-zero size (callers allocate tables of counters).
     let ptr = unsafe { inner.alloc_zeroed(layout) }.cast::<T>();
     if ptr.is_null() {
         return None;
@@ -359,7 +434,7 @@ pub(crate) fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut
     Some(ptr)
 }
 
-/// Blocks the ledger allocated for itself without a tag (slabs and pages).
+/// Blocks the ledger allocated for itself without a tag (slabs where they are not mapped).
 static UNTAGGED_BLOCKS: AtomicU64 = AtomicU64::new(0);
 
 /// Live blocks booked to the crate's own scope that carry no tag.
@@ -371,7 +446,12 @@ pub(crate) fn untagged_blocks() -> u64 {
 #[cold]
 fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let slab = take_free_slab().or_else(|| new_slab(inner))?;
-    if STATE.try_with(|s| s.slab.set(slab)).is_err() {
+    let held = STATE.try_with(|s| {
+        s.slab.set(slab);
+        s.table.set(slab.cells());
+        s.enter(s.scope.get());
+    });
+    if held.is_err() {
         release(slab);
         return None;
     }
@@ -379,7 +459,6 @@ fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     // through it like any other. If it cannot be arranged, give the slab back at once and book
     // through the shared slots from now on, so that no slab is lost with the thread.
     if !crate::sys::thread_exit::arrange_release() {
-        // Also drops a counter cached by an allocation made while arranging the release.
         release_thread_slab();
         return None;
     }
@@ -391,11 +470,50 @@ fn take_free_slab() -> Option<&'static Slab> {
 }
 
 fn new_slab<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
-    let raw = alloc_zeroed_internal::<Slab, A>(inner)?;
+    let raw = map_zeroed_slab().or_else(|| alloc_zeroed_internal::<Slab, A>(inner))?;
     // SAFETY:
     // - `raw` is a fresh, zeroed, properly aligned allocation of a `Slab`: all-zero is a valid,
     //   empty `Slab`, nothing else can see it yet, and slabs are never freed.
     Some(unsafe { SLABS.push(raw) })
+}
+
+/// Bytes of address space mapped for slabs (none where they come from the inner allocator).
+static MAPPED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Address space mapped for the slabs of all threads; only the pages threads wrote are resident.
+pub(crate) fn mapped_bytes() -> u64 {
+    MAPPED_BYTES.load(Ordering::Relaxed)
+}
+
+/// A zeroed slab in a private anonymous mapping of its own, so that the pages of the table a
+/// thread never books to cost no memory; `None` where mappings are not used (then the slab comes
+/// from the inner allocator).
+#[cfg(all(unix, not(miri)))]
+fn map_zeroed_slab() -> Option<*mut Slab> {
+    let length = core::mem::size_of::<Slab>();
+    // SAFETY:
+    // - an anonymous private mapping at an address of the kernel's choosing touches no existing
+    //   memory; its pages read as zeros and are page-aligned (more than a `Slab` needs).
+    let base = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            length,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    MAPPED_BYTES.fetch_add(length as u64, Ordering::Relaxed);
+    Some(base.cast::<Slab>())
+}
+
+#[cfg(not(all(unix, not(miri))))]
+fn map_zeroed_slab() -> Option<*mut Slab> {
+    None
 }
 
 /// Publishes the slab's pending bytes and marks it free.
@@ -403,62 +521,54 @@ fn release(slab: &Slab) {
     slab.release(Table);
 }
 
-/// Books a new block of `size` bytes to the current scope; returns that scope.
+/// Takes back an allocation of `size` bytes booked on this thread's current cell with
+/// [`Counter::try_grow`] and counted, whose inner allocation then failed; returns null for the
+/// caller to return.
+#[cold]
+#[inline(never)]
+pub(crate) fn undo_alloc(size: usize) -> *mut u8 {
+    current().0.undo_alloc(size as u64);
+    ptr::null_mut()
+}
+
+/// Books a new block of `size` bytes to the current scope; returns that scope. (For owners that
+/// book after their own allocation; the ledger's allocation path inlines its own.)
 #[inline(always)]
+#[allow(dead_code)] // Used by the arenas only.
 pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> ScopeId {
-    let (cell, scope) = STATE
-        .try_with(|s| (s.cell.get(), s.scope.get()))
-        .unwrap_or((ptr::null(), ROOT_SCOPE_ID));
-    let op = Op::Alloc(size as u64);
-    // SAFETY:
-    // - a non-null cached cell is this thread's counter for the current scope, in a slab this
-    //   thread holds; cells are never freed.
-    match unsafe { cell.as_ref() } {
-        Some(cell) => cell.apply(Table, scope, op),
-        None => book_slow(inner, scope, op),
+    let (cell, scope) = current();
+    if cell.try_grow(size as u64) {
+        cell.count_alloc();
+    } else {
+        book_cold(inner, scope, Op::Alloc(size as u64));
     }
     scope
 }
 
-/// Books `op` on a block owned by `scope`.
-#[inline(always)]
-fn book<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
-    if enforcing() {
-        if let Some(slot) = limited(scope) {
-            return slot.book(op);
-        }
-    }
-    let (cell, current, slab) = STATE
-        .try_with(|s| (s.cell.get(), s.scope.get(), s.slab.get()))
-        .unwrap_or((ptr::null(), ROOT_SCOPE_ID, RELEASED));
-    let cell = if scope == current && !cell.is_null() {
-        // SAFETY:
-        // - as in `on_alloc`: the cached, never-freed counter of this thread for `scope`.
-        Some(unsafe { &*cell })
-    } else {
-        counter(slab, scope)
-    };
-    match cell {
-        Some(cell) => cell.apply(Table, scope, op),
-        None => book_slow(inner, scope, op),
-    }
-}
-
 /// Books the free of a block of `size` bytes owned by `scope`.
 #[inline(always)]
+#[allow(dead_code)] // Used by the arenas only.
 pub(crate) fn on_dealloc<A: GlobalAlloc>(inner: &A, scope: ScopeId, size: usize) {
-    book(inner, scope, Op::Dealloc(size as u64));
+    let cell = cell_of(scope);
+    if cell.try_shrink(size as u64) {
+        cell.count_free();
+    } else {
+        book_cold(inner, scope, Op::Dealloc(size as u64));
+    }
 }
 
 /// Books a resize of a block owned by `scope` from `old` to `new` bytes.
 #[inline(always)]
+#[allow(dead_code)] // Used by the arenas only.
 pub(crate) fn on_realloc<A: GlobalAlloc>(inner: &A, scope: ScopeId, old: usize, new: usize) {
     // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
-    book(
-        inner,
-        scope,
-        Op::Realloc((new as i64).wrapping_sub(old as i64)),
-    );
+    let delta = (new as i64).wrapping_sub(old as i64);
+    let cell = cell_of(scope);
+    if cell.try_resize(delta) {
+        cell.count_realloc();
+    } else {
+        book_cold(inner, scope, Op::Realloc(delta));
+    }
 }
 
 /// Slab usage, for snapshots.
@@ -472,9 +582,8 @@ pub(crate) struct SlabUsage {
 pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
     let scopes = scopes.min(MAX_SCOPES).min(out.len());
     let mut usage = SlabUsage::default();
-    // The shared counters (bookings made without a slab) and the published peaks first; then
-    // every slab's cells, taking a cell's running maximum only when it is its scope's single
-    // writer.
+    // The shared counters (bookings made without a slab) and the peaks first; then every slab's
+    // cells.
     for (id, total) in out.iter_mut().enumerate().take(scopes) {
         *total = SLOTS[id].totals();
     }
@@ -483,7 +592,7 @@ pub(crate) fn read_totals(scopes: usize, out: &mut [Totals]) -> SlabUsage {
         if slab.in_use() {
             usage.in_use += 1;
         }
-        slab.for_each_counter(scopes, |id, cell| cell.add_to(&SLOTS[id], &mut out[id]));
+        slab.for_each_counter(scopes, |id, cell| cell.add_to(&mut out[id]));
     });
     usage
 }

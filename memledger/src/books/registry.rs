@@ -77,6 +77,11 @@ impl Registry {
             .entry(parent)
             .or_default()
             .insert(Box::from(name), id);
+        // A scope registered under an exact one is exact too, so that a measurement's nested
+        // scopes are.
+        if per_thread::exact(parent) {
+            per_thread::set_exact(id, true);
+        }
         id
     }
 }

@@ -13,14 +13,12 @@
 
 use core::alloc::Layout;
 
-use crate::books::id::{ScopeId, MAX_SCOPES};
+use crate::books::id::{self, ScopeId};
 
 /// Bytes added to every block.
 pub(crate) const TRAILER_SIZE: usize = core::mem::size_of::<ScopeId>();
 
-/// Mask that maps any 16-bit value into the scope table, so that a tag damaged by a buffer
-/// overrun in user code is booked to some scope instead of indexing out of bounds.
-const TAG_MASK: ScopeId = (MAX_SCOPES - 1) as ScopeId;
+pub(crate) use crate::books::id::{tag, Tag};
 
 /// The layout the inner allocator is asked for when the caller asks for `size` bytes at `align`.
 ///
@@ -28,16 +26,47 @@ const TAG_MASK: ScopeId = (MAX_SCOPES - 1) as ScopeId;
 /// the allocation then fails (null), as it would for a layout that is too large.
 #[inline(always)]
 pub(crate) fn outer_layout(size: usize, align: usize) -> Option<Layout> {
-    // A valid `Layout` has `align` a power of two and `size` rounded up to `align` at most
-    // `isize::MAX`; both callers pass the parts of a valid layout, so only the added bytes need a
-    // check: `size + TRAILER_SIZE <= isize::MAX - (align - 1)`.
-    if size > ((isize::MAX as usize) - (align - 1)).saturating_sub(TRAILER_SIZE) {
+    // `size + TRAILER_SIZE` rounded up to `align` stays within `isize::MAX` exactly when
+    // `size + TRAILER_SIZE <= 2^63 - align` (the largest multiple of `align` that fits), that is
+    // when `size + TRAILER_SIZE - 1 + align`, as an `isize`, is not negative. Both callers pass the
+    // parts of a valid layout (`size <= isize::MAX`, and `align <= 2^62` for a non-zero size), so
+    // the sum cannot wrap: one add and one sign test.
+    if (size.wrapping_add(align).wrapping_add(TRAILER_SIZE - 1) as isize) < 0 {
         return None;
     }
     // SAFETY:
     // - `align` comes from a valid `Layout`, so it is a non-zero power of two;
     // - the check above keeps `size + TRAILER_SIZE`, rounded up to `align`, within `isize::MAX`.
     Some(unsafe { Layout::from_size_align_unchecked(size + TRAILER_SIZE, align) })
+}
+
+/// [`outer_layout`] of a block smaller than 64 KiB, without the check.
+///
+/// # Safety
+///
+/// - `size` and `align` are the parts of a valid `Layout` with `size < 65_536`.
+#[inline(always)]
+pub(crate) unsafe fn small_outer_layout(size: usize, align: usize) -> Layout {
+    debug_assert!(size < 1 << 16);
+    // SAFETY:
+    // - `align` is a valid alignment; `size` rounded up to it is within `isize::MAX`, and so is
+    //   `size + TRAILER_SIZE` rounded up: it is at most `max(align, 2^17)`, and `align` is at most
+    //   `2^62` for a non-zero size (and a zero size can never be asked of a `GlobalAlloc`).
+    unsafe { Layout::from_size_align_unchecked(size + TRAILER_SIZE, align) }
+}
+
+/// [`outer_layout`] of a block that exists: its outer layout was checked when it was made.
+///
+/// # Safety
+///
+/// - `outer_layout(size, align)` is `Some`: `size` and `align` are those of a live block of this
+///   crate's allocator.
+#[inline(always)]
+pub(crate) unsafe fn existing_outer_layout(size: usize, align: usize) -> Layout {
+    // SAFETY:
+    // - the caller guarantees that the block was allocated with this outer layout, which
+    //   `outer_layout` checked then.
+    unsafe { Layout::from_size_align_unchecked(size + TRAILER_SIZE, align) }
 }
 
 /// The trailer of the block at `ptr` whose caller-visible size is `size`, as a pointer that may
@@ -62,13 +91,14 @@ pub(crate) fn whole_block(ptr: *mut u8) -> *mut u8 {
     ptr as usize as *mut u8
 }
 
-/// Writes the owner of the block at `ptr` whose caller-visible size is `size`.
+/// Writes the owner's `tag` (see [`tag`]) into the block at `ptr` whose caller-visible size is
+/// `size`.
 ///
 /// # Safety
 ///
 /// - `ptr` points to a block of at least `size + TRAILER_SIZE` writable bytes.
 #[inline(always)]
-pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: ScopeId) {
+pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: Tag) {
     // SAFETY:
     // - the caller guarantees `size + TRAILER_SIZE` bytes, so the trailer is in bounds, and `ptr`
     //   is the block as the inner allocator returned it, so `trailer` exposes its whole provenance;
@@ -76,18 +106,30 @@ pub(crate) unsafe fn write(ptr: *mut u8, size: usize, tag: ScopeId) {
     unsafe { trailer(ptr, size).write_unaligned(tag) }
 }
 
-/// Reads the owner of the block at `ptr` whose caller-visible size is `size`.
+/// Reads the owner's tag of the block at `ptr` whose caller-visible size is `size`: any value
+/// it holds is a valid tag (see [`Tag`]), even one damaged by a buffer overrun in user code.
 ///
 /// # Safety
 ///
 /// - `ptr` was returned by this crate's allocator for a layout of size `size` (so a trailer was
 ///   written at `ptr + size`), and the block has not been freed.
 #[inline(always)]
-pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> ScopeId {
+pub(crate) unsafe fn read_tag(ptr: *const u8, size: usize) -> Tag {
     // SAFETY:
     // - the caller guarantees the block holds a trailer at `ptr + size`, written by `write`,
     //   which exposed the provenance of the whole block;
     // - an unaligned read is always allowed.
-    let raw = unsafe { trailer(ptr, size).read_unaligned() };
-    raw & TAG_MASK
+    unsafe { trailer(ptr, size).read_unaligned() }
+}
+
+/// Reads the owner of the block at `ptr` whose caller-visible size is `size`.
+///
+/// # Safety
+///
+/// - as for [`read_tag`].
+#[inline(always)]
+pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> ScopeId {
+    // SAFETY:
+    // - the caller's guarantee.
+    id::scope_of(unsafe { read_tag(ptr, size) })
 }

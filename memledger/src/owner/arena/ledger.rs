@@ -55,7 +55,8 @@ use crate::owner::trailer;
 ///   full blocks take the trailer too.
 /// - Arenas are never destroyed: an idle arena keeps its metadata and the retained address space
 ///   of its peak. `BENCHMARKS.md` has the measured costs.
-/// - With an enforced scope limit in place (feature `enforce`), new blocks take the trailer.
+/// - A scope with an enforced limit (feature `enforce`) or in exact mode takes the trailer for
+///   its new blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct ArenaLedger {
     ledger: Ledger<Jemalloc>,
@@ -124,11 +125,21 @@ impl ArenaLedger {
 
     #[inline(always)]
     fn alloc_impl(&self, layout: Layout, zero: bool) -> *mut u8 {
-        if arena::is_full(layout.size(), layout.align()) && !per_thread::enforcing() {
-            let block = self.alloc_in_arena(per_thread::current_scope(), layout.size(), zero);
-            if !block.is_null() {
-                per_thread::on_alloc(&Jemalloc, layout.size());
-                return block;
+        if arena::is_full(layout.size(), layout.align()) {
+            let size = layout.size();
+            let (cell, scope) = per_thread::current();
+            if cell.try_grow(size as u64) {
+                let block = self.alloc_in_arena(scope, size, zero);
+                if !block.is_null() {
+                    cell.count_alloc();
+                    return block;
+                }
+                cell.undo_resize(size as i64);
+            } else {
+                let block = self.alloc_in_arena_cold(scope, size, zero);
+                if !block.is_null() {
+                    return block;
+                }
             }
         }
         // SAFETY:
@@ -140,6 +151,22 @@ impl ArenaLedger {
                 self.ledger.alloc(layout)
             }
         }
+    }
+
+    /// A full block in `scope`'s arena when the thread's budget for it is spent, booked on the
+    /// cold path; null (nothing booked) if the scope is strict, has no arena, or jemalloc failed.
+    /// A scope with an enforced limit takes the trailer path, which reserves before allocating.
+    #[cold]
+    #[inline(never)]
+    fn alloc_in_arena_cold(&self, scope: ScopeId, size: usize, zero: bool) -> *mut u8 {
+        if per_thread::strict(scope) {
+            return ptr::null_mut();
+        }
+        let block = self.alloc_in_arena(scope, size, zero);
+        if !block.is_null() {
+            per_thread::book_cold(&Jemalloc, scope, per_thread::Op::Alloc(size as u64));
+        }
+        block
     }
 
     /// Resizes an arena block, in its arena; the resize is booked to its owner.
@@ -197,7 +224,7 @@ impl ArenaLedger {
         // - `block` holds `new_size + TRAILER_SIZE` bytes; both blocks are live and distinct, each
         //   at least `min(old, new)` bytes long; the caller's guarantee for `ptr`.
         unsafe {
-            trailer::write(block, new_size, owner);
+            trailer::write(block, new_size, trailer::tag(owner));
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
             arena::deallocate(ptr, slot, layout.size(), layout.align());
         }
@@ -205,7 +232,7 @@ impl ArenaLedger {
     }
 
     /// Moves a trailer block that grows or shrinks into a full size to its owner's arena; null if
-    /// the owner has no arena or jemalloc failed (the block is then untouched).
+    /// the owner has no arena, is strict, or jemalloc failed (the block is then untouched).
     ///
     /// # Safety
     ///
@@ -214,6 +241,10 @@ impl ArenaLedger {
         // SAFETY:
         // - the caller's guarantee: the block carries its trailer.
         let owner = unsafe { trailer::read(ptr, layout.size()) };
+        // A scope with an enforced limit resizes through the trailer path, which reserves first.
+        if per_thread::strict(owner) {
+            return ptr::null_mut();
+        }
         let block = self.alloc_in_arena(owner, new_size, false);
         if block.is_null() {
             return block;
@@ -223,7 +254,7 @@ impl ArenaLedger {
         // - `ptr` was allocated by `Jemalloc` with the trailer's outer layout, valid when made.
         unsafe {
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
-            let outer = trailer::outer_layout(layout.size(), layout.align()).unwrap_unchecked();
+            let outer = trailer::existing_outer_layout(layout.size(), layout.align());
             Jemalloc.dealloc(trailer::whole_block(ptr), outer);
         }
         per_thread::on_realloc(&Jemalloc, owner, layout.size(), new_size);
@@ -271,7 +302,7 @@ unsafe impl GlobalAlloc for ArenaLedger {
             // - an arena block (see `dealloc`); `new_size` is valid by the caller's guarantee.
             return unsafe { self.realloc_in_arena(ptr, offset, layout, new_size) };
         }
-        if arena::is_full(new_size, layout.align()) && !per_thread::enforcing() {
+        if arena::is_full(new_size, layout.align()) {
             // SAFETY:
             // - outside the region, a trailer block of `self.ledger`.
             let block = unsafe { self.move_to_arena(ptr, layout, new_size) };
