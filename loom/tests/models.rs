@@ -26,7 +26,7 @@ use loom::thread;
 #[path = "../../memledger/src/sys/atomic.rs"]
 mod atomic;
 
-/// The scope ids `cells.rs` reads: a table of two pages of two counters, so that giving a slab
+/// The scope ids `cells.rs` reads: a table of four counters in one page, so that giving a slab
 /// back (which flushes every counter) stays within what loom can explore.
 mod id {
     pub(crate) type ScopeId = u16;

@@ -74,9 +74,11 @@ impl<A: GlobalAlloc> Ledger<A> {
         //   `layout.align()` cannot pass `isize::MAX` where `size` rounded up did not.
         let outer = unsafe { trailer::small_outer_layout(size, layout.align()) };
         let block = allocate(outer);
-        // The cell and the scope are read again from the thread-local state rather than kept
-        // across the call (the inner allocator changes neither), which saves callee-saved
-        // registers.
+        // The cell (for the undo) and the tag are read again from the thread-local state rather
+        // than kept across the call, which saves callee-saved registers (3.7 instructions per
+        // churn step under callgrind). An inner allocator does not change the current scope; one
+        // that did would only have the undo land on the current scope's cell: a miscount, never
+        // an unsound access (cells are atomics, and the static cold table's marks stay zero).
         if block.is_null() {
             return per_thread::undo_alloc(size);
         }

@@ -237,9 +237,19 @@ pub fn measure<R>(name: &str, f: impl FnOnce() -> R) -> Measured<R> {
     }
     let value = handle.in_scope(f);
     let after = snapshot();
-    // Scopes registered inside `f` inherited exact mode; all go back to what they were.
+    // The measured scopes go back to what they were; those registered inside `f` inherited exact
+    // mode, and keep it only if their parent is exact once restored. Ids grow with registration,
+    // so a parent is restored before its children.
     for id in subtree(&after) {
-        if !already_exact.contains(&id) {
+        let exact = if measured.contains(&id) {
+            already_exact.contains(&id)
+        } else {
+            let path = &after.scopes()[usize::from(id)].path;
+            let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            (after.scopes().iter().position(|s| s.path == parent))
+                .is_some_and(|parent| per_thread::exact(parent as ScopeId))
+        };
+        if !exact {
             per_thread::set_exact(id, false);
         }
     }

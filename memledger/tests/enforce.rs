@@ -246,3 +246,23 @@ fn refused_requests_take_no_headroom() {
     assert!(stats.peak_bytes <= limit, "{stats:?}");
     drop((blocks, held));
 }
+
+/// A thread that starts after the limit is set is checked from its first booking, even when it
+/// takes over the counters of a thread that had booked to the scope and exited.
+#[test]
+fn a_thread_that_reuses_an_exited_threads_counters_is_checked() {
+    let path = "enforce_reused";
+    std::thread::spawn(move || {
+        let _g = memledger::enter(path);
+        drop(std::hint::black_box(vec![0u8; 100]));
+    })
+    .join()
+    .unwrap();
+    memledger::limit_scope(path, Some(10_000)).unwrap();
+    let blocks = std::thread::spawn(move || fill_until_refused(path).len())
+        .join()
+        .unwrap();
+    assert_eq!(blocks, 10);
+    let stats = memledger::snapshot().scope(path).unwrap().clone();
+    assert_eq!((stats.live_bytes, stats.refused_allocations), (0, 1));
+}

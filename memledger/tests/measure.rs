@@ -115,3 +115,43 @@ fn handed_over_work_counts_and_neighbours_do_not() {
     );
     drop(m.value);
 }
+
+/// Exact mode reaches a thread that takes over the counters of a thread that had booked to the
+/// scope and exited; a scope registered under an exact one starts exact and stays exact after a
+/// measurement of its parent.
+#[test]
+fn exact_mode_reaches_reused_counters_and_children() {
+    let path = "exact_reused";
+    std::thread::spawn(move || {
+        let _g = memledger::enter(path);
+        drop(std::hint::black_box(vec![0u8; 10]));
+    })
+    .join()
+    .unwrap();
+    let scope = memledger::ScopeHandle::at(path);
+    scope.set_exact(true);
+    std::thread::spawn(move || {
+        // The thread's first booking is elsewhere, so that its counters are in use before it
+        // books to the exact scope.
+        drop(std::hint::black_box(vec![0u8; 10]));
+        let _g = memledger::enter(path);
+        let blocks: Vec<Vec<u8>> = (0..40)
+            .map(|_| std::hint::black_box(vec![1u8; 1000]))
+            .collect();
+        drop(std::hint::black_box(blocks));
+    })
+    .join()
+    .unwrap();
+    let stats = memledger::snapshot().scope(path).unwrap().clone();
+    assert_eq!(stats.peak_bytes, 40 * 1000 + 40 * 24, "{stats:?}");
+    // A child registered inside a measurement of the exact scope stays exact afterwards.
+    scope.in_scope(|| {
+        memledger::measure("m", || memledger::in_scope("inner", || ()));
+    });
+    assert!(memledger::ScopeHandle::at(&format!("{path}/m")).is_exact());
+    assert!(memledger::ScopeHandle::at(&format!("{path}/m/inner")).is_exact());
+    // Outside an exact scope, a measurement leaves nothing exact behind.
+    memledger::measure("exact_reused_plain", || memledger::in_scope("inner", || ()));
+    assert!(!memledger::ScopeHandle::at("exact_reused_plain").is_exact());
+    assert!(!memledger::ScopeHandle::at("exact_reused_plain/inner").is_exact());
+}

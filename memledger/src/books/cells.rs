@@ -600,7 +600,7 @@ impl ScopeSlot {
     }
 }
 
-/// Scopes per page of a slab's table: 64 cells of 64 bytes, one 4 KiB page. (All of the table in
+/// Scopes per page of a slab's table: 64 cells of 64 bytes, 4 KiB. (All of the table in
 /// the model checks, whose tables are tiny.)
 pub(crate) const PAGE_SCOPES: usize = if MAX_SCOPES < 64 { MAX_SCOPES } else { 64 };
 /// Pages of a slab's table.
@@ -664,7 +664,8 @@ impl Slab {
         let page = (index % MAX_SCOPES) / PAGE_SCOPES;
         let word = &self.touched[page / 64];
         let bit = 1u64 << (page % 64);
-        // Relaxed load and store: only the holder writes the bitmap; a walk that misses a fresh
+        // Relaxed load: only the holder writes the bitmap. Release store: pairs with the walk's
+        // acquire, so a walk that sees the bit sees the page's cells. A walk that misses a fresh
         // bit misses a cell whose first booking is in flight, as if it had read just before.
         let bits = word.load(Ordering::Relaxed);
         if bits & bit == 0 {
@@ -696,8 +697,13 @@ impl Slab {
     /// Publishes every pending amount to the scopes' slots in `slots` and marks the slab free.
     /// Only the holder may call it, once.
     pub(crate) fn release<'s>(&self, slots: impl Slots<'s>) {
-        // Both bounds come from `MAX_SCOPES <= 65_536`.
-        self.for_each_counter(MAX_SCOPES, |id, cell| cell.flush(slots, id as ScopeId));
+        // Both bounds come from `MAX_SCOPES <= 65_536`. Each cell's budget is spent too, so that
+        // the next holder's first operation in every scope takes the cold path and sees the
+        // scope's mode as it is then (a limit or exact mode set in between).
+        self.for_each_counter(MAX_SCOPES, |id, cell| {
+            cell.flush(slots, id as ScopeId);
+            cell.spend();
+        });
         // Release: the next holder (acquire) sees every counter written so far.
         self.in_use.store(false, Ordering::Release);
     }

@@ -7,8 +7,10 @@
 /// [`MAX_SCOPES`].
 pub(crate) type ScopeId = u16;
 
-/// Number of scope ids, the three reserved ones included. A power of two (tags are masked with
-/// `MAX_SCOPES - 1`) and at most 2^15 (call-site caches pack two ids in 31 bits).
+/// Number of scope ids, the three reserved ones included. A power of two (a [`Tag`] holds the id
+/// shifted up, so that shifting any 16-bit value down gives a valid id), at least 1024 (the free
+/// path's cell lookup folds the shift into an address scale) and at most 2^13 (the tag keeps 3
+/// low bits for that scale; call-site caches pack two ids in 31 bits).
 pub const MAX_SCOPES: usize = 8192;
 
 /// Id of the unscoped root: blocks allocated outside every guard.
@@ -37,7 +39,8 @@ pub(crate) const TAG_SHIFT: u32 = 16 - MAX_SCOPES.trailing_zeros();
 /// index, without a shift of its own.
 pub(crate) type Tag = u16;
 
-const _: () = assert!(MAX_SCOPES.is_power_of_two() && MAX_SCOPES <= 1 << 16);
+const _: () =
+    assert!(MAX_SCOPES.is_power_of_two() && MAX_SCOPES >= 1 << 10 && MAX_SCOPES <= 1 << 13);
 
 /// The tag of `scope`.
 #[inline(always)]

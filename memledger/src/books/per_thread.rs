@@ -11,7 +11,8 @@
 //! counters. The memory held by the ledger is therefore bounded by the largest number of threads
 //! alive at once, not by the number ever started. On Unix a slab is a private anonymous mapping
 //! of `MAX_SCOPES × 64` bytes plus its header, of which only the pages a thread writes become
-//! resident: 4 KiB for each group of 64 consecutive scope ids it books to.
+//! resident: about 4 KiB for each group of 64 consecutive scope ids it books to (one or two
+//! pages of the system's, as the group falls).
 //!
 //! Until a thread has a slab, its table is [`COLD`]: a static, all-zero table whose cells' marks
 //! send every operation to the cold path, which makes the slab. So the hot path has no null check.
