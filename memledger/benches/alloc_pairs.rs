@@ -34,9 +34,11 @@ use support::{
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
 
-/// Sizes of the `pair` group: a few size classes from tiny to one that jemalloc serves as a
-/// large allocation.
-const PAIR_SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 65536];
+/// Sizes of the `pair` group: sizes that fill their jemalloc size class (16, 64, 256, 1024, 4096,
+/// 65536: the trailer pushes them into the next class) and sizes that leave room for it (100 in
+/// the 112 class, 1000 in the 1024 class), from tiny to one that jemalloc serves as a large
+/// allocation.
+const PAIR_SIZES: [usize; 8] = [16, 64, 100, 256, 1000, 1024, 4096, 65536];
 
 /// The allocators under test, each with its name in the report and whether the measurement runs
 /// inside a scope.

@@ -18,8 +18,12 @@
 //! What it measures is memory given back after a burst: freed blocks of one scope's thread
 //! returned by other threads.
 //!
-//! Run with `cargo bench --bench memory_overhead` (both workloads), or
-//! `cargo bench --bench memory_overhead -- index` / `-- handoff` for one.
+//! A third workload, `mix`, is string-heavy: 300 000 `String`s grown word by word to 20 to 200
+//! bytes, 50 000 `Vec<u64>` pushed to 1 to 1 000 elements, and 500 000 `Box<[u64; 2]>`, all kept
+//! alive: doubling capacities and 16-byte boxes, which all sit on a size class.
+//!
+//! Run with `cargo bench --bench memory_overhead` (all workloads), or
+//! `cargo bench --bench memory_overhead -- index` / `-- handoff` / `-- mix` for one.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
@@ -33,7 +37,7 @@ use tikv_jemallocator::Jemalloc;
 
 /// Names the allocator of a child process: `bare` or `ledger`. Unset in the parent.
 const MODE_VAR: &str = "MEMLEDGER_OVERHEAD_MODE";
-/// Names the workload of a child process: `index` (the default) or `handoff`.
+/// Names the workload of a child process: `index` (the default), `handoff` or `mix`.
 const WORKLOAD_VAR: &str = "MEMLEDGER_OVERHEAD_WORKLOAD";
 /// Set in a child: it also prints jemalloc's figures for every arena that holds pages, to stderr.
 const ARENAS_VAR: &str = "MEMLEDGER_OVERHEAD_ARENAS";
@@ -251,6 +255,51 @@ fn build_index() -> Index {
     }
 }
 
+/// Strings, vectors and boxes of the `mix` workload.
+const MIX_STRINGS: usize = 300_000;
+const MIX_VECS: usize = 50_000;
+const MIX_BOXES: usize = 500_000;
+
+/// The `mix` workload, kept alive by the caller.
+// The boxes are the point, as in `Index`.
+#[allow(clippy::vec_box)]
+struct Mix {
+    strings: Vec<String>,
+    vecs: Vec<Vec<u64>>,
+    boxes: Vec<Box<[u64; 2]>>,
+}
+
+fn build_mix() -> Mix {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    const WORDS: [&str; 8] = ["alpha", "be", "gamma", "delta_", "e", "zeta_eta", "th", "iota"];
+    let strings = (0..MIX_STRINGS)
+        .map(|_| {
+            let target = 20 + (rng.next() % 181) as usize;
+            let mut s = String::new();
+            while s.len() < target {
+                s.push_str(WORDS[(rng.next() % 8) as usize]);
+            }
+            s
+        })
+        .collect();
+    let vecs = (0..MIX_VECS)
+        .map(|_| {
+            let len = 1 + rng.next() % 1000;
+            let mut v = Vec::new();
+            for i in 0..len {
+                v.push(i);
+            }
+            v
+        })
+        .collect();
+    let boxes = (0..MIX_BOXES as u64).map(|i| Box::new([i, !i])).collect();
+    Mix {
+        strings,
+        vecs,
+        boxes,
+    }
+}
+
 /// Batches the handoff workload builds, one every [`HANDOFF_PACE_MS`], so that it runs longer
 /// than jemalloc's default `dirty_decay_ms` (10 s) whatever the allocator's speed, and every child
 /// builds the same documents.
@@ -348,16 +397,22 @@ fn handoff() -> Vec<Document> {
 /// One child: runs the workload, then prints jemalloc's figures (and the ledger's) as one line of
 /// `key=value` pairs.
 fn child(ledger: bool) -> ExitCode {
-    let handoff_workload = std::env::var(WORKLOAD_VAR).as_deref() == Ok("handoff");
+    let workload = std::env::var(WORKLOAD_VAR).unwrap_or_else(|_| "index".to_string());
+    let handoff_workload = workload == "handoff";
+    let mut mix = None;
     let (index, kept) = if handoff_workload {
         (None, handoff())
+    } else if workload == "mix" {
+        let _g = memledger::scope!("mix");
+        mix = Some(build_mix());
+        (None, Vec::new())
     } else {
         // Only thread-locals change when the ledger is not the allocator, so the same code runs
         // in both children.
         let _g = memledger::scope!("index");
         (Some(build_index()), Vec::new())
     };
-    black_box((&index, &kept));
+    black_box((&index, &kept, &mix));
 
     // Refreshes jemalloc's statistics, which are otherwise those of the last epoch.
     let stats = tikv_jemalloc_ctl::epoch::advance().and_then(|_| {
@@ -387,7 +442,7 @@ fn child(ledger: bool) -> ExitCode {
     if ledger {
         // Taken after jemalloc's figures, so that the snapshot's own memory is not in them.
         let snap = memledger::snapshot();
-        let scope = if handoff_workload { "handoff" } else { "index" };
+        let scope = workload.as_str();
         let index_live = snap.scope(scope).map_or(0, |s| s.live_bytes);
         line.push(format!("ledger_total_live={}", snap.total_live_bytes()));
         line.push(format!("ledger_index_live={index_live}"));
@@ -396,7 +451,12 @@ fn child(ledger: bool) -> ExitCode {
     println!("{}", line.join(" "));
 
     // The workload is what the table's header says it is.
-    if let Some(index) = index {
+    if let Some(mix) = mix {
+        assert_eq!(mix.strings.len(), MIX_STRINGS);
+        assert!(mix.strings.iter().all(|s| (20..=210).contains(&s.len())));
+        assert!(mix.vecs.iter().all(|v| (1..=1000).contains(&v.len())));
+        assert_eq!(mix.boxes.len(), MIX_BOXES);
+    } else if let Some(index) = index {
         let postings: usize = index.postings.values().map(Vec::len).sum();
         assert_eq!(postings, POSTINGS);
         assert_eq!(index.symbols.len(), SYMBOLS);
@@ -470,6 +530,11 @@ fn driver(workload: &str) -> ExitCode {
              of {HANDOFF_BATCH} documents built in one scope over {} s and freed on {CONSUMERS} \
              other threads, one in ten kept",
             HANDOFF_BATCHES as u64 * HANDOFF_PACE_MS / 1000
+        );
+    } else if workload == "mix" {
+        println!(
+            "memory overhead of the ledger over bare jemalloc, mix: {MIX_STRINGS} strings grown \
+             word by word, {MIX_VECS} Vec<u64> grown by doubling, {MIX_BOXES} Box<[u64; 2]>"
         );
     } else {
         println!(
@@ -587,7 +652,7 @@ fn selected(workload: &str) -> bool {
 fn main() -> ExitCode {
     match std::env::var(MODE_VAR).as_deref() {
         Err(std::env::VarError::NotPresent) => {
-            for workload in ["index", "handoff"] {
+            for workload in ["index", "mix", "handoff"] {
                 if selected(workload) && driver(workload) == ExitCode::FAILURE {
                     return ExitCode::FAILURE;
                 }

@@ -2,8 +2,9 @@
 //!
 //! Each thread runs the churn of `alloc_pairs` (a ring of 256 live blocks; each step frees the
 //! oldest and allocates a pseudo-random small size) on its own ring, so the threads share nothing
-//! but the allocator. The ledger variant puts every thread in the same scope: the case where a
-//! design that writes a shared counter per call would contend. `stats_alloc` is that design
+//! but the allocator. `ledger_jemalloc_scoped` puts every thread in the same scope: the case where
+//! a design that writes a shared counter per call would contend; `ledger_jemalloc_many_scopes`
+//! puts each thread in a scope of its own. `stats_alloc` is that design
 //! (global atomics), shown for comparison.
 //!
 //! Reported: wall time from the release of all threads until the last one is joined, and the
@@ -62,11 +63,20 @@ fn churn_thread<A: GlobalAlloc>(
     }
 }
 
+/// Where the churn threads book: outside any scope, all in one scope, or each in a scope of its
+/// own.
+#[derive(Clone, Copy)]
+enum Scopes {
+    None,
+    One,
+    Many,
+}
+
 /// Runs `threads` churn threads of `steps` steps each; returns the time from their common start
 /// until all are joined.
 fn run<A: GlobalAlloc + Sync>(
     allocator: &A,
-    scoped: bool,
+    scopes: Scopes,
     layouts: &[Layout],
     threads: usize,
     steps: u64,
@@ -77,8 +87,13 @@ fn run<A: GlobalAlloc + Sync>(
             .map(|t| {
                 let start = &start;
                 s.spawn(move || {
-                    // Every thread enters the same call site, so all book to the one scope.
-                    let _guard = scoped.then(|| memledger::scope!("bench"));
+                    // `One`: every thread enters the same call site, so all book to the one
+                    // scope. `Many`: each its own scope, registered before the start.
+                    let _guard = match scopes {
+                        Scopes::None => None,
+                        Scopes::One => Some(memledger::scope!("bench")),
+                        Scopes::Many => Some(memledger::enter(&format!("bench/thread_{t}"))),
+                    };
                     churn_thread(allocator, layouts, t * 397, steps, start);
                 })
             })
@@ -114,7 +129,7 @@ fn bench_variant<A: GlobalAlloc + Sync>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     allocator: &'static A,
-    scoped: bool,
+    scopes: Scopes,
     layouts: &[Layout],
     threads: usize,
 ) {
@@ -122,7 +137,7 @@ fn bench_variant<A: GlobalAlloc + Sync>(
         // One spawn per batch of iterations rather than per iteration: each thread runs the
         // steps of all `iters` iterations in one go, which keeps thread start-up out of the
         // figure however small an iteration is.
-        b.iter_custom(|iters| run(allocator, scoped, layouts, threads, iters * STEPS));
+        b.iter_custom(|iters| run(allocator, scopes, layouts, threads, iters * STEPS));
     });
 }
 
@@ -133,12 +148,12 @@ fn scaling(c: &mut Criterion) {
         group.throughput(Throughput::Elements(threads as u64 * STEPS));
         let g = &mut group;
         let l = &layouts[..];
-        bench_variant(g, "jemalloc", &JEMALLOC, false, l, threads);
+        bench_variant(g, "jemalloc", &JEMALLOC, Scopes::None, l, threads);
         bench_variant(
             g,
             "tag_only_jemalloc",
             &TAG_ONLY_JEMALLOC,
-            false,
+            Scopes::None,
             l,
             threads,
         );
@@ -146,7 +161,15 @@ fn scaling(c: &mut Criterion) {
             g,
             "ledger_jemalloc_scoped",
             &LEDGER_JEMALLOC,
-            true,
+            Scopes::One,
+            l,
+            threads,
+        );
+        bench_variant(
+            g,
+            "ledger_jemalloc_many_scopes",
+            &LEDGER_JEMALLOC,
+            Scopes::Many,
             l,
             threads,
         );
@@ -155,14 +178,14 @@ fn scaling(c: &mut Criterion) {
             g,
             "ledger_arenas_scoped",
             &support::LEDGER_ARENAS,
-            true,
+            Scopes::One,
             l,
             threads,
         );
         // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
         // static over the system allocator is the one instance there can be.
-        bench_variant(g, "stats_alloc", &INSTRUMENTED_SYSTEM, false, l, threads);
-        bench_variant(g, "system", &SYSTEM, false, l, threads);
+        bench_variant(g, "stats_alloc", &INSTRUMENTED_SYSTEM, Scopes::None, l, threads);
+        bench_variant(g, "system", &SYSTEM, Scopes::None, l, threads);
     }
     group.finish();
 }
