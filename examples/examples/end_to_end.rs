@@ -53,18 +53,12 @@ fn main() {
     }
     let runs: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
     let me = std::env::current_exe().expect("this binary");
-    let bare = me.with_file_name(format!(
-        "end_to_end_bare{}",
-        std::env::consts::EXE_SUFFIX
-    ));
+    let bare = me.with_file_name(format!("end_to_end_bare{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bare.exists(),
         "build it first: cargo build --release --example end_to_end_bare"
     );
-    let arenas = me.with_file_name(format!(
-        "end_to_end_arenas{}",
-        std::env::consts::EXE_SUFFIX
-    ));
+    let arenas = me.with_file_name(format!("end_to_end_arenas{}", std::env::consts::EXE_SUFFIX));
     let arenas = arenas.exists().then_some(arenas);
     let (mut ledger_runs, mut bare_runs, mut arenas_runs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {

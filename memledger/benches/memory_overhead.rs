@@ -22,6 +22,10 @@
 //! bytes, 50 000 `Vec<u64>` pushed to 1 to 1 000 elements, and 500 000 `Box<[u64; 2]>`, all kept
 //! alive: doubling capacities and 16-byte boxes, which all sit on a size class.
 //!
+//! `MEMLEDGER_OVERHEAD_IDLE_S=11` keeps each child running (allocating a little) for 11 s after
+//! its workload before it measures: longer than jemalloc's decay time, as a service goes on after
+//! a burst.
+//!
 //! Run with `cargo bench --bench memory_overhead` (all workloads), or
 //! `cargo bench --bench memory_overhead -- index` / `-- handoff` / `-- mix` for one.
 
@@ -39,6 +43,10 @@ use tikv_jemallocator::Jemalloc;
 const MODE_VAR: &str = "MEMLEDGER_OVERHEAD_MODE";
 /// Names the workload of a child process: `index` (the default), `handoff` or `mix`.
 const WORKLOAD_VAR: &str = "MEMLEDGER_OVERHEAD_WORKLOAD";
+/// Seconds a child keeps running after the workload before it measures (default 0): its main
+/// thread allocates and frees a little scratch every millisecond meanwhile, as a service that
+/// goes on after a burst does, which lets a decay driven by allocations run.
+const IDLE_VAR: &str = "MEMLEDGER_OVERHEAD_IDLE_S";
 /// Set in a child: it also prints jemalloc's figures for every arena that holds pages, to stderr.
 const ARENAS_VAR: &str = "MEMLEDGER_OVERHEAD_ARENAS";
 const MODE_VAR_C: &CStr = c"MEMLEDGER_OVERHEAD_MODE";
@@ -271,7 +279,9 @@ struct Mix {
 
 fn build_mix() -> Mix {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    const WORDS: [&str; 8] = ["alpha", "be", "gamma", "delta_", "e", "zeta_eta", "th", "iota"];
+    const WORDS: [&str; 8] = [
+        "alpha", "be", "gamma", "delta_", "e", "zeta_eta", "th", "iota",
+    ];
     let strings = (0..MIX_STRINGS)
         .map(|_| {
             let target = 20 + (rng.next() % 181) as usize;
@@ -413,6 +423,19 @@ fn child(ledger: bool) -> ExitCode {
         (Some(build_index()), Vec::new())
     };
     black_box((&index, &kept, &mix));
+    let idle_s: u64 = std::env::var(IDLE_VAR)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let idle_until = std::time::Instant::now() + std::time::Duration::from_secs(idle_s);
+    while std::time::Instant::now() < idle_until {
+        // 250 bytes leave room for a trailer: under `ArenaLedger` these blocks live in
+        // jemalloc's automatic arenas, so nothing but a decay driven by the books touches the
+        // scope arenas.
+        let scratch: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 250]).collect();
+        black_box(scratch);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 
     // Refreshes jemalloc's statistics, which are otherwise those of the last epoch.
     let stats = tikv_jemalloc_ctl::epoch::advance().and_then(|_| {
@@ -474,6 +497,7 @@ fn child(ledger: bool) -> ExitCode {
 fn run_child(mode: &str, workload: &str) -> Result<HashMap<String, u64>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let output = Command::new(&exe)
+        .env(IDLE_VAR, std::env::var(IDLE_VAR).unwrap_or_default())
         .env(MODE_VAR, mode)
         .env(WORKLOAD_VAR, workload)
         .output()

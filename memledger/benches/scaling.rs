@@ -184,7 +184,14 @@ fn scaling(c: &mut Criterion) {
         );
         // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
         // static over the system allocator is the one instance there can be.
-        bench_variant(g, "stats_alloc", &INSTRUMENTED_SYSTEM, Scopes::None, l, threads);
+        bench_variant(
+            g,
+            "stats_alloc",
+            &INSTRUMENTED_SYSTEM,
+            Scopes::None,
+            l,
+            threads,
+        );
         bench_variant(g, "system", &SYSTEM, Scopes::None, l, threads);
     }
     group.finish();

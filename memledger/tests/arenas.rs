@@ -250,3 +250,54 @@ fn freed_blocks_held_per_thread_are_bounded() {
         "an arena's metadata: {metadata} bytes"
     );
 }
+
+/// A scope arena that nobody uses any more gives its dirty pages back while other threads go on
+/// allocating elsewhere: the books' cold path advances the arenas' decay, without a sampler.
+#[test]
+fn the_books_return_the_dirty_pages_of_idle_scope_arenas() {
+    // Arenas made from now on decay their dirty pages in 100 ms instead of 10 s.
+    // SAFETY:
+    // - "arenas.dirty_decay_ms" is an `ssize_t`.
+    unsafe { tikv_jemalloc_ctl::raw::write(b"arenas.dirty_decay_ms\0", 100isize) }.unwrap();
+    let path = "arena_decay/idle";
+    // A burst of full blocks in the scope, all freed, on a thread that then exits (its caches are
+    // flushed back to the arena).
+    std::thread::spawn(move || {
+        let blocks: Vec<Vec<u8>> = memledger::in_scope(path, || {
+            (0..2_000)
+                .map(|i| std::hint::black_box(vec![i as u8; 4096]))
+                .collect()
+        });
+        drop(blocks);
+    })
+    .join()
+    .unwrap();
+    let index = ArenaLedger::arenas()
+        .into_iter()
+        .find(|a| a.scope == path)
+        .expect("the scope's arena")
+        .jemalloc_index;
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    let dirty = arena_stat(index, "pdirty");
+    assert!(dirty > 100, "the burst left {dirty} dirty pages");
+    // This thread goes on with blocks that have room for the trailer (outside every scope
+    // arena), for up to 10 s: its refills drive the decay.
+    let layout = Layout::from_size_align(1000, 8).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let left = loop {
+        for _ in 0..50_000 {
+            // SAFETY: a non-zero size; the block is freed at once with its layout.
+            unsafe { dealloc(std::hint::black_box(alloc(layout)), layout) };
+        }
+        tikv_jemalloc_ctl::epoch::advance().unwrap();
+        let left = arena_stat(index, "pdirty");
+        if left == 0 || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        left, 0,
+        "of {dirty} dirty pages, {left} were never returned"
+    );
+}

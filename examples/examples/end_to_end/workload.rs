@@ -32,8 +32,8 @@ impl Rng {
 }
 
 const WORDS: [&str; 16] = [
-    "index", "project", "symbol", "query", "ledger", "scope", "memory", "thread", "parse",
-    "token", "search", "global", "commit", "branch", "module", "crate",
+    "index", "project", "symbol", "query", "ledger", "scope", "memory", "thread", "parse", "token",
+    "search", "global", "commit", "branch", "module", "crate",
 ];
 
 fn corpus() -> Vec<String> {
@@ -125,10 +125,7 @@ pub fn run() {
     let index = memledger::in_scope("index", || index(parsed));
     let compressed = compress(&index);
     // Freed on rayon's threads, in pieces.
-    corpus
-        .into_par_iter()
-        .with_min_len(1024)
-        .for_each(drop);
+    corpus.into_par_iter().with_min_len(1024).for_each(drop);
     let wall = start.elapsed();
     let (peak, rss) = rss_kib();
     println!(

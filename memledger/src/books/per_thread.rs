@@ -414,6 +414,8 @@ pub(crate) fn book_cold<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
         Some(slab) => {
             slab.touch(usize::from(scope));
             slab.counter(usize::from(scope)).refill(Table, scope, op);
+            // The owner strategy's periodic work (the arenas' decay), at most once per refill.
+            crate::owner::arena::after_refill();
         }
         None => slot(scope).book(op),
     }

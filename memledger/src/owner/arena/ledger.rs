@@ -54,7 +54,10 @@ use crate::owner::trailer;
 ///   address-space limit), every block takes the trailer; once the reservation is used up, new
 ///   full blocks take the trailer too.
 /// - Arenas are never destroyed: an idle arena keeps its metadata and the retained address space
-///   of its peak. `BENCHMARKS.md` has the measured costs.
+///   of its peak. Its dirty pages go back to the kernel on jemalloc's schedule (`dirty_decay_ms`,
+///   10 s by default) even when nothing allocates from it any more: while any thread allocates,
+///   the books' cold path advances the decay of every scope arena, once a second at most (a
+///   sampler's tick does too). `BENCHMARKS.md` has the measured costs.
 /// - A scope with an enforced limit (feature `enforce`) or in exact mode takes the trailer for
 ///   its new blocks.
 #[derive(Debug, Clone, Copy)]

@@ -45,7 +45,7 @@
 use core::ffi::{c_char, c_uint, c_void};
 use core::ptr;
 use core::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 use std::sync::Mutex;
 
@@ -104,6 +104,111 @@ impl Drop for Creating {
     fn drop(&mut self) {
         CREATING.store(false, Ordering::Release);
     }
+}
+
+/// Refills of a thread's counters between two looks at the clock for [`decay_idle_arenas`]: one
+/// look per 4 MiB of the thread's traffic at most (a refill takes 64 KiB of it).
+const REFILLS_PER_LOOK: u32 = 64;
+/// The least time between two decays driven by the books, in nanoseconds.
+const DECAY_INTERVAL_NS: u64 = 1_000_000_000;
+/// When the books may next advance the arenas' decay (`CLOCK_MONOTONIC`, nanoseconds).
+static NEXT_DECAY_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the books after each refill of this thread's counters (their cold path): once a
+/// second at most, over all threads, advances the decay of every scope arena.
+///
+/// jemalloc returns an arena's dirty pages to the kernel only as a side effect of operations on
+/// that arena, so a scope arena that its threads stopped using would keep the pages of its last
+/// burst for as long as the process lives, while the process's other threads keep allocating. The
+/// books' cold path runs on every thread that allocates, so it drives the decay on jemalloc's own
+/// schedule (`dirty_decay_ms`, 10 s by default) without a sampler. One relaxed load and store of a
+/// per-thread count per refill; a clock read every [`REFILLS_PER_LOOK`] refills.
+#[inline]
+pub(crate) fn after_refill() {
+    let Some(table) = table() else {
+        return;
+    };
+    // Relaxed load and store: only the holder of the table writes it.
+    let refills = table.refills.load(Ordering::Relaxed).wrapping_add(1);
+    table.refills.store(refills, Ordering::Relaxed);
+    if refills % REFILLS_PER_LOOK == 0 && ARENAS.load(Ordering::Relaxed) != 0 {
+        decay_idle_arenas();
+    }
+}
+
+/// Advances the decay of every scope arena if a second has passed since the last time; one
+/// `mallctl` per arena, by the one thread that claims the turn.
+#[cold]
+#[inline(never)]
+fn decay_idle_arenas() {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY:
+    // - `clock_gettime` writes one `timespec`, which `now` is.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return;
+    }
+    let now = (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64);
+    let next = NEXT_DECAY_NS.load(Ordering::Relaxed);
+    if now < next
+        || NEXT_DECAY_NS
+            .compare_exchange(
+                next,
+                now + DECAY_INTERVAL_NS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        return;
+    }
+    for slot in 0..ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) {
+        decay(ARENA_INDEX[slot].load(Ordering::Relaxed));
+    }
+}
+
+/// Advances the decay of jemalloc's arena `index` ("arena.<i>.decay"), building its name on the
+/// stack: nothing is allocated.
+fn decay(index: u32) {
+    let mut name = [0u8; 32];
+    let prefix = b"arena.";
+    name[..prefix.len()].copy_from_slice(prefix);
+    let mut len = prefix.len();
+    let mut digits = [0u8; 10];
+    let mut n = index;
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in digits[..count].iter().rev() {
+        name[len] = digit;
+        len += 1;
+    }
+    let suffix = b".decay";
+    name[len..len + suffix.len()].copy_from_slice(suffix);
+    // A failure leaves the arena as it was: there is nothing to report.
+    // SAFETY:
+    // - "arena.<i>.decay" takes and returns nothing: null pointers and a zero length;
+    // - `name` is NUL-terminated (at most 6 + 10 + 6 bytes of 32 are written) and names an arena
+    //   made with "arenas.create" (arenas are never destroyed).
+    let _ = unsafe {
+        ffi::mallctl(
+            name.as_ptr().cast::<c_char>(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+        )
+    };
 }
 
 /// The scope owning the arena block at `offset` and the arena's slot.

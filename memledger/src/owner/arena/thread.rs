@@ -13,6 +13,9 @@ pub(crate) struct ThreadArenas {
     tcaches: [AtomicU16; MAX_ARENAS],
     /// Caches this table made.
     made: AtomicU8,
+    /// Refills of the holder's counters, for the decay that the books drive
+    /// ([`super::after_refill`]). Written by the holder only.
+    pub(super) refills: AtomicU32,
     /// Arena blocks allocated minus freed by the threads that held this table. Written by the
     /// holder only (relaxed load and store), summed by readers.
     pub(super) live: AtomicI64,
@@ -116,6 +119,7 @@ impl Default for ThreadArenas {
         ThreadArenas {
             tcaches: core::array::from_fn(|_| AtomicU16::new(0)),
             made: AtomicU8::new(0),
+            refills: AtomicU32::new(0),
             live: AtomicI64::new(0),
             cache: core::cell::UnsafeCell::new(BlockCache {
                 bytes: 0,
