@@ -166,8 +166,9 @@ fn decay_idle_arenas() {
     {
         return;
     }
-    for slot in 0..ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) {
-        decay(ARENA_INDEX[slot].load(Ordering::Relaxed));
+    let made = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS);
+    for index in &ARENA_INDEX[..made] {
+        decay(index.load(Ordering::Relaxed));
     }
 }
 
