@@ -534,20 +534,6 @@ pub(crate) fn undo_alloc(size: usize) -> *mut u8 {
     ptr::null_mut()
 }
 
-/// Books a new block of `size` bytes to the current scope; returns that scope. (For owners that
-/// book after their own allocation; the ledger's allocation path inlines its own.)
-#[inline(always)]
-#[allow(dead_code)] // Used by the arenas only.
-pub(crate) fn on_alloc<A: GlobalAlloc>(inner: &A, size: usize) -> ScopeId {
-    let (cell, scope) = current();
-    if cell.try_grow(size as u64) {
-        cell.count_alloc();
-    } else {
-        book_cold(inner, scope, Op::Alloc(size as u64));
-    }
-    scope
-}
-
 /// Books the free of a block of `size` bytes owned by `scope`.
 #[inline(always)]
 #[allow(dead_code)] // Used by the arenas only.
