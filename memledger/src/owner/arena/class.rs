@@ -12,7 +12,7 @@ pub(super) const PAGE: usize = 4096;
 /// `disable_large_size_classes`). A wrong answer (another page size, another configuration)
 /// costs memory, never exactness: both kinds of block are booked and freed correctly.
 #[inline(always)]
-pub(crate) fn size_class(size: usize) -> usize {
+pub(crate) const fn size_class(size: usize) -> usize {
     if size <= 16 {
         return if size <= 8 { 8 } else { 16 };
     }
@@ -21,18 +21,42 @@ pub(crate) fn size_class(size: usize) -> usize {
     }
     // `size` lies in (2^(lg - 1), 2^lg]: the classes of that group are 2^(lg - 3) apart.
     let lg = usize::BITS - (size - 1).leading_zeros();
-    let step = (1usize << (lg - 3)).max(16);
+    let step = 1usize << (lg - 3);
+    let step = if step < 16 { 16 } else { step };
     (size + step - 1) & !(step - 1)
+}
+
+/// Sizes up to this one are looked up in [`FULL`]; above, the arithmetic of [`size_class`] runs.
+const TABLE_MAX: usize = 16 * 1024;
+
+/// Bit `s % 8` of byte `s / 8`: a block of `s` bytes fills its size class (fewer spare bytes
+/// than the trailer needs). 2 KiB, computed at compile time from [`size_class`].
+static FULL: [u8; TABLE_MAX / 8 + 1] = full_table();
+
+const fn full_table() -> [u8; TABLE_MAX / 8 + 1] {
+    let mut table = [0u8; TABLE_MAX / 8 + 1];
+    let mut size = 1;
+    while size <= TABLE_MAX {
+        if size_class(size) - size < crate::owner::trailer::TRAILER_SIZE {
+            table[size / 8] |= 1 << (size % 8);
+        }
+        size += 1;
+    }
+    table
 }
 
 /// Whether a block of `size` bytes at `align` goes to its scope's arena: its class leaves fewer
 /// spare bytes than the trailer needs, and its alignment is one jemalloc gives without a flag.
+/// A table lookup for sizes up to 16 KiB, the same on allocation and free.
 #[inline(always)]
 pub(crate) fn is_full(size: usize, align: usize) -> bool {
-    align <= 16
-        && align <= size
-        && size <= isize::MAX as usize / 2
-        && size_class(size) - size < crate::owner::trailer::TRAILER_SIZE
+    if align > 16 || align > size {
+        return false;
+    }
+    if size <= TABLE_MAX {
+        return FULL[size / 8] & (1 << (size % 8)) != 0;
+    }
+    size <= isize::MAX as usize / 2 && size_class(size) - size < crate::owner::trailer::TRAILER_SIZE
 }
 
 #[cfg(test)]
