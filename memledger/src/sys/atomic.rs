@@ -6,11 +6,14 @@
 //! `cfg(memledger_loom)`. A flag of the crate's own, not `cfg(loom)`: a program that builds
 //! everything with `--cfg loom` for its own model checks must still get std's atomics here.
 
+// Not every target uses every one of them (Windows's thread exit needs no `AtomicUsize`).
 #[cfg(not(memledger_loom))]
+#[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{
     AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(memledger_loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
