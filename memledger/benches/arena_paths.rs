@@ -189,22 +189,34 @@ fn churn_loop(spec: &str) {
             let size: usize = size.parse().expect("a size in bytes");
             let layout = Layout::from_size_align(size, 8).unwrap();
             let _guard = memledger::scope!("bench");
-            for _ in 0..steps {
-                let ptr = match variant {
-                    "malloc" => support::alloc_via(&JEMALLOC, layout),
-                    "ledger" => support::alloc_via(&LEDGER_JEMALLOC, layout),
-                    _ => pair_arenas(layout),
-                };
-                let ptr = black_box(ptr);
-                // SAFETY:
-                // - `ptr` was just allocated by the same variant with `layout`.
-                unsafe {
-                    match variant {
-                        "malloc" => support::dealloc_via(&JEMALLOC, ptr, layout),
-                        "ledger" => support::dealloc_via(&LEDGER_JEMALLOC, ptr, layout),
-                        _ => pair_arenas_free(ptr, layout),
-                    }
-                }
+            // The variant is chosen once, outside the loop, so that every variant's loop is the
+            // same code around its own calls.
+            match variant {
+                "malloc" => pair_loop(
+                    layout,
+                    steps,
+                    |l| support::alloc_via(&JEMALLOC, l),
+                    |p, l| {
+                        // SAFETY:
+                        // - `p` was just allocated by the same allocator with `l`.
+                        unsafe { support::dealloc_via(&JEMALLOC, p, l) }
+                    },
+                ),
+                "ledger" => pair_loop(
+                    layout,
+                    steps,
+                    |l| support::alloc_via(&LEDGER_JEMALLOC, l),
+                    |p, l| {
+                        // SAFETY:
+                        // - `p` was just allocated by the same allocator with `l`.
+                        unsafe { support::dealloc_via(&LEDGER_JEMALLOC, p, l) }
+                    },
+                ),
+                _ => pair_loop(layout, steps, pair_arenas, |p, l| {
+                    // SAFETY:
+                    // - `p` was just allocated by `pair_arenas` with `l`.
+                    unsafe { pair_arenas_free(p, l) }
+                }),
             }
         }
         None if name == "tag_only" => {
@@ -212,6 +224,19 @@ fn churn_loop(spec: &str) {
             (0..steps).for_each(|_| churn.step());
         }
         None => panic!("unknown variant {name}"),
+    }
+}
+
+/// Allocates and frees one block of `layout` at once, `steps` times.
+fn pair_loop(
+    layout: Layout,
+    steps: usize,
+    alloc: impl Fn(Layout) -> *mut u8,
+    free: impl Fn(*mut u8, Layout),
+) {
+    for _ in 0..steps {
+        let ptr = black_box(alloc(layout));
+        free(ptr, layout);
     }
 }
 
