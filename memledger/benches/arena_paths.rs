@@ -15,8 +15,8 @@
 //!
 //! For instruction counts, `MEMLEDGER_ARENA_LOOP=<variant>:<steps>` (a variant above, or
 //! `ledger` for `Ledger<Jemalloc>` as it is today, `tag_only` for its trailer without the books,
-//! `arenas` / `arenas_scoped` for `ArenaLedger`, or `pair<size>_<malloc|ledger|arenas>` for one
-//! allocation and free at once, in a scope)
+//! `arenas` / `arenas_scoped` for `ArenaLedger`, or `pair<size>_<malloc|ledger|exact|arenas>` for
+//! one allocation and free at once, in a scope; `exact` puts the scope in exact mode)
 //! runs only a churn of that
 //! many steps and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the
 //! difference by the difference of steps.
@@ -202,16 +202,20 @@ fn churn_loop(spec: &str) {
                         unsafe { support::dealloc_via(&JEMALLOC, p, l) }
                     },
                 ),
-                "ledger" => pair_loop(
-                    layout,
-                    steps,
-                    |l| support::alloc_via(&LEDGER_JEMALLOC, l),
-                    |p, l| {
-                        // SAFETY:
-                        // - `p` was just allocated by the same allocator with `l`.
-                        unsafe { support::dealloc_via(&LEDGER_JEMALLOC, p, l) }
-                    },
-                ),
+                "ledger" | "exact" => {
+                    // `exact`: the scope in exact mode, every booking on the cold path.
+                    memledger::ScopeHandle::current().set_exact(variant == "exact");
+                    pair_loop(
+                        layout,
+                        steps,
+                        |l| support::alloc_via(&LEDGER_JEMALLOC, l),
+                        |p, l| {
+                            // SAFETY:
+                            // - `p` was just allocated by the same allocator with `l`.
+                            unsafe { support::dealloc_via(&LEDGER_JEMALLOC, p, l) }
+                        },
+                    )
+                }
                 _ => pair_loop(layout, steps, pair_arenas, |p, l| {
                     // SAFETY:
                     // - `p` was just allocated by `pair_arenas` with `l`.

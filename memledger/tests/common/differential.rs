@@ -80,7 +80,7 @@ impl Program<'_> {
         usize::from(self.byte()) % SCOPES.len()
     }
 
-    /// Mostly small sizes; one in eight past the ledger's publish threshold (64 KiB).
+    /// Mostly small sizes; one in eight past the ledger's byte grant (64 KiB).
     fn size(&mut self) -> usize {
         let raw = usize::from(self.u16());
         if raw % 8 == 7 {
