@@ -7,7 +7,7 @@
 /// [`MAX_SCOPES`].
 pub(crate) type ScopeId = u16;
 
-/// Number of scope ids, the three reserved ones included. A power of two (a [`Tag`] holds the id
+/// Number of scope ids, the three reserved ones included. A power of two (a block's tag holds the id
 /// shifted up, so that shifting any 16-bit value down gives a valid id), at least 1024 (the free
 /// path's cell lookup folds the shift into an address scale) and at most 2^13 (the tag keeps 3
 /// low bits for that scale; call-site caches pack two ids in 31 bits).
