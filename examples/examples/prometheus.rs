@@ -13,6 +13,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use memledger_examples::Rng;
+
 #[global_allocator]
 static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
 
@@ -43,18 +45,6 @@ fn options() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-/// A seeded xorshift generator: every run builds the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// A project's index: symbol → the files that use it.

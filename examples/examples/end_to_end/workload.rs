@@ -15,21 +15,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
+use memledger_examples::Rng;
 use rayon::prelude::*;
 
 const DOCUMENTS: usize = 200_000;
-
-/// A deterministic generator, so that both builds do the same work.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 const WORDS: [&str; 16] = [
     "index", "project", "symbol", "query", "ledger", "scope", "memory", "thread", "parse", "token",
