@@ -1,12 +1,12 @@
 //! An end-to-end workload of real crates (serde_json, rayon, flate2) over `Ledger<Jemalloc>`,
 //! with its scopes (`corpus`, `parse`, `index`, `compress`): see `end_to_end/workload.rs`.
 //!
-//! `end_to_end_bare` runs the same workload over bare jemalloc, and `end_to_end_arenas` over
-//! `ArenaLedger`. To compare them (wall time and peak RSS, median of `n` alternating runs of
+//! `end_to_end_bare` runs the same workload over bare jemalloc, and `end_to_end_trailer` over
+//! `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer). To compare them (wall time and peak RSS, median of `n` alternating runs of
 //! each):
 //!
 //! ```text
-//! cargo build --release --example end_to_end --example end_to_end_bare --example end_to_end_arenas
+//! cargo build --release --example end_to_end --example end_to_end_bare --example end_to_end_trailer
 //! cargo run --release --example end_to_end -- --compare 5
 //! ```
 
@@ -58,14 +58,17 @@ fn main() {
         bare.exists(),
         "build it first: cargo build --release --example end_to_end_bare"
     );
-    let arenas = me.with_file_name(format!("end_to_end_arenas{}", std::env::consts::EXE_SUFFIX));
-    let arenas = arenas.exists().then_some(arenas);
-    let (mut ledger_runs, mut bare_runs, mut arenas_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let trailer = me.with_file_name(format!(
+        "end_to_end_trailer{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    let trailer = trailer.exists().then_some(trailer);
+    let (mut ledger_runs, mut bare_runs, mut trailer_runs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         ledger_runs.push(figures(&me));
         bare_runs.push(figures(&bare));
-        if let Some(arenas) = &arenas {
-            arenas_runs.push(figures(arenas));
+        if let Some(trailer) = &trailer {
+            trailer_runs.push(figures(trailer));
         }
     }
     let pick = |runs: &[Vec<(String, u64)>], key: &str| -> u64 {
@@ -87,9 +90,9 @@ fn main() {
             "{key:<13} bare {b:>8}  ledger {l:>8} ({:.3}x)",
             l as f64 / b as f64
         );
-        if !arenas_runs.is_empty() {
-            let a = pick(&arenas_runs, key);
-            print!("  arenas {a:>8} ({:.3}x)", a as f64 / b as f64);
+        if !trailer_runs.is_empty() {
+            let t = pick(&trailer_runs, key);
+            print!("  trailer only {t:>8} ({:.3}x)", t as f64 / b as f64);
         }
         println!();
     }

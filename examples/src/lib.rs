@@ -6,8 +6,8 @@
 //! - `prometheus`: the books served to Prometheus;
 //! - `record`: a run recorded to JSON Lines and turned into a page;
 //! - `tracing_spans`: spans that book to scopes;
-//! - `end_to_end` (with `end_to_end_bare` and `end_to_end_arenas`): serde_json, rayon and flate2
-//!   over the ledger, against bare jemalloc and `ArenaLedger`.
+//! - `end_to_end` (with `end_to_end_bare` and `end_to_end_trailer`): serde_json, rayon and flate2
+//!   over the default ledger, against bare jemalloc and the ledger with a trailer on every block.
 //!
 //! Run one from the workspace root with `cargo run --release --example <name>`.
 

@@ -1,9 +1,9 @@
-//! The monitor over `ArenaLedger`: each scope arena's jemalloc statistics in the reconciliation,
+//! The monitor over `Ledger<Jemalloc>` with scope arenas: each scope arena's jemalloc statistics in the reconciliation,
 //! and the sampler's tick driving the decay of arenas nobody uses any more.
 #![cfg(target_os = "linux")]
 
 #[global_allocator]
-static GLOBAL: memledger::ArenaLedger = memledger::ArenaLedger::new();
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
 
 /// The reconciliation carries each scope arena's jemalloc statistics: a scope that holds 8 MiB of
 /// full blocks shows at least that much allocated, active and resident in its own arena, and the
@@ -54,7 +54,7 @@ fn a_sampler_returns_the_dirty_pages_of_idle_scope_arenas() {
     let pages: Vec<Vec<u8>> = memledger::in_scope("idle_arena", || {
         (0..4096).map(|i| vec![i as u8; 4096]).collect()
     });
-    let arena = memledger::ArenaLedger::arenas()
+    let arena = memledger::arenas::list()
         .into_iter()
         .find(|a| a.scope == "idle_arena")
         .expect("the scope has an arena")

@@ -1,4 +1,4 @@
-//! The soak test of `tests/soak.rs` over `ArenaLedger`: the blocks that fill their size class live
+//! The soak test of `tests/soak.rs` over `Ledger<Jemalloc>` with scope arenas, checking them too: the blocks that fill their size class live
 //! in per-scope arenas, with cross-thread frees, resizes between the trailer and the arenas, and a
 //! sampler reading jemalloc's per-arena statistics every 10 ms.
 //!
@@ -13,7 +13,7 @@ mod common;
 mod soak;
 
 #[global_allocator]
-static GLOBAL: memledger::ArenaLedger = memledger::ArenaLedger::new();
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
 
 #[test]
 #[ignore = "minutes of load; CI runs it with a bound"]

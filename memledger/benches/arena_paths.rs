@@ -14,8 +14,8 @@
 //! Same two shapes as `alloc_pairs`: `pair/<variant>/<size>` and `churn/<variant>`.
 //!
 //! For instruction counts, `MEMLEDGER_ARENA_LOOP=<variant>:<steps>` (a variant above, or
-//! `ledger` for `Ledger<Jemalloc>` as it is today, `tag_only` for its trailer without the books,
-//! `arenas` / `arenas_scoped` for `ArenaLedger`, or `pair<size>_<malloc|ledger|exact|arenas>` for
+//! `ledger` for `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer), `tag_only` for its trailer without the books,
+//! `arenas` / `arenas_scoped` for the default `Ledger::new(Jemalloc)` (scope arenas), or `pair<size>_<malloc|ledger|exact|arenas>` for
 //! one allocation and free at once, in a scope; `exact` puts the scope in exact mode)
 //! runs only a churn of that
 //! many steps and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the
@@ -244,7 +244,7 @@ fn pair_loop(
     }
 }
 
-/// `ArenaLedger`'s allocation, or jemalloc's where the feature is off.
+/// The default ledger's allocation, or jemalloc's where the feature is off.
 fn pair_arenas(layout: Layout) -> *mut u8 {
     #[cfg(all(feature = "arenas", target_os = "linux"))]
     return support::alloc_via(&support::LEDGER_ARENAS, layout);

@@ -3,7 +3,7 @@
 //! The workload is an inverted index: 200 000 distinct symbol names, a
 //! `HashMap<String, Vec<u32>>` of 2 000 000 postings whose vectors grow by doubling, and 500 000
 //! small boxes, all kept alive. It runs twice, in two child processes of this binary: once over
-//! bare jemalloc and once over `Ledger<Jemalloc>`. Each child reports jemalloc's own statistics;
+//! bare jemalloc and once over each ledger (`Ledger<TrailerOnly<Jemalloc>>`, the default `Ledger::new(Jemalloc)`). Each child reports jemalloc's own statistics;
 //! the parent prints them side by side.
 //!
 //! The ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
@@ -69,10 +69,10 @@ const ARENAS: u8 = 4;
 /// call into the allocator.
 struct Switch {
     mode: AtomicU8,
-    ledger: Ledger<Jemalloc>,
+    ledger: Ledger<memledger::TrailerOnly<Jemalloc>>,
     slack: SlackTag,
     #[cfg(all(feature = "arenas", target_os = "linux"))]
-    arenas: memledger::ArenaLedger,
+    arenas: Ledger<Jemalloc>,
 }
 
 /// Requests the sizes a tag placed in size-class slack would: `size` when jemalloc's class for it
@@ -114,10 +114,10 @@ unsafe impl GlobalAlloc for SlackTag {
 #[global_allocator]
 static GLOBAL: Switch = Switch {
     mode: AtomicU8::new(UNDECIDED),
-    ledger: Ledger::new(Jemalloc),
+    ledger: Ledger::new(memledger::TrailerOnly(Jemalloc)),
     slack: SlackTag,
     #[cfg(all(feature = "arenas", target_os = "linux"))]
-    arenas: memledger::ArenaLedger::new(),
+    arenas: Ledger::new(Jemalloc),
 };
 
 impl Switch {
@@ -429,7 +429,7 @@ fn child(ledger: bool) -> ExitCode {
         .unwrap_or(0);
     let idle_until = std::time::Instant::now() + std::time::Duration::from_secs(idle_s);
     while std::time::Instant::now() < idle_until {
-        // 250 bytes leave room for a trailer: under `ArenaLedger` these blocks live in
+        // 250 bytes leave room for a trailer: under the default ledger these blocks live in
         // jemalloc's automatic arenas, so nothing but a decay driven by the books touches the
         // scope arenas.
         let scratch: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 250]).collect();
@@ -614,7 +614,7 @@ fn driver(workload: &str) -> ExitCode {
         println!();
     }
     println!(
-        "(ledger: Ledger<Jemalloc>, every block with a 2-byte trailer; arenas: ArenaLedger, \
+        "(ledger: Ledger<TrailerOnly<Jemalloc>>, every block with a 2-byte trailer; arenas: the default Ledger<Jemalloc>, \
          blocks that fill their size class in their scope's arena; slack: what jemalloc holds when \
          a tag goes in the size class's spare bytes where there are 2, and 2 bytes are added only \
          where there are not, booking nothing)"
@@ -645,7 +645,7 @@ fn driver(workload: &str) -> ExitCode {
     if modes.contains(&"arenas") {
         let arenas = &figures[2];
         println!(
-            "ArenaLedger's books: all scopes {} bytes, {workload:?} {} bytes, {} {} bytes",
+            "The default ledger's books: all scopes {} bytes, {workload:?} {} bytes, {} {} bytes",
             get(arenas, "ledger_total_live"),
             get(arenas, "ledger_index_live"),
             memledger::OWN_SCOPE,

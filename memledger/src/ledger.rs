@@ -5,7 +5,7 @@ use core::ptr;
 
 use crate::books::id::{self, ScopeId, Tag};
 use crate::books::per_thread::{self, Op};
-use crate::owner::trailer;
+use crate::owner::{arena, trailer};
 
 /// A global allocator that books every block to the scope that allocated it, then forwards to
 /// `A` (jemalloc, the system allocator, or any other [`GlobalAlloc`]).
@@ -23,12 +23,27 @@ use crate::owner::trailer;
 /// }
 /// ```
 ///
+/// # Where a block's owner is kept
+///
+/// - **The trailer**, over any `A`: each block carries its owner in 2 bytes past its end, so `A`
+///   is asked for `size + 2` bytes at the same alignment. That costs no memory where the size
+///   class has 2 spare bytes, and a whole class step where the block fills its class, as Rust's
+///   doubling buffers and most small boxes do.
+/// - **Scope arenas**, over jemalloc on Linux (`Ledger<Jemalloc>`, feature `arenas`, on by
+///   default): a block that fills its size class is allocated from a jemalloc arena of its scope's
+///   own and carries nothing; a free finds its owner from its address. The other blocks keep the
+///   trailer, in their class's spare bytes. So attribution costs no memory. Freed arena blocks of
+///   up to 16 KiB go to a per-thread front cache ([`arenas::FRONT_BYTES`](crate::arenas) at most)
+///   for the next allocation of their class in their arena. The limits (arenas, caches, address
+///   space) and what happens past them are in [`crate::arenas`]; past any of them blocks take the
+///   trailer, exact either way. `Ledger<TrailerOnly<Jemalloc>>` ([`TrailerOnly`]) keeps the
+///   trailer for every block.
+///
 /// # What it costs
 ///
-/// Each block carries its owner in a 2-byte trailer, so `A` is asked for `size + 2` bytes at the
-/// same alignment. Each allocation, free or resize books to a counter cell of the calling thread
-/// against the cell's byte budget: one load, add, comparison and store, plus a count (no lock, no
-/// atomic read-modify-write, no shared cache line). When a budget runs out (once per 64 KiB of the
+/// Each allocation, free or resize books to a counter cell of the calling thread against the
+/// cell's byte budget: one load, add, comparison and store, plus a count (no lock, no atomic
+/// read-modify-write, no shared cache line). When a budget runs out (once per 64 KiB of the
 /// thread's traffic in a scope, and on every operation on a block of 64 KiB or more) a cold path
 /// refills it, and publishes to the scope's shared total (one atomic add) if the thread's net
 /// bytes there moved by 32 KiB or more. `BENCHMARKS.md` has the measured time and memory
@@ -37,20 +52,119 @@ use crate::owner::trailer;
 /// The ledger's books are process-wide: a `Ledger` used as the `#[global_allocator]` books every
 /// allocation of the program. A `Ledger` can also be called directly as a [`GlobalAlloc`] (its
 /// blocks are booked to the same books).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ledger<A> {
-    inner: A,
+    pub(crate) inner: A,
+    pub(crate) owners: Owners,
+}
+
+/// How a ledger keeps owners: whether it may use scope arenas, and their limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owners {
+    /// At most this many arenas.
+    pub(crate) max_arenas: u8,
+    /// At most this many explicit jemalloc caches per thread.
+    pub(crate) thread_caches: u8,
+}
+
+impl<A: Default> Default for Ledger<A> {
+    fn default() -> Self {
+        Ledger::new(A::default())
+    }
 }
 
 impl<A> Ledger<A> {
-    /// Wraps `inner`.
+    /// Wraps `inner`. Over jemalloc on Linux (feature `arenas`) the blocks that fill their size
+    /// class live in scope arenas, at most 64 of them, with at most 8 explicit jemalloc caches
+    /// per thread (see [`Ledger::with_arena_limits`]); over any other allocator every block
+    /// carries the trailer.
     pub const fn new(inner: A) -> Self {
-        Ledger { inner }
+        Ledger {
+            inner,
+            owners: Owners {
+                max_arenas: 64,
+                thread_caches: 8,
+            },
+        }
+    }
+
+    /// At most `max_arenas` scope arenas (capped at [`arenas::MAX_ARENAS`](crate::arenas), 254)
+    /// and `thread_caches` explicit jemalloc caches per thread (capped at 255). Only a ledger over
+    /// jemalloc with the `arenas` feature on Linux makes arenas; elsewhere this changes nothing.
+    pub const fn with_arena_limits(mut self, max_arenas: usize, thread_caches: usize) -> Self {
+        self.owners.max_arenas = if max_arenas < 254 { max_arenas } else { 254 } as u8;
+        self.owners.thread_caches = if thread_caches < 255 {
+            thread_caches
+        } else {
+            255
+        } as u8;
+        self
     }
 
     /// The wrapped allocator.
     pub const fn inner(&self) -> &A {
         &self.inner
+    }
+}
+
+impl<A: 'static> Ledger<A> {
+    /// Whether this ledger puts blocks that fill their size class in scope arenas: over jemalloc
+    /// with the `arenas` feature on Linux. A property of the type, folded at compile time.
+    #[inline(always)]
+    pub fn uses_arenas(&self) -> bool {
+        arena::is_jemalloc::<A>()
+    }
+}
+
+/// `A` with the trailer on every block of a [`Ledger`], over jemalloc too: the ledger as it was
+/// before scope arenas, kept for comparison. It costs a size-class step for blocks that fill their
+/// class (`BENCHMARKS.md` has the figures). Forwards every call to `A`.
+///
+/// ```
+/// use memledger::{Jemalloc, Ledger, TrailerOnly};
+///
+/// #[global_allocator]
+/// static GLOBAL: Ledger<TrailerOnly<Jemalloc>> = Ledger::new(TrailerOnly(Jemalloc));
+///
+/// fn main() {
+///     assert!(!GLOBAL.uses_arenas());
+///     let page: Vec<u8> = memledger::in_scope("pages", || vec![0; 4096]);
+///     assert_eq!(memledger::snapshot().scope("pages").unwrap().live_bytes, 4096);
+///     drop(page);
+/// }
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrailerOnly<A>(pub A);
+
+// SAFETY:
+// - every call goes to `A` unchanged, which upholds the contract.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for TrailerOnly<A> {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.0.alloc(layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.0.alloc_zeroed(layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.0.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -204,32 +318,87 @@ impl<A: GlobalAlloc> Ledger<A> {
 }
 
 // SAFETY:
-// - every block handed out comes from `A` for a layout of the caller's alignment and at least the
-//   caller's size (`size + TRAILER_SIZE`), so it satisfies the caller's layout;
-// - `dealloc` and `realloc` rebuild that same outer layout from the caller's layout, as `A`
-//   requires;
+// - on the trailer path, every block handed out comes from `A` for a layout of the caller's
+//   alignment and at least the caller's size (`size + TRAILER_SIZE`), so it satisfies the
+//   caller's layout; `dealloc` and `realloc` rebuild that same outer layout from the caller's
+//   layout, as `A` requires;
+// - with arenas (only when `A` is jemalloc), a block is either a trailer block as above or an
+//   arena block, allocated by `mallocx` for the caller's size at an alignment jemalloc gives every
+//   block of that size (at most 16 and at most the size); the two are told apart by address, as
+//   arena blocks lie in the arenas' reserved region, which jemalloc's other arenas never use
+//   (see `owner::arena::ledger`);
 // - the booking never unwinds: the counter code contains no panicking operation and no
 //   allocation through the global allocator.
 // The methods are `inline(always)`: the booking is a few instructions around the inner call, and
 // an out-of-line call with its prologue would cost as much again (measured with callgrind).
-unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
+unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for Ledger<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY:
-        // - `outer` has a non-zero size (at least `TRAILER_SIZE`).
-        self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc(outer) })
+        if self.uses_arenas() {
+            return self.arena_alloc(layout, false);
+        }
+        self.trailer_alloc(layout, false)
     }
 
     #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY:
-        // - `outer` has a non-zero size (at least `TRAILER_SIZE`); the trailer lies past the
-        //   caller's zeroed bytes.
-        self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc_zeroed(outer) })
+        if self.uses_arenas() {
+            return self.arena_alloc(layout, true);
+        }
+        self.trailer_alloc(layout, true)
     }
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.uses_arenas() {
+            // SAFETY:
+            // - the caller's guarantee, passed on.
+            return unsafe { self.arena_dealloc(ptr, layout) };
+        }
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.trailer_dealloc(ptr, layout) }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if self.uses_arenas() {
+            // SAFETY:
+            // - the caller's guarantee, passed on.
+            return unsafe { self.arena_realloc(ptr, layout, new_size) };
+        }
+        // SAFETY:
+        // - the caller's guarantee, passed on.
+        unsafe { self.trailer_realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The trailer path, for every block of a ledger without arenas and for the blocks of a ledger
+/// with arenas that do not fill their class.
+impl<A: GlobalAlloc> Ledger<A> {
+    /// Allocates a trailer block for `layout`, zeroed if `zero`.
+    #[inline(always)]
+    pub(crate) fn trailer_alloc(&self, layout: Layout, zero: bool) -> *mut u8 {
+        if zero {
+            // SAFETY:
+            // - `outer` has a non-zero size (at least `TRAILER_SIZE`); the trailer lies past the
+            //   caller's zeroed bytes.
+            self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc_zeroed(outer) })
+        } else {
+            // SAFETY:
+            // - `outer` has a non-zero size (at least `TRAILER_SIZE`).
+            self.alloc_tagged(layout, |outer| unsafe { self.inner.alloc(outer) })
+        }
+    }
+
+    /// Frees a trailer block.
+    ///
+    /// # Safety
+    ///
+    /// - as for [`GlobalAlloc::dealloc`]: `ptr` is a live trailer block of this ledger allocated
+    ///   (or last resized) for `layout`.
+    #[inline(always)]
+    pub(crate) unsafe fn trailer_dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY:
         // - the caller guarantees `ptr` was allocated by this allocator with `layout`, so its
         //   trailer is at `ptr + layout.size()` and the outer layout was valid when it was made.
@@ -254,8 +423,19 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Ledger<A> {
         unsafe { self.inner.dealloc(trailer::whole_block(ptr), outer) }
     }
 
+    /// Resizes a trailer block.
+    ///
+    /// # Safety
+    ///
+    /// - as for [`GlobalAlloc::realloc`]: `ptr` is a live trailer block of this ledger allocated
+    ///   (or last resized) for `layout`, and `new_size` is valid at its alignment.
     #[inline(always)]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    pub(crate) unsafe fn trailer_realloc(
+        &self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+    ) -> *mut u8 {
         let Some(new_outer) = trailer::outer_layout(new_size, layout.align()) else {
             return ptr::null_mut();
         };

@@ -1,4 +1,4 @@
-//! `ArenaLedger` past its limits: a scope made after the last arena keeps the trailer, a thread
+//! `Ledger<Jemalloc>`'s scope arenas past their limits: a scope made after the last arena keeps the trailer, a thread
 //! past its explicit caches allocates without one, and the books stay exact either way. Each
 //! figure is checked against an independent count (the test's own sums, jemalloc's per-arena
 //! stats), in one test so that no other test's arenas or threads interfere.
@@ -6,11 +6,10 @@
 
 use std::alloc::{alloc, dealloc, Layout};
 
-use memledger::ArenaLedger;
-
 /// Two arenas at most, one explicit cache per thread.
 #[global_allocator]
-static GLOBAL: ArenaLedger = ArenaLedger::with_limits(2, 1);
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> =
+    memledger::Ledger::new(memledger::Jemalloc).with_arena_limits(2, 1);
 
 const FULL: usize = 4096;
 
@@ -57,9 +56,9 @@ fn past_the_limits_books_stay_exact() {
     let a = allocate_in("limits/a", 50);
     let b = allocate_in("limits/b", 50);
     let c = allocate_in("limits/c", 50);
-    let usage = ArenaLedger::usage();
+    let usage = memledger::arenas::usage();
     assert_eq!(usage.arenas, 2, "{usage:?}");
-    let arenas = ArenaLedger::arenas();
+    let arenas = memledger::arenas::list();
     assert_eq!(arenas.len(), 2);
     assert!(arenas.iter().all(|a| a.scope != "limits/c"), "{arenas:?}");
     let has_arena = |scope: &str| arenas.iter().any(|a| a.scope == scope);
@@ -74,7 +73,7 @@ fn past_the_limits_books_stay_exact() {
     // This thread has one cache; a second arena in use means at least one runs without a cache,
     // which books exactly all the same. Threads past their caches free blocks of both arenas.
     assert!(usage.thread_caches >= 1);
-    let live_in_arenas = ArenaLedger::usage().live_blocks;
+    let live_in_arenas = memledger::arenas::usage().live_blocks;
     let (a, b) = std::thread::spawn(move || {
         let _g = memledger::scope!("limits/freer");
         let a_bytes = a.len();
@@ -90,7 +89,7 @@ fn past_the_limits_books_stay_exact() {
     let freed = if has_arena("limits/a") { a as u64 } else { 0 };
     let added = if has_arena("limits/b") { 10 } else { 0 };
     assert_eq!(
-        ArenaLedger::usage().live_blocks,
+        memledger::arenas::usage().live_blocks,
         live_in_arenas - freed + added,
         "arena blocks counted exactly across threads"
     );
@@ -112,7 +111,7 @@ fn thread_tables_are_reused() {
         .join()
         .unwrap();
     }
-    let usage = ArenaLedger::usage();
+    let usage = memledger::arenas::usage();
     // This test's threads run one at a time, beside this thread and the harness's.
     assert!(usage.thread_tables <= 4, "{usage:?}");
     assert!(usage.thread_caches <= usage.thread_tables, "{usage:?}");

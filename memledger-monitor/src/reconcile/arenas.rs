@@ -1,5 +1,6 @@
 //! The scope arenas' layer: jemalloc's own statistics for each arena that holds one scope's full
-//! blocks under `memledger::ArenaLedger`. Empty under any other allocator.
+//! blocks under `Ledger<Jemalloc>` with scope arenas (`memledger::arenas`). Empty under any other
+//! allocator.
 //!
 //! And their decay: jemalloc returns an arena's dirty pages to the kernel only as a side effect of
 //! operations on that arena, so a scope arena that its threads stopped using keeps the pages of

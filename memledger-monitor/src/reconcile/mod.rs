@@ -71,13 +71,13 @@ pub struct Reconciliation {
     pub cgroup: Option<CgroupMemory>,
     /// Live bytes per scope and the rest of the RSS, largest first.
     pub breakdown: Vec<BreakdownEntry>,
-    /// Per scope with an arena of its own (`ArenaLedger`, feature `arenas`): jemalloc's own
+    /// Per scope with an arena of its own (`Ledger<Jemalloc>`, feature `arenas`): jemalloc's own
     /// statistics for the scope's full blocks. Empty under other allocators.
     #[cfg_attr(feature = "serde", serde(default))]
     pub scope_arenas: Vec<ScopeArena>,
 }
 
-/// One scope's arena under `ArenaLedger` and jemalloc's statistics for it: the memory of the
+/// One scope's arena under `Ledger<Jemalloc>` and jemalloc's statistics for it: the memory of the
 /// scope's blocks that fill their size class, as jemalloc sees it. `None` where a statistic cannot
 /// be read.
 #[derive(Clone, Debug, PartialEq, Eq)]

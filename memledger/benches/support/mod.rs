@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::Criterion;
 
-use memledger::Ledger;
+use memledger::{Ledger, TrailerOnly};
 use tikv_jemallocator::Jemalloc;
 
 /// The allocators under test, called directly (each bench binary's global allocator is bare
@@ -17,11 +17,12 @@ use tikv_jemallocator::Jemalloc;
 pub static JEMALLOC: Jemalloc = Jemalloc;
 pub static SYSTEM: System = System;
 pub static LEDGER_SYSTEM: Ledger<System> = Ledger::new(System);
-pub static LEDGER_JEMALLOC: Ledger<Jemalloc> = Ledger::new(Jemalloc);
+/// The ledger with the trailer on every block: the comparison for the default.
+pub static LEDGER_JEMALLOC: Ledger<TrailerOnly<Jemalloc>> = Ledger::new(TrailerOnly(Jemalloc));
 pub static TAG_ONLY_JEMALLOC: TagOnly<Jemalloc> = TagOnly(Jemalloc);
-/// The ledger with full blocks (no room for the trailer in their class) in per-scope arenas.
-#[cfg(all(feature = "arenas", target_os = "linux"))]
-pub static LEDGER_ARENAS: memledger::ArenaLedger = memledger::ArenaLedger::new();
+/// The default ledger over jemalloc: full blocks (no room for the trailer in their class) in
+/// per-scope arenas (the trailer on every block where the `arenas` feature is off).
+pub static LEDGER_ARENAS: Ledger<Jemalloc> = Ledger::new(Jemalloc);
 
 /// The benches' criterion settings: short, because the machines they run on are noisy and the
 /// figures that matter are ratios between variants measured minutes apart in one run.

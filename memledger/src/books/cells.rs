@@ -623,7 +623,7 @@ pub(crate) struct Slab {
     /// Set on the cold path (a cell's first booking always takes it), read by walks over the
     /// table, so that they skip the pages nobody wrote.
     touched: [AtomicU64; PAGES.div_ceil(64)],
-    /// What the owner strategy keeps per thread (the arenas' explicit caches and block cache;
+    /// What the owner strategy keeps per thread (the arenas' explicit caches and front cache;
     /// nothing without the arenas), handed on with the slab.
     pub(crate) owner: crate::owner::ThreadTables,
     /// One cell per scope id.

@@ -33,7 +33,7 @@ use core::ptr;
 use crate::books::cells::{Counter, ScopeSlot, Slab, SlabList, Slots};
 pub(crate) use crate::books::cells::{Op, Refused, Totals, GRANT, PEAK_RESOLUTION};
 use crate::books::id::{self, ScopeId, Tag, MAX_SCOPES, OWN_SCOPE_ID, ROOT_SCOPE_ID, TAG_SHIFT};
-use crate::owner::ThreadTables;
+use crate::owner::{Front, ThreadTables, COLD_FRONT};
 use crate::sys::atomic::{AtomicU64, Ordering};
 
 /// Sets or lifts the enforced limit of `scope`. From now on its bookings go through the shared,
@@ -185,6 +185,8 @@ pub(crate) struct ThreadState {
     table: Cell<*const Counter>,
     /// `table`'s cell for `scope`.
     cell: Cell<*const Counter>,
+    /// The owner strategy's front cache in this thread's slab, or [`COLD_FRONT`].
+    front: Cell<*const Front>,
     /// The scope new blocks are booked to.
     scope: Cell<ScopeId>,
     /// `scope` as a trailer holds it.
@@ -211,6 +213,7 @@ std::thread_local! {
             slab: Cell::new(ptr::null()),
             table: Cell::new(COLD_TABLE),
             cell: Cell::new(COLD_TABLE.wrapping_add(ROOT_SCOPE_ID as usize)),
+            front: Cell::new(ptr::addr_of!(COLD_FRONT)),
             scope: Cell::new(ROOT_SCOPE_ID),
             tag: Cell::new(id::tag(ROOT_SCOPE_ID)),
             depth: Cell::new(0),
@@ -241,6 +244,31 @@ pub(crate) fn current() -> (&'static Counter, ScopeId) {
     // - `cell` is always a cell of this thread's table or of `COLD` (see `ThreadState::enter`);
     //   tables are never freed.
     (unsafe { &*cell }, scope)
+}
+
+/// [`current`], and this thread's front cache: the lookup of an allocation of an arena block.
+#[inline(always)]
+#[allow(dead_code)] // Used by the arenas only.
+pub(crate) fn current_front() -> (&'static Counter, ScopeId, &'static Front) {
+    let (cell, scope, front) = STATE
+        .try_with(|s| (s.cell.get(), s.scope.get(), s.front.get()))
+        .unwrap_or((COLD_TABLE, ROOT_SCOPE_ID, ptr::addr_of!(COLD_FRONT)));
+    // SAFETY:
+    // - `cell` as in `current`; `front` is the front cache of this thread's slab (never freed) or
+    //   the static `COLD_FRONT`.
+    unsafe { (&*cell, scope, &*front) }
+}
+
+/// This thread's cell for `scope` and its front cache: the lookup of a free of an arena block.
+#[inline(always)]
+#[allow(dead_code)] // Used by the arenas only.
+pub(crate) fn cell_and_front(scope: ScopeId) -> (&'static Counter, &'static Front) {
+    let (table, front) = STATE
+        .try_with(|s| (s.table.get(), s.front.get()))
+        .unwrap_or((COLD_TABLE, ptr::addr_of!(COLD_FRONT)));
+    // SAFETY:
+    // - as in `current_front`.
+    (cell_in(table, scope), unsafe { &*front })
 }
 
 /// This thread's cell for `scope`: the lookup of a free or resize of a block `scope` owns.
@@ -293,6 +321,8 @@ pub(crate) fn for_each_thread_tables(mut f: impl FnMut(&ThreadTables)) {
 
 /// Gives this thread's slab back; from now on the thread books through the shared slots.
 pub(crate) fn release_thread_slab() {
+    // The front cache first, so that no free from here on pushes into the cache being flushed.
+    let _ = STATE.try_with(|state| state.front.set(ptr::addr_of!(COLD_FRONT)));
     crate::owner::arena::release_thread();
     let _ = STATE.try_with(|state| {
         state.table.set(COLD_TABLE);
@@ -452,6 +482,7 @@ fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     let held = STATE.try_with(|s| {
         s.slab.set(slab);
         s.table.set(slab.cells());
+        s.front.set(slab.owner.front());
         s.enter(s.scope.get());
     });
     if held.is_err() {
@@ -477,6 +508,10 @@ fn new_slab<A: GlobalAlloc>(inner: &A) -> Option<&'static Slab> {
     // SAFETY:
     // - `raw` is a fresh, zeroed, properly aligned allocation of a `Slab`: all-zero is a valid,
     //   empty `Slab`, nothing else can see it yet, and slabs are never freed.
+    let slab = unsafe { &*raw };
+    slab.owner.init();
+    // SAFETY:
+    // - as above; the owner tables' initialisation went through their atomics.
     Some(unsafe { SLABS.push(raw) })
 }
 

@@ -23,3 +23,6 @@ pub(crate) mod arena;
 
 /// What each thread's counter slab carries for the owner strategy.
 pub(crate) use arena::ThreadArenas as ThreadTables;
+/// Each thread's front cache of owner-strategy blocks (the arenas'), and the one of threads
+/// without a slab.
+pub(crate) use arena::{Front, COLD_FRONT};

@@ -59,6 +59,113 @@ pub(crate) fn is_full(size: usize, align: usize) -> bool {
     size <= isize::MAX as usize / 2 && size_class(size) - size < crate::owner::trailer::TRAILER_SIZE
 }
 
+/// The largest block size the threads' front caches keep (see `thread.rs`): jemalloc's small
+/// classes and the first large one.
+pub(crate) const BIN_MAX: usize = 16 * 1024;
+
+/// Bins that a front cache keeps: bin 0 stands for "not full", bins `1..BINS` for the full classes
+/// up to [`BIN_MAX`], [`BIG`] for the full sizes above it.
+pub(crate) const BINS: usize = count_bins() + 1;
+
+/// Bins of a front cache row: [`BINS`] rounded up to a power of two, so that a row is found with
+/// a shift and a bin is reduced into it with a mask.
+pub(crate) const ROW_BINS: usize = BINS.next_power_of_two();
+
+/// The class of a full block larger than [`BIN_MAX`]: in its scope's arena, never cached.
+pub(crate) const BIG: usize = BINS;
+
+/// Full size classes up to [`BIN_MAX`].
+const fn count_bins() -> usize {
+    let mut count = 0;
+    let mut size = 1;
+    while size <= BIN_MAX {
+        if size_class(size) == size {
+            count += 1;
+        }
+        size += 1;
+    }
+    count
+}
+
+/// Per size up to [`BIN_MAX`]: the bin of a full block of that size, or 0. 16 KiB, computed at
+/// compile time from [`size_class`]; a workload touches the lines of the sizes it uses.
+static BIN_OF: [u8; BIN_MAX + 1] = bin_table();
+
+const fn bin_table() -> [u8; BIN_MAX + 1] {
+    const { assert!(count_bins() < 64) };
+    let mut table = [0u8; BIN_MAX + 1];
+    let mut bin = 0u8;
+    let mut size = 1;
+    while size <= BIN_MAX {
+        if size_class(size) == size {
+            bin += 1;
+        }
+        if size_class(size) - size < crate::owner::trailer::TRAILER_SIZE {
+            // `size` is its class or one below it: the bin of its class (counted above for the
+            // class itself, at the next size for the one below).
+            table[size] = if size_class(size) == size {
+                bin
+            } else {
+                bin + 1
+            };
+        }
+        size += 1;
+    }
+    table
+}
+
+/// Per bin: the size of its class (0 for bin 0).
+static BIN_SIZE: [u32; BINS] = bin_sizes();
+
+const fn bin_sizes() -> [u32; BINS] {
+    let mut sizes = [0u32; BINS];
+    let mut bin = 0;
+    let mut size = 1;
+    while size <= BIN_MAX {
+        if size_class(size) == size {
+            bin += 1;
+            sizes[bin] = size as u32;
+        }
+        size += 1;
+    }
+    sizes
+}
+
+/// The size of the class of `bin` (in `1..BINS`).
+pub(crate) fn bin_size(bin: usize) -> usize {
+    BIN_SIZE[bin % BINS] as usize
+}
+
+/// Where a block of `size` bytes at `align` lives: 0 for a block with a trailer, a bin in
+/// `1..BINS` for a full block that the front caches keep, [`BIG`] for a larger full block. One
+/// table load for sizes up to [`BIN_MAX`], the same on allocation and free.
+///
+/// An alignment of at most 8 needs no test of the size: every full block has at least 7 bytes,
+/// in a class of at least 8, whose blocks jemalloc aligns to 8. An alignment of 16 needs a class
+/// of at least 16 (a size of at least 16, to keep to what `tikv_jemallocator` passes without a
+/// flag); above 16, the trailer.
+#[inline(always)]
+pub(crate) fn arena_class(size: usize, align: usize) -> usize {
+    if align > 8 && (align > 16 || size < 16) {
+        return 0;
+    }
+    if size <= BIN_MAX {
+        return usize::from(BIN_OF[size]);
+    }
+    if is_full(size, align) {
+        BIG
+    } else {
+        0
+    }
+}
+
+/// The size class of a full block of `size` bytes (in bin 1.. or [`BIG`] of [`arena_class`]) up
+/// to [`BIN_MAX`]: a full size is its class or one below it, and classes are multiples of 8.
+#[inline(always)]
+pub(crate) const fn full_class_size(size: usize) -> usize {
+    (size + 1) & !7
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +208,38 @@ mod tests {
         assert!(is_full(64, 16));
         assert!(!is_full(64, 32));
         assert!(!is_full(8, 16));
+    }
+
+    #[test]
+    fn bins_name_the_full_classes_in_order() {
+        let mut classes = Vec::new();
+        for size in 1..=70_000 {
+            let class = arena_class(size, 1);
+            assert_eq!(class != 0, is_full(size, 1), "size {size}");
+            if size > BIN_MAX {
+                assert!(class == 0 || class == BIG, "size {size}");
+                continue;
+            }
+            if class != 0 {
+                assert!(class < BINS, "size {size}");
+                assert_eq!(full_class_size(size), nallocx(size), "size {size}");
+                if classes.last() != Some(&class) {
+                    classes.push(class);
+                }
+            }
+        }
+        for (i, &bin) in classes.iter().enumerate() {
+            assert_eq!(bin_size(bin), nallocx(bin_size(bin)), "bin {bin}");
+            if i > 0 {
+                assert!(bin_size(bin) > bin_size(classes[i - 1]));
+            }
+        }
+        // One bin per full class, numbered from 1 in size order.
+        assert_eq!(classes, (1..BINS).collect::<Vec<_>>());
+        assert_ne!(arena_class(4096, 16), 0);
+        assert_eq!(arena_class(4096, 16), arena_class(4095, 1));
+        assert_ne!(arena_class(4096, 1), arena_class(4097, 1));
+        assert_eq!(arena_class(64, 32), 0);
+        assert_eq!(arena_class(8, 16), 0);
     }
 }

@@ -10,7 +10,7 @@
 //! Here: the arena table (scope → arena → jemalloc's index), making arenas, and allocating,
 //! freeing and resizing full blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
 //! are full), `region.rs` (the reserved region, its chunks and the extent hooks), `thread.rs`
-//! (each thread's explicit caches and block cache) and `ledger.rs` (`ArenaLedger`, the
+//! (each thread's explicit caches and front cache) and `ledger.rs` (the arena path of `Ledger`, the
 //! `GlobalAlloc`).
 //!
 //! # Where arena memory lives
@@ -31,8 +31,10 @@
 //! the slab; a thread that exits flushes its caches (their blocks go back to their arenas) and
 //! leaves them to the next.
 //!
-//! In front of jemalloc, each thread keeps a few freed arena blocks (at most [`CACHE_BYTES`]),
-//! keyed by arena and exact size, for the next allocation of that size in that arena.
+//! In front of jemalloc, each thread keeps freed arena blocks of up to 16 KiB (at most
+//! [`FRONT_BYTES`]) on a stack per (arena, size class), linked through the blocks themselves, for
+//! the next allocation of that class in that arena ([`Front`]): the common free-then-allocate
+//! cycle costs about what jemalloc's own thread cache costs.
 //!
 //! # Limits
 //!
@@ -61,13 +63,21 @@ pub(crate) mod ledger;
 mod region;
 mod thread;
 
-pub(crate) use class::is_full;
+pub(crate) use class::{arena_class, bin_size, full_class_size, is_full, BIG, BINS, ROW_BINS};
+pub(crate) use region::region_offset;
 use region::*;
-pub(crate) use region::{region_offset, CHUNK_SIZE, REGION_SIZE};
+pub use region::{CHUNK_SIZE, REGION_SIZE};
+pub use thread::FRONT_BYTES;
 use thread::*;
-pub(crate) use thread::{release_thread, ThreadArenas};
+pub(crate) use thread::{release_thread, Front, ThreadArenas, COLD_FRONT};
 
-/// The most arenas the crate makes, whatever the allocator's own limit.
+/// Whether `A` is jemalloc, over which a ledger may keep scope arenas. Folded at compile time.
+#[inline(always)]
+pub(crate) fn is_jemalloc<A: 'static>() -> bool {
+    core::any::TypeId::of::<A>() == core::any::TypeId::of::<tikv_jemallocator::Jemalloc>()
+}
+
+/// The most arenas a ledger makes, whatever its own limit.
 pub const MAX_ARENAS: usize = 254;
 
 /// Per scope: 0 before its arena was asked for, `1 + slot` when it has one, [`NO_ARENA`] when
@@ -75,9 +85,11 @@ pub const MAX_ARENAS: usize = 254;
 static SCOPE_ARENA: [AtomicU8; MAX_SCOPES] = [const { AtomicU8::new(0) }; MAX_SCOPES];
 const NO_ARENA: u8 = u8::MAX;
 
-/// Per slot: jemalloc's index of the arena, and the scope it serves.
+/// Per slot: jemalloc's index of the arena.
 static ARENA_INDEX: [AtomicU32; MAX_ARENAS] = [const { AtomicU32::new(0) }; MAX_ARENAS];
-static ARENA_SCOPE: [AtomicU16; MAX_ARENAS] = [const { AtomicU16::new(0) }; MAX_ARENAS];
+/// Per row (`1 + slot`, as chunks and front caches name an arena): the scope the arena serves.
+/// 256 entries, so that a row read from a `u8` indexes it without a check.
+static ROW_SCOPE: [AtomicU16; 256] = [const { AtomicU16::new(0) }; 256];
 /// Arenas made so far.
 static ARENAS: AtomicUsize = AtomicUsize::new(0);
 
@@ -212,11 +224,23 @@ fn decay(index: u32) {
     };
 }
 
-/// The scope owning the arena block at `offset` and the arena's slot.
+/// The scope owning the arena block at `offset` and the arena's row (`1 + slot`).
 #[inline(always)]
 pub(crate) fn owner(offset: usize) -> (ScopeId, usize) {
-    let slot = chunk_slot(offset);
-    (ARENA_SCOPE[slot].load(Ordering::Relaxed), slot)
+    let row = chunk_row(offset);
+    (ROW_SCOPE[row % 256].load(Ordering::Relaxed), row)
+}
+
+/// The slot of the arena in `row` (see [`owner`]).
+#[inline(always)]
+pub(crate) fn slot_of_row(row: usize) -> usize {
+    row.wrapping_sub(1) % MAX_ARENAS
+}
+
+/// The row of `scope` in a front cache: its arena entry as it is (see [`Front`]).
+#[inline(always)]
+pub(crate) fn row_of(scope: ScopeId) -> usize {
+    usize::from(SCOPE_ARENA[usize::from(scope) % MAX_SCOPES].load(Ordering::Relaxed))
 }
 
 /// The slot of `scope`'s arena, making the arena if `max` allows; `None` if it has none.
@@ -252,7 +276,7 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
         return None;
     }
     PENDING.store(slot, Ordering::Relaxed);
-    ARENA_SCOPE[slot].store(scope, Ordering::Relaxed);
+    ROW_SCOPE[slot + 1].store(scope, Ordering::Relaxed);
     let mut index: c_uint = 0;
     let mut len = core::mem::size_of::<c_uint>();
     let mut hooks: *mut ffi::extent_hooks_t = ptr::addr_of!(HOOKS.0).cast_mut();
@@ -281,24 +305,12 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
     Some(slot)
 }
 
-/// Allocates `size` bytes in the arena of `slot` (a full block: see [`is_full`]), with this
-/// thread's cache for it; null if jemalloc fails. Counts the block as a live arena block.
+/// Allocates `size` bytes in the arena of `slot` (a full block: see [`is_full`]) with `mallocx`,
+/// with this thread's explicit cache for it; null if jemalloc fails. Counts the block as a live
+/// arena block. (The front cache was tried first: see [`Front::pop`].)
 #[inline(always)]
 pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize) -> *mut u8 {
     let table = table();
-    if let Some(t) = table {
-        // SAFETY:
-        // - this thread holds the table; the borrow ends within this statement.
-        if let Some(block) = unsafe { t.cache() }.pop(slot, size) {
-            if zero {
-                // SAFETY:
-                // - a cached block holds at least `size` bytes.
-                unsafe { block.write_bytes(0, size) };
-            }
-            count(table, 1);
-            return block;
-        }
-    }
     let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
         | tcache_flag(table, slot, max_tcaches, true)
         | if zero { ffi::MALLOCX_ZERO } else { 0 };
@@ -325,7 +337,9 @@ fn align_flag(size: usize, align: usize) -> i32 {
     }
 }
 
-/// Frees the arena block `ptr` of `size` bytes at `align` of the arena in `slot`.
+/// Frees the arena block `ptr` of `size` bytes at `align` of the arena in `slot` with `sdallocx`,
+/// with this thread's explicit cache for it. (The front cache was tried first: see
+/// [`Front::push`].)
 ///
 /// # Safety
 ///
@@ -334,15 +348,7 @@ fn align_flag(size: usize, align: usize) -> i32 {
 pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: usize) {
     let table = table();
     count(table, -1);
-    let align = align_flag(size, align);
-    if let Some(t) = table {
-        // SAFETY:
-        // - this thread holds the table; the borrow ends within this statement.
-        if align == 0 && unsafe { t.cache() }.push(slot, size, ptr) {
-            return;
-        }
-    }
-    let flags = tcache_flag(table, slot, 0, false) | align;
+    let flags = tcache_flag(table, slot, 0, false) | align_flag(size, align);
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
@@ -372,9 +378,7 @@ pub(crate) unsafe fn reallocate(
 /// Live blocks in the arenas (they carry no trailer).
 pub(crate) fn live_blocks() -> u64 {
     let mut live = SHARED_LIVE.load(Ordering::Relaxed);
-    crate::books::per_thread::for_each_thread_tables(|table| {
-        live += table.live.load(Ordering::Relaxed)
-    });
+    crate::books::per_thread::for_each_thread_tables(|table| live += table.front.live());
     live.max(0) as u64
 }
 
@@ -388,25 +392,33 @@ pub struct ArenaUsage {
     /// Thread tables made: one per counter slab, so at most the largest number of threads alive
     /// at once.
     pub thread_tables: usize,
-    /// Chunks of `ArenaLedger::CHUNK_SIZE` handed to arenas (address space, not memory).
+    /// Chunks of `memledger::arenas::CHUNK_SIZE` handed to arenas (address space, not memory).
     pub chunks: usize,
     /// Live blocks held in the arenas.
     pub live_blocks: u64,
+    /// Bytes of freed arena blocks held in the threads' front caches, over all threads: at most
+    /// `memledger::arenas::FRONT_BYTES` per thread table.
+    pub front_cache_bytes: usize,
     /// Address space reserved for the arenas once the first arena is made:
-    /// `ArenaLedger::REGION_SIZE`, or less where the system allows less.
+    /// `memledger::arenas::REGION_SIZE`, or less where the system allows less.
     pub reserved_bytes: usize,
 }
 
 /// Counts what the arenas hold.
 pub(crate) fn usage() -> ArenaUsage {
     let mut tables = 0;
-    crate::books::per_thread::for_each_thread_tables(|_| tables += 1);
+    let mut front_cache_bytes = 0;
+    crate::books::per_thread::for_each_thread_tables(|table| {
+        tables += 1;
+        front_cache_bytes += table.front.held_bytes();
+    });
     ArenaUsage {
         arenas: ARENAS.load(Ordering::Relaxed),
         thread_caches: TCACHES.load(Ordering::Relaxed),
         thread_tables: tables,
         chunks: CHUNKS_USED.load(Ordering::Relaxed),
         live_blocks: live_blocks(),
+        front_cache_bytes,
         reserved_bytes: reserved_bytes(),
     }
 }
@@ -418,7 +430,7 @@ pub(crate) fn arenas() -> Vec<(usize, u32, ScopeId)> {
             (
                 slot,
                 ARENA_INDEX[slot].load(Ordering::Relaxed),
-                ARENA_SCOPE[slot].load(Ordering::Relaxed),
+                ROW_SCOPE[slot + 1].load(Ordering::Relaxed),
             )
         })
         .collect()
@@ -437,7 +449,7 @@ pub(crate) fn indexes() -> Vec<u32> {
     arenas().into_iter().map(|(_, index, _)| index).collect()
 }
 
-/// [`scope_arenas`], as `ArenaLedger::arenas` gives it.
+/// [`scope_arenas`], as `memledger::arenas::list` gives it.
 pub(crate) fn scope_arena_indexes() -> Vec<ScopeArenaIndex> {
     arenas()
         .into_iter()
@@ -448,7 +460,7 @@ pub(crate) fn scope_arena_indexes() -> Vec<ScopeArenaIndex> {
         .collect()
 }
 
-/// Which jemalloc arena holds the full blocks of which scope (see `ArenaLedger::arenas`).
+/// Which jemalloc arena holds the full blocks of which scope (see `memledger::arenas::list`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeArenaIndex {
     /// The scope's path.

@@ -16,12 +16,20 @@ pub(super) const CHUNKS: usize = REGION_SIZE >> CHUNK_SHIFT;
 /// arena block.
 pub(super) const NO_REGION: usize = usize::MAX - REGION_SIZE + 1;
 
-/// The region's base address, [`NO_REGION`] until it is reserved.
-pub(super) static BASE: AtomicUsize = AtomicUsize::new(NO_REGION);
+/// Where the region lies: both words are read on every free, so they share a line (and one
+/// address computation).
+pub(super) struct Region {
+    /// The region's base address, [`NO_REGION`] until it is reserved.
+    pub(super) base: AtomicUsize,
+    /// The region's length: [`REGION_SIZE`], or less where that much address space could not be
+    /// reserved (an address-space limit, a tool such as valgrind).
+    pub(super) length: AtomicUsize,
+}
 
-/// The region's length: [`REGION_SIZE`], or less where that much address space could not be
-/// reserved (an address-space limit, a tool such as valgrind). Read once per free, beside `BASE`.
-pub(super) static LENGTH: AtomicUsize = AtomicUsize::new(0);
+pub(super) static REGION: Region = Region {
+    base: AtomicUsize::new(NO_REGION),
+    length: AtomicUsize::new(0),
+};
 
 /// Set when the region could not be reserved: no arena is ever made.
 pub(super) static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
@@ -56,22 +64,20 @@ pub(super) static PENDING: AtomicUsize = AtomicUsize::new(0);
 pub(crate) fn region_offset(ptr: *const u8) -> Option<usize> {
     // Relaxed: a block in the region was handed out after the base was stored (the region is
     // reserved before any arena exists), through jemalloc's and the caller's synchronisation.
-    let offset = (ptr as usize).wrapping_sub(BASE.load(Ordering::Relaxed));
-    (offset < LENGTH.load(Ordering::Relaxed)).then_some(offset)
+    let offset = (ptr as usize).wrapping_sub(REGION.base.load(Ordering::Relaxed));
+    (offset < REGION.length.load(Ordering::Relaxed)).then_some(offset)
 }
 
-/// The arena slot serving the chunk at `offset`.
+/// The row (`1 + slot`) of the arena serving the chunk at `offset`.
 #[inline(always)]
-pub(super) fn chunk_slot(offset: usize) -> usize {
+pub(super) fn chunk_row(offset: usize) -> usize {
     // Relaxed: the chunk's entry was stored before jemalloc got the chunk (see `region_offset`).
     usize::from(CHUNK_ARENA[(offset >> CHUNK_SHIFT) % CHUNKS].load(Ordering::Relaxed))
-        .wrapping_sub(1)
-        % MAX_ARENAS
 }
 
 /// Reserves the region once; `false` if it cannot be.
 pub(super) fn reserve_region() -> bool {
-    if BASE.load(Ordering::Relaxed) != NO_REGION {
+    if REGION.base.load(Ordering::Relaxed) != NO_REGION {
         return true;
     }
     if UNAVAILABLE.load(Ordering::Relaxed) {
@@ -103,17 +109,17 @@ pub(super) fn reserve_region() -> bool {
         }
     };
     // The length first: a pointer is taken for an arena block only once the base is set too.
-    LENGTH.store(length, Ordering::Relaxed);
-    BASE.store(base as usize, Ordering::Release);
+    REGION.length.store(length, Ordering::Relaxed);
+    REGION.base.store(base as usize, Ordering::Release);
     true
 }
 
 /// The address space reserved for arenas, in bytes: 0 before the first arena.
 pub(super) fn reserved_bytes() -> usize {
-    if BASE.load(Ordering::Relaxed) == NO_REGION {
+    if REGION.base.load(Ordering::Relaxed) == NO_REGION {
         0
     } else {
-        LENGTH.load(Ordering::Relaxed)
+        REGION.length.load(Ordering::Relaxed)
     }
 }
 
@@ -124,7 +130,7 @@ pub(super) fn carve(
     size: usize,
     alignment: usize,
 ) -> *mut c_void {
-    let base = BASE.load(Ordering::Acquire);
+    let base = REGION.base.load(Ordering::Acquire);
     if base == NO_REGION || alignment == 0 || !alignment.is_power_of_two() {
         return ptr::null_mut();
     }
@@ -154,7 +160,7 @@ pub(super) fn carve(
     let chunks = needed
         .saturating_sub(first << CHUNK_SHIFT)
         .div_ceil(CHUNK_SIZE);
-    let reserved = (LENGTH.load(Ordering::Relaxed) >> CHUNK_SHIFT).min(CHUNKS);
+    let reserved = (REGION.length.load(Ordering::Relaxed) >> CHUNK_SHIFT).min(CHUNKS);
     if chunks == 0 || first > reserved || chunks > reserved - first {
         return ptr::null_mut();
     }

@@ -1,13 +1,13 @@
 //! Each thread's tables for the arenas: its explicit caches, its count of live arena blocks and
-//! its block cache, carried in its counter slab.
+//! its front cache of freed blocks, carried in its counter slab.
 
 use super::*;
 
-/// A thread's explicit caches, one per arena, its count of live arena blocks and its block cache.
+/// A thread's explicit caches, one per arena, and its front cache of freed arena blocks.
 ///
 /// Part of the thread's counter slab ([`crate::books::cells::Slab`]), so it is never freed and
 /// passes to the next thread with the slab; a thread that exits flushes its caches first. All zeros
-/// are an empty table.
+/// are an empty table whose front cache takes nothing ([`ThreadArenas::init`] gives it room).
 pub(crate) struct ThreadArenas {
     /// Per slot: 0 before a cache was asked for, `1 + index` of the cache, or [`NO_TCACHE`].
     tcaches: [AtomicU16; MAX_ARENAS],
@@ -16,136 +16,200 @@ pub(crate) struct ThreadArenas {
     /// Refills of the holder's counters, for the decay that the books drive
     /// ([`super::after_refill`]). Written by the holder only.
     pub(super) refills: AtomicU32,
-    /// Arena blocks allocated minus freed by the threads that held this table. Written by the
-    /// holder only (relaxed load and store), summed by readers.
-    pub(super) live: AtomicI64,
-    /// Freed blocks kept for the next allocation of the same size in the same arena. Touched by
-    /// the holder only; emptied when the table is given back.
-    cache: core::cell::UnsafeCell<BlockCache>,
+    /// Freed arena blocks kept for the next allocation of their class in their arena, and the
+    /// count of live arena blocks.
+    pub(crate) front: Front,
 }
 
-/// Bins of the block cache.
-pub(super) const BINS: usize = 16;
-/// Blocks per bin.
-pub(super) const BIN_DEPTH: usize = 14;
-/// Bytes the block cache of one thread may hold.
-pub(crate) const CACHE_BYTES: usize = 64 * 1024;
-/// Largest block size the cache keeps.
-pub(super) const CACHE_MAX_SIZE: usize = 4096;
+/// Rows of a front cache: one per value of an arena entry (0 before the scope has an arena,
+/// `1 + slot`, or the entry for none), so that an allocation indexes its row with the entry as it
+/// is: rows 0 and 255 stay empty, and a lookup there is a miss like any other.
+const ROWS: usize = 256;
 
-/// A small cache of freed arena blocks in front of jemalloc, keyed by (arena, exact size): a block
-/// freed with size `s` is handed out again only for a request of exactly `s` bytes in the same
-/// arena, so it always fits without knowing jemalloc's size classes. It saves `mallocx` and
-/// `sdallocx` with flags, which leave jemalloc's fast path, on the common alloc-free-alloc cycle.
-/// Bounded by [`CACHE_BYTES`] per thread.
-#[derive(Clone, Copy)]
-pub(crate) struct BlockCache {
-    /// Bytes held.
-    bytes: usize,
-    bins: [Bin; BINS],
+/// Bytes the front cache of one thread may hold.
+pub const FRONT_BYTES: usize = 128 * 1024;
+
+/// A thread's front cache: for each (arena, size class) up to [`BIN_MAX`], a stack of freed
+/// blocks, linked through their first 8 bytes. A free pushes its block on the stack of its arena
+/// and class and an allocation of that class in that scope's arena pops it, without a call into
+/// jemalloc: a load, a test, a load of the link and two stores, as in jemalloc's own thread cache.
+/// Misses go to `mallocx` and `sdallocx` with the thread's explicit cache for the arena.
+///
+/// Bounded by [`FRONT_BYTES`] per thread, counted in class sizes. Touched by the holder only,
+/// except `live`, which readers sum.
+///
+/// The static [`COLD_FRONT`], used by threads without a slab, is all zeros: no room, so a free
+/// never pushes there, and empty stacks, so an allocation never pops; it is never written.
+pub(crate) struct Front {
+    /// Bytes the cache may still take. Written by the holder only (relaxed load and store).
+    room: AtomicU64,
+    /// Arena blocks handed out minus arena blocks taken back by the holders of this table.
+    /// Written by the holder only (relaxed load and store), summed by readers.
+    live: AtomicI64,
+    /// The top block of each stack, null for an empty one.
+    heads: core::cell::UnsafeCell<[[*mut u8; ROW_BINS]; ROWS]>,
 }
 
-/// One bin: a key (`slot << 48 | size`, 0 for none) and a stack of blocks.
-#[derive(Clone, Copy)]
-pub(super) struct Bin {
-    key: u64,
-    len: usize,
-    blocks: [*mut u8; BIN_DEPTH],
-}
+// SAFETY:
+// - `heads` is read and written by the thread holding the table only (the holder of a slab, or
+//   nobody for `COLD_FRONT`, whose heads are only read); the counts are atomic.
+unsafe impl Sync for Front {}
 
-impl BlockCache {
+/// The front cache of threads without a slab: no room and no blocks (see [`Front`]).
+// SAFETY:
+// - all-zero bytes are a valid `Front`: zero counts and null heads.
+pub(crate) static COLD_FRONT: Front = unsafe { core::mem::zeroed() };
+
+impl Front {
+    /// Pops a block of the class `bin` (whose size is `class_size`) of the arena whose entry is
+    /// `row`, counting it as handed out; null if the stack is empty.
     #[inline(always)]
-    fn key(slot: usize, size: usize) -> (u64, usize) {
-        let key = (slot as u64) << 48 | size as u64;
-        let index = ((size as u32).wrapping_mul(0x9E37_79B1) ^ slot as u32) >> 28;
-        (key, index as usize % BINS)
+    pub(crate) fn pop(&self, row: usize, bin: usize, class_size: usize) -> *mut u8 {
+        let head = self.head(row, bin);
+        // SAFETY:
+        // - the holder's own stacks (or `COLD_FRONT`'s, which are only read).
+        let block = unsafe { *head };
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY:
+        // - a block on a stack is a freed arena block of at least 8 bytes (every full class is),
+        //   aligned to 8 at least, whose first 8 bytes hold the next block; the stack is the
+        //   holder's (a non-empty stack is never `COLD_FRONT`'s).
+        unsafe { *head = block.cast::<*mut u8>().read() };
+        bump(&self.room, class_size as u64);
+        bump_signed(&self.live, 1);
+        block
     }
 
-    /// A cached block of exactly `size` bytes from the arena in `slot`.
+    /// Pushes the arena block `block` of the class `bin` (whose size is `class_size`) of the
+    /// arena whose entry is `row`, counting it as taken back; `false` if the cache is full (then
+    /// nothing changed).
+    ///
+    /// # Safety
+    ///
+    /// - `block` is a live arena block of that arena, of a full size in class `bin`, which the
+    ///   caller frees: it is handed out again for a block of that class in that arena.
     #[inline(always)]
-    pub(super) fn pop(&mut self, slot: usize, size: usize) -> Option<*mut u8> {
-        let (key, index) = Self::key(slot, size);
-        let bin = &mut self.bins[index];
-        if bin.key != key || bin.len == 0 {
-            return None;
-        }
-        bin.len -= 1;
-        self.bytes -= size;
-        Some(bin.blocks[bin.len % BIN_DEPTH])
-    }
-
-    /// Keeps `block` if there is room; `false` sends it back to jemalloc.
-    #[inline(always)]
-    pub(super) fn push(&mut self, slot: usize, size: usize, block: *mut u8) -> bool {
-        if size > CACHE_MAX_SIZE || self.bytes + size > CACHE_BYTES {
+    pub(crate) unsafe fn push(
+        &self,
+        row: usize,
+        bin: usize,
+        class_size: usize,
+        block: *mut u8,
+    ) -> bool {
+        let room = self.room.load(Ordering::Relaxed);
+        if room < class_size as u64 {
             return false;
         }
-        let (key, index) = Self::key(slot, size);
-        let bin = &mut self.bins[index];
-        if bin.key != key {
-            if bin.len != 0 {
-                return false;
-            }
-            bin.key = key;
+        let head = self.head(row, bin);
+        // SAFETY:
+        // - the room was not zero, so this is a held slab's cache, not `COLD_FRONT`: the holder's
+        //   own stack; `block` has at least 8 bytes, aligned to 8, no longer in the caller's use.
+        unsafe {
+            block.cast::<*mut u8>().write(*head);
+            *head = block;
         }
-        if bin.len >= BIN_DEPTH {
-            return false;
-        }
-        bin.blocks[bin.len] = block;
-        bin.len += 1;
-        self.bytes += size;
+        self.room.store(room - class_size as u64, Ordering::Relaxed);
+        bump_signed(&self.live, -1);
         true
     }
 
-    /// Gives every cached block back to jemalloc.
-    fn flush(&mut self) {
-        for bin in &mut self.bins {
-            let size = (bin.key & ((1 << 48) - 1)) as usize;
-            for &block in &bin.blocks[..bin.len.min(BIN_DEPTH)] {
-                // SAFETY:
-                // - a cached block is a live arena block freed for `size` bytes with no alignment
-                //   flag (only such blocks are cached); no cache, so it goes straight back.
-                unsafe { ffi::sdallocx(block.cast(), size, ffi::MALLOCX_TCACHE_NONE) };
-            }
-            bin.len = 0;
-            bin.key = 0;
+    /// The head of the stack of `bin` in `row`.
+    #[inline(always)]
+    fn head(&self, row: usize, bin: usize) -> *mut *mut u8 {
+        // SAFETY:
+        // - both indexes are reduced into the table's bounds.
+        unsafe {
+            self.heads
+                .get()
+                .cast::<[*mut u8; ROW_BINS]>()
+                .add(row % ROWS)
+                .cast::<*mut u8>()
+                .add(bin % ROW_BINS)
         }
-        self.bytes = 0;
+    }
+
+    /// Adds `delta` to the live arena blocks of the holder, for a block handed out or taken back
+    /// past the cache.
+    #[inline(always)]
+    fn count(&self, delta: i64) {
+        bump_signed(&self.live, delta);
+    }
+
+    /// Live arena blocks counted here (negative when this table's holders freed more blocks of
+    /// other threads than they allocated).
+    pub(super) fn live(&self) -> i64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the cache holds.
+    pub(super) fn held_bytes(&self) -> usize {
+        FRONT_BYTES.saturating_sub(self.room.load(Ordering::Relaxed) as usize)
+    }
+
+    /// Gives every cached block of the first `rows` rows back to jemalloc and restores the room.
+    /// By the holder only.
+    fn flush(&self, rows: usize) {
+        for row in 1..rows.min(ROWS) {
+            for bin in 1..BINS {
+                let head = self.head(row, bin);
+                // SAFETY:
+                // - the holder's own stack.
+                let mut block = unsafe { head.replace(ptr::null_mut()) };
+                while !block.is_null() {
+                    // SAFETY:
+                    // - a cached block is a freed arena block whose first 8 bytes link the next;
+                    //   it was allocated or resized for a size of the bin's class, so the class
+                    //   size is a valid size for `sdallocx`; no cache, so it goes straight back.
+                    unsafe {
+                        let next = block.cast::<*mut u8>().read();
+                        ffi::sdallocx(block.cast(), bin_size(bin), ffi::MALLOCX_TCACHE_NONE);
+                        block = next;
+                    }
+                }
+            }
+        }
+        self.room.store(FRONT_BYTES as u64, Ordering::Relaxed);
     }
 }
 
+/// Adds `delta` to a count that only its holder writes: a relaxed load and store.
+#[inline(always)]
+fn bump(count: &AtomicU64, delta: u64) {
+    count.store(
+        count.load(Ordering::Relaxed).wrapping_add(delta),
+        Ordering::Relaxed,
+    );
+}
+
+/// [`bump`] for a signed count.
+#[inline(always)]
+fn bump_signed(count: &AtomicI64, delta: i64) {
+    count.store(
+        count.load(Ordering::Relaxed).wrapping_add(delta),
+        Ordering::Relaxed,
+    );
+}
+
 impl Default for ThreadArenas {
+    /// An empty table, whose front cache has no room until [`ThreadArenas::init`].
     fn default() -> Self {
-        ThreadArenas {
-            tcaches: core::array::from_fn(|_| AtomicU16::new(0)),
-            made: AtomicU8::new(0),
-            refills: AtomicU32::new(0),
-            live: AtomicI64::new(0),
-            cache: core::cell::UnsafeCell::new(BlockCache {
-                bytes: 0,
-                bins: [Bin {
-                    key: 0,
-                    len: 0,
-                    blocks: [ptr::null_mut(); BIN_DEPTH],
-                }; BINS],
-            }),
-        }
+        // SAFETY:
+        // - all-zero bytes are an empty table: atomics at zero and null heads.
+        unsafe { core::mem::zeroed() }
     }
 }
 
 impl ThreadArenas {
-    /// The block cache.
-    ///
-    /// # Safety
-    ///
-    /// - only the thread holding this table calls it, and never while another borrow of the
-    ///   cache is alive.
-    #[inline(always)]
-    #[allow(clippy::mut_from_ref)]
-    pub(super) unsafe fn cache(&self) -> &mut BlockCache {
-        // SAFETY:
-        // - the caller's guarantee: the holder is the only thread that touches the cache.
-        unsafe { &mut *self.cache.get() }
+    /// The front cache.
+    pub(crate) fn front(&self) -> &Front {
+        &self.front
+    }
+
+    /// Gives a new table's front cache its room. Called once, before the table's slab is used.
+    pub(crate) fn init(&self) {
+        self.front.room.store(FRONT_BYTES as u64, Ordering::Relaxed);
     }
 }
 
@@ -163,9 +227,9 @@ pub(crate) fn release_thread() {
     let Some(table) = table() else {
         return;
     };
-    // SAFETY:
-    // - this thread still holds the table (its slab).
-    unsafe { table.cache() }.flush();
+    table
+        .front
+        .flush(ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1);
     for tcache in &table.tcaches {
         let value = tcache.load(Ordering::Relaxed);
         if value != 0 && value != NO_TCACHE {
@@ -241,12 +305,90 @@ pub(super) fn make_tcache(table: &ThreadArenas, slot: usize, max_per_thread: usi
 #[inline(always)]
 pub(super) fn count(table: Option<&ThreadArenas>, delta: i64) {
     match table {
-        // Relaxed load and store: only the holder writes; readers sum.
-        Some(t) => t
-            .live
-            .store(t.live.load(Ordering::Relaxed) + delta, Ordering::Relaxed),
+        Some(t) => t.front.count(delta),
         None => {
             SHARED_LIVE.fetch_add(delta, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block of jemalloc's for the cache to hold (any arena: the tests only push, pop and
+    /// flush).
+    fn block(size: usize) -> *mut u8 {
+        // SAFETY:
+        // - a non-zero size and no flags.
+        let block = unsafe { ffi::mallocx(size, 0) }.cast::<u8>();
+        assert!(!block.is_null());
+        block
+    }
+
+    /// [`Front::push`] of a block that the test does not touch again until it pops it.
+    fn push(front: &Front, row: usize, bin: usize, size: usize, block: *mut u8) -> bool {
+        // SAFETY:
+        // - a live block of jemalloc's of a size in the class of `bin`, not used again by the
+        //   test until popped; only this thread touches the table.
+        unsafe { front.push(row, bin, size, block) }
+    }
+
+    #[test]
+    fn the_front_cache_is_a_bounded_stack_per_arena_and_class() {
+        let table = Box::<ThreadArenas>::default();
+        let front = table.front();
+        // The bins of the classes used (a flush frees with the bin's class size).
+        let (b32, b64, b80, b4k) = (
+            arena_class(32, 8),
+            arena_class(64, 8),
+            arena_class(80, 8),
+            arena_class(4096, 8),
+        );
+        assert_eq!(bin_size(b64), 64);
+        assert_eq!(bin_size(b4k), 4096);
+        let spare = block(32);
+        // Before `init`, and for the cold table: no room, nothing to pop.
+        assert!(!push(front, 1, b32, 32, spare));
+        assert!(COLD_FRONT.pop(1, b32, 32).is_null());
+        assert!(!push(&COLD_FRONT, 1, b32, 32, spare));
+        // SAFETY:
+        // - refused twice, so still this test's.
+        unsafe { ffi::sdallocx(spare.cast(), 32, 0) };
+        table.init();
+        assert_eq!(front.held_bytes(), 0);
+        let (a, b) = (block(64), block(64));
+        assert!(push(front, 5, b64, 64, a));
+        assert!(push(front, 5, b64, 64, b));
+        assert_eq!(front.held_bytes(), 128);
+        assert_eq!(front.live(), -2);
+        // Another arena or class sees nothing; the stack pops last in, first out.
+        assert!(front.pop(6, b64, 64).is_null());
+        assert!(front.pop(5, b80, 80).is_null());
+        assert_eq!(front.pop(5, b64, 64), b);
+        assert_eq!(front.pop(5, b64, 64), a);
+        assert!(front.pop(5, b64, 64).is_null());
+        assert_eq!((front.held_bytes(), front.live()), (0, 0));
+        // Filled to its bound, it refuses the next block and changes nothing.
+        let size = 4096;
+        let fill = FRONT_BYTES / size;
+        for _ in 0..fill {
+            assert!(push(front, 7, b4k, size, block(size)));
+        }
+        let extra = block(size);
+        assert!(!push(front, 7, b4k, size, extra));
+        assert_eq!(front.held_bytes(), FRONT_BYTES);
+        assert_eq!(front.live(), -(fill as i64));
+        // SAFETY:
+        // - refused above, so still this test's.
+        unsafe { ffi::sdallocx(extra.cast(), size, 0) };
+        // The flush gives everything back and restores the room; the live count stays.
+        front.flush(ROWS);
+        assert_eq!(front.held_bytes(), 0);
+        assert!(front.pop(7, b4k, size).is_null());
+        assert_eq!(front.live(), -(fill as i64));
+        let c = block(64);
+        assert!(push(front, 5, b64, 64, c));
+        front.flush(ROWS);
     }
 }
