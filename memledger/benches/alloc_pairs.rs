@@ -54,12 +54,12 @@ macro_rules! for_each_variant {
         $bench($group, "stats_alloc", &INSTRUMENTED_SYSTEM, false $(, $arg)*);
         $bench($group, "ledger_system", &LEDGER_SYSTEM, false $(, $arg)*);
         $bench($group, "tag_only_jemalloc", &TAG_ONLY_JEMALLOC, false $(, $arg)*);
-        $bench($group, "ledger_jemalloc", &LEDGER_JEMALLOC, false $(, $arg)*);
-        $bench($group, "ledger_jemalloc_scoped", &LEDGER_JEMALLOC, true $(, $arg)*);
-        #[cfg(all(feature = "arenas", target_os = "linux"))]
-        $bench($group, "ledger_arenas", &support::LEDGER_ARENAS, false $(, $arg)*);
-        #[cfg(all(feature = "arenas", target_os = "linux"))]
-        $bench($group, "ledger_arenas_scoped", &support::LEDGER_ARENAS, true $(, $arg)*);
+        // `Ledger<TrailerOnly<Jemalloc>>`: every block with a trailer.
+        $bench($group, "trailer_only", &LEDGER_JEMALLOC, false $(, $arg)*);
+        $bench($group, "trailer_only_scoped", &LEDGER_JEMALLOC, true $(, $arg)*);
+        // `Ledger<Jemalloc>`, the default: scope arenas where the feature is on.
+        $bench($group, "default", &support::LEDGER_ARENAS, false $(, $arg)*);
+        $bench($group, "default_scoped", &support::LEDGER_ARENAS, true $(, $arg)*);
     }};
 }
 

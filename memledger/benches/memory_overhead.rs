@@ -614,8 +614,8 @@ fn driver(workload: &str) -> ExitCode {
         println!();
     }
     println!(
-        "(ledger: Ledger<TrailerOnly<Jemalloc>>, every block with a 2-byte trailer; arenas: the default Ledger<Jemalloc>, \
-         blocks that fill their size class in their scope's arena; slack: what jemalloc holds when \
+        "(ledger: Ledger<TrailerOnly<Jemalloc>>, every block with a 2-byte trailer; arenas: the default Ledger<Jemalloc>, blocks of up to 16 KiB \
+         and larger full ones in their scope's arena; slack: what jemalloc holds when \
          a tag goes in the size class's spare bytes where there are 2, and 2 bytes are added only \
          where there are not, booking nothing)"
     );

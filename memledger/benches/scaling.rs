@@ -2,9 +2,11 @@
 //!
 //! Each thread runs the churn of `alloc_pairs` (a ring of 256 live blocks; each step frees the
 //! oldest and allocates a pseudo-random small size) on its own ring, so the threads share nothing
-//! but the allocator. `ledger_jemalloc_scoped` puts every thread in the same scope: the case where
-//! a design that writes a shared counter per call would contend; `ledger_jemalloc_many_scopes`
-//! puts each thread in a scope of its own. `stats_alloc` is that design
+//! but the allocator. `default` is `Ledger<Jemalloc>` (scope arenas where the feature is on),
+//! `trailer_only` is `Ledger<TrailerOnly<Jemalloc>>`. `*_scoped` puts every thread in the same
+//! scope: the case where a design that writes a shared counter per call would contend (and, by
+//! default, where all threads share one scope arena); `*_many_scopes` puts each thread in a scope
+//! of its own. `stats_alloc` is that design
 //! (global atomics), shown for comparison.
 //!
 //! Reported: wall time from the release of all threads until the last one is joined, and the
@@ -157,31 +159,19 @@ fn scaling(c: &mut Criterion) {
             l,
             threads,
         );
+        let trailer = &LEDGER_JEMALLOC;
+        bench_variant(g, "trailer_only_scoped", trailer, Scopes::One, l, threads);
         bench_variant(
             g,
-            "ledger_jemalloc_scoped",
-            &LEDGER_JEMALLOC,
-            Scopes::One,
-            l,
-            threads,
-        );
-        bench_variant(
-            g,
-            "ledger_jemalloc_many_scopes",
-            &LEDGER_JEMALLOC,
+            "trailer_only_many_scopes",
+            trailer,
             Scopes::Many,
             l,
             threads,
         );
-        #[cfg(all(feature = "arenas", target_os = "linux"))]
-        bench_variant(
-            g,
-            "ledger_arenas_scoped",
-            &support::LEDGER_ARENAS,
-            Scopes::One,
-            l,
-            threads,
-        );
+        let default = &support::LEDGER_ARENAS;
+        bench_variant(g, "default_scoped", default, Scopes::One, l, threads);
+        bench_variant(g, "default_many_scopes", default, Scopes::Many, l, threads);
         // `StatsAlloc::new` is only `const` with the crate's nightly feature, so its ready-made
         // static over the system allocator is the one instance there can be.
         bench_variant(

@@ -30,14 +30,15 @@ use crate::owner::{arena, trailer};
 ///   class has 2 spare bytes, and a whole class step where the block fills its class, as Rust's
 ///   doubling buffers and most small boxes do.
 /// - **Scope arenas**, over jemalloc on Linux (`Ledger<Jemalloc>`, feature `arenas`, on by
-///   default): a block that fills its size class is allocated from a jemalloc arena of its scope's
-///   own and carries nothing; a free finds its owner from its address. The other blocks keep the
-///   trailer, in their class's spare bytes. So attribution costs no memory. Freed arena blocks of
-///   up to 16 KiB go to a per-thread front cache ([`arenas::FRONT_BYTES`](crate::arenas) at most)
-///   for the next allocation of their class in their arena. The limits (arenas, caches, address
-///   space) and what happens past them are in [`crate::arenas`]; past any of them blocks take the
-///   trailer, exact either way. `Ledger<TrailerOnly<Jemalloc>>` ([`TrailerOnly`]) keeps the
-///   trailer for every block.
+///   default): blocks of up to 16 KiB, and larger blocks that fill their size class, are
+///   allocated from a jemalloc arena of their scope's own and carry nothing; a free finds the
+///   owner from the address. The larger blocks with 2 spare bytes in their class keep the
+///   trailer there. So attribution costs no memory. Freed arena blocks of up to 16 KiB go to a
+///   per-thread front cache ([`FRONT_BYTES`](crate::arenas::FRONT_BYTES) at most) for the next
+///   allocation of their class in their arena, which makes a free-then-allocate cheaper than
+///   jemalloc's own. The limits (arenas, caches, address space) and what happens past them are
+///   in [`crate::arenas`]; past any of them blocks take the trailer, exact either way.
+///   `Ledger<TrailerOnly<Jemalloc>>` ([`TrailerOnly`]) keeps the trailer for every block.
 ///
 /// # What it costs
 ///
@@ -74,10 +75,9 @@ impl<A: Default> Default for Ledger<A> {
 }
 
 impl<A> Ledger<A> {
-    /// Wraps `inner`. Over jemalloc on Linux (feature `arenas`) the blocks that fill their size
-    /// class live in scope arenas, at most 64 of them, with at most 8 explicit jemalloc caches
-    /// per thread (see [`Ledger::with_arena_limits`]); over any other allocator every block
-    /// carries the trailer.
+    /// Wraps `inner`. Over jemalloc on Linux (feature `arenas`) blocks live in scope arenas (see
+    /// above), at most 64 of them, with at most 8 explicit jemalloc caches per thread (see
+    /// [`Ledger::with_arena_limits`]); over any other allocator every block carries the trailer.
     pub const fn new(inner: A) -> Self {
         Ledger {
             inner,
@@ -108,8 +108,8 @@ impl<A> Ledger<A> {
 }
 
 impl<A: 'static> Ledger<A> {
-    /// Whether this ledger puts blocks that fill their size class in scope arenas: over jemalloc
-    /// with the `arenas` feature on Linux. A property of the type, folded at compile time.
+    /// Whether this ledger keeps blocks in scope arenas: over jemalloc with the `arenas` feature
+    /// on Linux. A property of the type, folded at compile time.
     #[inline(always)]
     pub fn uses_arenas(&self) -> bool {
         arena::is_jemalloc::<A>()
@@ -118,7 +118,8 @@ impl<A: 'static> Ledger<A> {
 
 /// `A` with the trailer on every block of a [`Ledger`], over jemalloc too: the ledger as it was
 /// before scope arenas, kept for comparison. It costs a size-class step for blocks that fill their
-/// class (`BENCHMARKS.md` has the figures). Forwards every call to `A`.
+/// class and a few instructions per operation more (`BENCHMARKS.md` has the figures). Forwards
+/// every call to `A`.
 ///
 /// ```
 /// use memledger::{Jemalloc, Ledger, TrailerOnly};

@@ -140,15 +140,15 @@ pub use crate::ledger::{Ledger, TrailerOnly};
 pub use crate::limit::{limit_scope, Error};
 pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 
-/// The scope arenas of `Ledger<Jemalloc>` (feature `arenas`, Linux): where the blocks that fill
-/// their size class live, and what they hold.
+/// The scope arenas of `Ledger<Jemalloc>` (feature `arenas`, Linux): where blocks of up to 16 KiB
+/// and larger blocks that fill their size class live, and what they hold.
 ///
 /// ```
 /// #[global_allocator]
 /// static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
 ///
 /// fn main() {
-///     // 4096 bytes fill their size class: the block lives in the arena of "pages".
+///     // A block of up to 16 KiB lives in the arena of its scope.
 ///     let page: Vec<u8> = memledger::in_scope("pages", || vec![0; 4096]);
 ///     assert_eq!(memledger::snapshot().scope("pages").unwrap().live_bytes, 4096);
 ///     assert!(memledger::arenas::list().iter().any(|a| a.scope == "pages"));
@@ -159,26 +159,27 @@ pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 /// # Limits
 ///
 /// - At most `max_arenas` arenas (64 unless [`Ledger::with_arena_limits`] says otherwise, at most
-///   [`MAX_ARENAS`]); a scope made after them keeps the trailer for its full blocks (the trailer's
-///   memory cost, still exact).
+///   [`MAX_ARENAS`](arenas::MAX_ARENAS)); the unscoped root usually takes the first. A scope that asks after them keeps
+///   the trailer for its blocks (the trailer's memory cost, still exact). The crate's own scope
+///   never has one.
 /// - At most `thread_caches` explicit jemalloc caches per thread (default 8); past them a thread
 ///   allocates and frees in further arenas without a cache (exact, slower). Tables of caches are
 ///   reused by later threads, so their number is bounded by the threads alive at once.
-/// - Each thread's front cache of freed arena blocks holds at most [`FRONT_BYTES`], counted in
+/// - Each thread's front cache of freed arena blocks holds at most [`FRONT_BYTES`](arenas::FRONT_BYTES), counted in
 ///   size classes, of blocks up to 16 KiB; past that a free goes to jemalloc. It is emptied when
 ///   the thread exits.
-/// - The arenas' memory comes from one reservation of [`REGION_SIZE`] of address space
+/// - The arenas' memory comes from one reservation of [`REGION_SIZE`](arenas::REGION_SIZE) of address space
 ///   (`MAP_NORESERVE`, so only used pages cost memory), or of a quarter, a sixteenth... down to
 ///   4 GiB where the system refuses more. If none can be reserved (a strict overcommit policy, an
 ///   address-space limit), every block takes the trailer; once the reservation is used up, new
-///   full blocks take the trailer too.
+///   blocks take the trailer too.
 /// - Arenas are never destroyed: an idle arena keeps its metadata and the retained address space
 ///   of its peak. Its dirty pages go back to the kernel on jemalloc's schedule (`dirty_decay_ms`,
 ///   10 s by default) even when nothing allocates from it any more: while any thread allocates,
 ///   the books' cold path advances the decay of every scope arena, once a second at most (a
 ///   sampler's tick does too). `BENCHMARKS.md` has the measured costs.
 /// - A scope with an enforced limit (feature `enforce`) or in exact mode takes the trailer for
-///   its new blocks.
+///   its new blocks, as do layouts aligned to more than 16 (or to 16 below 16 bytes).
 #[cfg(all(feature = "arenas", target_os = "linux"))]
 pub mod arenas {
     pub use crate::owner::arena::{
@@ -193,7 +194,7 @@ pub mod arenas {
 
     /// Every arena made so far, with the scope it serves and jemalloc's index for it
     /// (`stats.arenas.<i>`). `memledger_monitor::Reconciliation::scope_arenas` reads jemalloc's
-    /// statistics for each: they cover the scope's full blocks only, since its blocks with a
+    /// statistics for each: they cover the scope's arena blocks only, since its blocks with a
     /// trailer live in jemalloc's ordinary arenas.
     pub fn list() -> Vec<ScopeArenaIndex> {
         crate::owner::arena::scope_arena_indexes()
@@ -248,7 +249,7 @@ pub mod __private {
         crate::books::per_thread::mapped_bytes()
     }
 
-    /// Live blocks that carry no trailer (the arenas' full blocks, and blocks the books could not
+    /// Live blocks that carry no trailer (the arenas' blocks, and blocks the books could not
     /// tag).
     pub fn blocks_without_trailer() -> u64 {
         crate::books::per_thread::untagged_blocks() + crate::owner::arena::live_blocks()

@@ -13,8 +13,7 @@ static GLOBAL: memledger::Ledger<memledger::Jemalloc> =
 
 const FULL: usize = 4096;
 
-/// Addresses of `count` full blocks, in a vector of 50 places (400 bytes: a block with room for
-/// its trailer, outside the arenas).
+/// Addresses of `count` blocks of 4 KiB, in a vector of 50 places (400 bytes), all in `scope`.
 fn allocate_in(scope: &str, count: usize) -> Vec<usize> {
     assert!(count <= 50);
     memledger::in_scope(scope, || {
@@ -52,7 +51,8 @@ fn limits() {
 }
 
 fn past_the_limits_books_stay_exact() {
-    // The unscoped root's full blocks (the harness's) may already have made the first arena.
+    // The unscoped root's blocks (the harness's) have made the first arena; the crate's own scope
+    // never gets one.
     let a = allocate_in("limits/a", 50);
     let b = allocate_in("limits/b", 50);
     let c = allocate_in("limits/c", 50);
@@ -61,6 +61,10 @@ fn past_the_limits_books_stay_exact() {
     let arenas = memledger::arenas::list();
     assert_eq!(arenas.len(), 2);
     assert!(arenas.iter().all(|a| a.scope != "limits/c"), "{arenas:?}");
+    assert!(
+        arenas.iter().all(|a| a.scope != memledger::OWN_SCOPE),
+        "{arenas:?}"
+    );
     let has_arena = |scope: &str| arenas.iter().any(|a| a.scope == scope);
     // Every scope books exactly, in an arena or not.
     for (scope, blocks) in [("limits/a", &a), ("limits/b", &b), ("limits/c", &c)] {
@@ -73,23 +77,43 @@ fn past_the_limits_books_stay_exact() {
     // This thread has one cache; a second arena in use means at least one runs without a cache,
     // which books exactly all the same. Threads past their caches free blocks of both arenas.
     assert!(usage.thread_caches >= 1);
+    // The count covers every arena, the unscoped root's included (it may hold one of the two),
+    // and a thread's start and exit allocate in the root: the readings are taken while the other
+    // thread is parked at a barrier, inside its scope, so that only the frees and allocations of
+    // the blocks below happen between them.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let freeing = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let _g = memledger::scope!("limits/freer");
+            barrier.wait();
+            barrier.wait();
+            let a_bytes = a.len();
+            free(a);
+            let more = allocate_in("limits/b", 10);
+            barrier.wait();
+            barrier.wait();
+            (a_bytes, more)
+        })
+    };
+    barrier.wait();
     let live_in_arenas = memledger::arenas::usage().live_blocks;
-    let (a, b) = std::thread::spawn(move || {
-        let _g = memledger::scope!("limits/freer");
-        let a_bytes = a.len();
-        free(a);
-        let more = allocate_in("limits/b", 10);
-        (a_bytes, (b, more))
-    })
-    .join()
-    .unwrap();
-    let (b, more) = b;
+    barrier.wait();
+    barrier.wait();
+    let live_after = memledger::arenas::usage().live_blocks;
+    barrier.wait();
+    let (a, more) = freeing.join().unwrap();
     assert_eq!(live("limits/a"), 0);
     assert_eq!(live("limits/freer"), 0);
-    let freed = if has_arena("limits/a") { a as u64 } else { 0 };
-    let added = if has_arena("limits/b") { 10 } else { 0 };
+    // `a`'s blocks and the vector that held them; `more`'s blocks and theirs.
+    let freed = if has_arena("limits/a") {
+        a as u64 + 1
+    } else {
+        0
+    };
+    let added = if has_arena("limits/b") { 10 + 1 } else { 0 };
     assert_eq!(
-        memledger::arenas::usage().live_blocks,
+        live_after,
         live_in_arenas - freed + added,
         "arena blocks counted exactly across threads"
     );

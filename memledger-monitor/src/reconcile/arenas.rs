@@ -19,11 +19,13 @@ pub(super) fn read() -> Vec<ScopeArena> {
     imp::read(arenas)
 }
 
-/// Advances the decay of every scope arena: the dirty pages past jemalloc's decay curve go back to
-/// the kernel. One `mallctl` per arena; nothing without arenas.
+/// Advances the decay of every arena, jemalloc's automatic ones included, which the scope arenas
+/// and the ledger's front caches leave with little traffic of their own: the dirty pages past
+/// jemalloc's decay curve go back to the kernel. One `mallctl` ("arena.<MALLCTL_ARENAS_ALL>"
+/// stands for all); nothing without scope arenas.
 pub(crate) fn decay() {
-    for index in memledger::__private::scope_arena_indexes() {
-        imp::decay(index);
+    if !memledger::__private::scope_arena_indexes().is_empty() {
+        imp::decay(4096);
     }
 }
 
@@ -36,7 +38,8 @@ mod imp {
         // A failure leaves the arena as it was: there is nothing to report.
         // SAFETY:
         // - "arena.<i>.decay" takes and returns nothing: null pointers and a zero length;
-        // - the key is NUL-terminated and names an arena that exists (arenas are never destroyed).
+        // - the key is NUL-terminated and names an arena that exists (arenas are never destroyed)
+        //   or all of them.
         let _ = unsafe {
             tikv_jemalloc_sys::mallctl(
                 key.as_ptr().cast(),

@@ -1,4 +1,4 @@
-//! jemalloc's size classes, computed without a call, and which blocks fill theirs.
+//! jemalloc's size classes, computed without a call, and which blocks live in scope arenas.
 
 /// The largest small size class of jemalloc with 4 KiB pages.
 pub(super) const SMALL_MAX: usize = 14 * 1024;
@@ -26,45 +26,18 @@ pub(crate) const fn size_class(size: usize) -> usize {
     (size + step - 1) & !(step - 1)
 }
 
-/// Sizes up to this one are looked up in [`FULL`]; above, the arithmetic of [`size_class`] runs.
-const TABLE_MAX: usize = 16 * 1024;
-
-/// Bit `s % 8` of byte `s / 8`: a block of `s` bytes fills its size class (fewer spare bytes
-/// than the trailer needs). 2 KiB, computed at compile time from [`size_class`].
-static FULL: [u8; TABLE_MAX / 8 + 1] = full_table();
-
-const fn full_table() -> [u8; TABLE_MAX / 8 + 1] {
-    let mut table = [0u8; TABLE_MAX / 8 + 1];
-    let mut size = 1;
-    while size <= TABLE_MAX {
-        if size_class(size) - size < crate::owner::trailer::TRAILER_SIZE {
-            table[size / 8] |= 1 << (size % 8);
-        }
-        size += 1;
-    }
-    table
-}
-
-/// Whether a block of `size` bytes at `align` goes to its scope's arena: its class leaves fewer
-/// spare bytes than the trailer needs, and its alignment is one jemalloc gives without a flag.
-/// A table lookup for sizes up to 16 KiB, the same on allocation and free.
-#[inline(always)]
-pub(crate) fn is_full(size: usize, align: usize) -> bool {
-    if align > 16 || align > size {
-        return false;
-    }
-    if size <= TABLE_MAX {
-        return FULL[size / 8] & (1 << (size % 8)) != 0;
-    }
+/// Whether a block of `size` bytes fills its size class: fewer spare bytes than the trailer
+/// needs, so that the trailer would push it into the next class.
+pub(crate) const fn is_full(size: usize) -> bool {
     size <= isize::MAX as usize / 2 && size_class(size) - size < crate::owner::trailer::TRAILER_SIZE
 }
 
-/// The largest block size the threads' front caches keep (see `thread.rs`): jemalloc's small
-/// classes and the first large one.
+/// Blocks up to this size live in their scope's arena whatever their size, and the threads'
+/// front caches keep them: jemalloc's small classes and the first large one.
 pub(crate) const BIN_MAX: usize = 16 * 1024;
 
-/// Bins that a front cache keeps: bin 0 stands for "not full", bins `1..BINS` for the full classes
-/// up to [`BIN_MAX`], [`BIG`] for the full sizes above it.
+/// Bins that a front cache keeps: bin 0 stands for "not in an arena", bins `1..BINS` for the size
+/// classes up to [`BIN_MAX`], [`BIG`] for the full sizes above it.
 pub(crate) const BINS: usize = count_bins() + 1;
 
 /// Bins of a front cache row: [`BINS`] rounded up to a power of two, so that a row is found with
@@ -74,7 +47,7 @@ pub(crate) const ROW_BINS: usize = BINS.next_power_of_two();
 /// The class of a full block larger than [`BIN_MAX`]: in its scope's arena, never cached.
 pub(crate) const BIG: usize = BINS;
 
-/// Full size classes up to [`BIN_MAX`].
+/// Size classes up to [`BIN_MAX`].
 const fn count_bins() -> usize {
     let mut count = 0;
     let mut size = 1;
@@ -87,38 +60,30 @@ const fn count_bins() -> usize {
     count
 }
 
-/// Per size up to [`BIN_MAX`]: the bin of a full block of that size, or 0. 16 KiB, computed at
+/// Per size up to [`BIN_MAX`]: the bin of its size class (0 for size 0). 16 KiB, computed at
 /// compile time from [`size_class`]; a workload touches the lines of the sizes it uses.
 static BIN_OF: [u8; BIN_MAX + 1] = bin_table();
 
 const fn bin_table() -> [u8; BIN_MAX + 1] {
-    const { assert!(count_bins() < 64) };
+    const { assert!(count_bins() < ROW_BINS && ROW_BINS <= 64) };
     let mut table = [0u8; BIN_MAX + 1];
-    let mut bin = 0u8;
+    let mut bin = 1u8;
     let mut size = 1;
     while size <= BIN_MAX {
+        table[size] = bin;
         if size_class(size) == size {
             bin += 1;
-        }
-        if size_class(size) - size < crate::owner::trailer::TRAILER_SIZE {
-            // `size` is its class or one below it: the bin of its class (counted above for the
-            // class itself, at the next size for the one below).
-            table[size] = if size_class(size) == size {
-                bin
-            } else {
-                bin + 1
-            };
         }
         size += 1;
     }
     table
 }
 
-/// Per bin: the size of its class (0 for bin 0).
-static BIN_SIZE: [u32; BINS] = bin_sizes();
+/// Per bin: the size of its class (0 for bin 0 and past the last).
+static BIN_SIZE: [u32; ROW_BINS] = bin_sizes();
 
-const fn bin_sizes() -> [u32; BINS] {
-    let mut sizes = [0u32; BINS];
+const fn bin_sizes() -> [u32; ROW_BINS] {
+    let mut sizes = [0u32; ROW_BINS];
     let mut bin = 0;
     let mut size = 1;
     while size <= BIN_MAX {
@@ -132,18 +97,21 @@ const fn bin_sizes() -> [u32; BINS] {
 }
 
 /// The size of the class of `bin` (in `1..BINS`).
+#[inline(always)]
 pub(crate) fn bin_size(bin: usize) -> usize {
-    BIN_SIZE[bin % BINS] as usize
+    BIN_SIZE[bin % ROW_BINS] as usize
 }
 
-/// Where a block of `size` bytes at `align` lives: 0 for a block with a trailer, a bin in
-/// `1..BINS` for a full block that the front caches keep, [`BIG`] for a larger full block. One
-/// table load for sizes up to [`BIN_MAX`], the same on allocation and free.
+/// Where a block of `size` bytes at `align` lives: a bin in `1..BINS` for a block of up to
+/// [`BIN_MAX`] (in its scope's arena, kept by the front caches), [`BIG`] for a larger block that
+/// fills its class (in its scope's arena, never cached), 0 for any other (with a trailer, which
+/// costs it no memory). One table load for sizes up to [`BIN_MAX`], the same on allocation and
+/// free.
 ///
-/// An alignment of at most 8 needs no test of the size: every full block has at least 7 bytes,
-/// in a class of at least 8, whose blocks jemalloc aligns to 8. An alignment of 16 needs a class
-/// of at least 16 (a size of at least 16, to keep to what `tikv_jemallocator` passes without a
-/// flag); above 16, the trailer.
+/// The alignment must be one that jemalloc gives every block of the class without a flag. An
+/// alignment of at most 8 needs no test of the size: every class is at least 8, and jemalloc
+/// aligns its blocks to 8. An alignment of 16 needs a class of at least 16 (a size of at least 16,
+/// to keep to what `tikv_jemallocator` passes without a flag); above 16, the trailer.
 #[inline(always)]
 pub(crate) fn arena_class(size: usize, align: usize) -> usize {
     if align > 8 && (align > 16 || size < 16) {
@@ -152,18 +120,11 @@ pub(crate) fn arena_class(size: usize, align: usize) -> usize {
     if size <= BIN_MAX {
         return usize::from(BIN_OF[size]);
     }
-    if is_full(size, align) {
+    if is_full(size) {
         BIG
     } else {
         0
     }
-}
-
-/// The size class of a full block of `size` bytes (in bin 1.. or [`BIG`] of [`arena_class`]) up
-/// to [`BIN_MAX`]: a full size is its class or one below it, and classes are multiples of 8.
-#[inline(always)]
-pub(crate) const fn full_class_size(size: usize) -> usize {
-    (size + 1) & !7
 }
 
 #[cfg(test)]
@@ -202,44 +163,39 @@ mod tests {
     fn full_means_no_room_for_the_trailer() {
         for size in 1..=70_000 {
             let full = nallocx(size + crate::owner::trailer::TRAILER_SIZE) != nallocx(size);
-            assert_eq!(is_full(size, 1), full, "size {size}");
+            assert_eq!(is_full(size), full, "size {size}");
         }
-        // Alignments jemalloc gives only with a flag always take the trailer.
-        assert!(is_full(64, 16));
-        assert!(!is_full(64, 32));
-        assert!(!is_full(8, 16));
     }
 
     #[test]
-    fn bins_name_the_full_classes_in_order() {
-        let mut classes = Vec::new();
+    fn bins_name_the_size_classes_in_order() {
+        let mut bins = Vec::new();
         for size in 1..=70_000 {
             let class = arena_class(size, 1);
-            assert_eq!(class != 0, is_full(size, 1), "size {size}");
             if size > BIN_MAX {
+                assert_eq!(class == BIG, is_full(size), "size {size}");
                 assert!(class == 0 || class == BIG, "size {size}");
                 continue;
             }
-            if class != 0 {
-                assert!(class < BINS, "size {size}");
-                assert_eq!(full_class_size(size), nallocx(size), "size {size}");
-                if classes.last() != Some(&class) {
-                    classes.push(class);
-                }
+            assert!((1..BINS).contains(&class), "size {size}");
+            // The bin's class holds the size, and the class below would not.
+            assert_eq!(bin_size(class), nallocx(size), "size {size}");
+            if bins.last() != Some(&class) {
+                bins.push(class);
             }
         }
-        for (i, &bin) in classes.iter().enumerate() {
-            assert_eq!(bin_size(bin), nallocx(bin_size(bin)), "bin {bin}");
-            if i > 0 {
-                assert!(bin_size(bin) > bin_size(classes[i - 1]));
-            }
+        // One bin per class, numbered from 1 in size order.
+        assert_eq!(bins, (1..BINS).collect::<Vec<_>>());
+        for pair in bins.windows(2) {
+            assert!(bin_size(pair[0]) < bin_size(pair[1]));
         }
-        // One bin per full class, numbered from 1 in size order.
-        assert_eq!(classes, (1..BINS).collect::<Vec<_>>());
-        assert_ne!(arena_class(4096, 16), 0);
-        assert_eq!(arena_class(4096, 16), arena_class(4095, 1));
-        assert_ne!(arena_class(4096, 1), arena_class(4097, 1));
+        // Alignments that jemalloc gives only with a flag take the trailer.
+        assert_eq!(arena_class(64, 16), arena_class(64, 1));
+        assert_eq!(arena_class(7, 8), arena_class(8, 1));
         assert_eq!(arena_class(64, 32), 0);
         assert_eq!(arena_class(8, 16), 0);
+        assert_eq!(arena_class(15, 16), 0);
+        assert_eq!(arena_class(32768, 16), BIG);
+        assert_eq!(arena_class(32768, 32), 0);
     }
 }

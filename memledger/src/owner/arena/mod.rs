@@ -1,15 +1,16 @@
-//! Owners by address: a jemalloc arena per scope for the blocks a trailer would push into the next
-//! size class.
+//! Owners by address: a jemalloc arena per scope for its blocks of up to 16 KiB and for the larger
+//! blocks a trailer would push into the next size class.
 //!
 //! The trailer of [`crate::owner::trailer`] costs no memory when the block's size class leaves 2
-//! spare bytes: `size + 2` lands in the same class. It costs a whole class step when it does not,
-//! and Rust's doubling growth puts most buffers exactly on a class. Those blocks (here "full"
-//! blocks) are allocated instead from an arena of their scope's own, carrying no trailer; their
-//! owner is found from their address.
+//! spare bytes: `size + 2` lands in the same class. It costs a whole class step when it does not
+//! ("full" blocks), and Rust's doubling growth puts most buffers exactly on a class. Blocks in an
+//! arena of their scope's own carry nothing; their owner is found from their address. Small
+//! blocks go there whether full or not, which keeps the common path to one table lookup and a
+//! per-thread stack (see `ledger.rs`).
 //!
 //! Here: the arena table (scope → arena → jemalloc's index), making arenas, and allocating,
-//! freeing and resizing full blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
-//! are full), `region.rs` (the reserved region, its chunks and the extent hooks), `thread.rs`
+//! freeing and resizing arena blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
+//! go to an arena), `region.rs` (the reserved region, its chunks and the extent hooks), `thread.rs`
 //! (each thread's explicit caches and front cache) and `ledger.rs` (the arena path of `Ledger`, the
 //! `GlobalAlloc`).
 //!
@@ -39,8 +40,8 @@
 //! # Limits
 //!
 //! At most [`MAX_ARENAS`] arenas (the allocator's own limit may be lower) and a per-thread limit
-//! of explicit caches. Past the arena limit, or if the region cannot be reserved, a scope's full
-//! blocks take the trailer as before (exact, at the old memory cost). Past the cache limit, a
+//! of explicit caches. Past the arena limit, or if the region cannot be reserved, a scope's
+//! blocks take the trailer (exact, at the trailer's memory cost). Past the cache limit, a
 //! thread allocates and frees in that arena without a cache (`MALLOCX_TCACHE_NONE`: exact, no
 //! memory held, slower). Neither case is ever undefined behaviour or a lost block.
 
@@ -63,7 +64,7 @@ pub(crate) mod ledger;
 mod region;
 mod thread;
 
-pub(crate) use class::{arena_class, bin_size, full_class_size, is_full, BIG, BINS, ROW_BINS};
+pub(crate) use class::{arena_class, bin_size, BIG, BINS, ROW_BINS};
 pub(crate) use region::region_offset;
 use region::*;
 pub use region::{CHUNK_SIZE, REGION_SIZE};
@@ -104,7 +105,7 @@ static SHARED_LIVE: AtomicI64 = AtomicI64::new(0);
 static TCACHES: AtomicUsize = AtomicUsize::new(0);
 
 /// Set while one thread makes an arena. Another thread that wants one meanwhile does not wait:
-/// its block takes the trailer and it tries again on its next full block. (A lock would stay
+/// its block takes the trailer and it tries again on its next arena block. (A lock would stay
 /// held forever in the child of a `fork` made during a creation; the flag only keeps that child
 /// from making more arenas.)
 static CREATING: AtomicBool = AtomicBool::new(false);
@@ -119,21 +120,25 @@ impl Drop for Creating {
 }
 
 /// Refills of a thread's counters between two looks at the clock for [`decay_idle_arenas`]: one
-/// look per 4 MiB of the thread's traffic at most (a refill takes 64 KiB of it).
-const REFILLS_PER_LOOK: u32 = 64;
+/// look per 1 MiB of the thread's traffic at most (a refill takes 64 KiB of it).
+const REFILLS_PER_LOOK: u32 = 16;
+/// jemalloc's arena index that stands for all arenas (`MALLCTL_ARENAS_ALL`).
+const ALL_ARENAS: u32 = 4096;
 /// The least time between two decays driven by the books, in nanoseconds.
 const DECAY_INTERVAL_NS: u64 = 1_000_000_000;
 /// When the books may next advance the arenas' decay (`CLOCK_MONOTONIC`, nanoseconds).
 static NEXT_DECAY_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Called by the books after each refill of this thread's counters (their cold path): once a
-/// second at most, over all threads, advances the decay of every scope arena.
+/// second at most, over all threads, advances the decay of every arena.
 ///
 /// jemalloc returns an arena's dirty pages to the kernel only as a side effect of operations on
 /// that arena, so a scope arena that its threads stopped using would keep the pages of its last
-/// burst for as long as the process lives, while the process's other threads keep allocating. The
-/// books' cold path runs on every thread that allocates, so it drives the decay on jemalloc's own
-/// schedule (`dirty_decay_ms`, 10 s by default) without a sampler. One relaxed load and store of a
+/// burst for as long as the process lives, while the process's other threads keep allocating.
+/// jemalloc's automatic arenas starve the same way once the scope arenas and the threads' front
+/// caches take most of the traffic: a burst's pages freed into arena 0 would stay there. The
+/// books' cold path runs on every thread that allocates, so it drives the decay of all arenas on
+/// jemalloc's own schedule (`dirty_decay_ms`, 10 s by default) without a sampler. One relaxed load and store of a
 /// per-thread count per refill; a clock read every [`REFILLS_PER_LOOK`] refills.
 #[inline]
 pub(crate) fn after_refill() {
@@ -148,8 +153,8 @@ pub(crate) fn after_refill() {
     }
 }
 
-/// Advances the decay of every scope arena if a second has passed since the last time; one
-/// `mallctl` per arena, by the one thread that claims the turn.
+/// Advances the decay of every arena, automatic ones included, if a second has passed since the
+/// last time; one `mallctl`, by the one thread that claims the turn.
 #[cold]
 #[inline(never)]
 fn decay_idle_arenas() {
@@ -178,10 +183,7 @@ fn decay_idle_arenas() {
     {
         return;
     }
-    let made = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS);
-    for index in &ARENA_INDEX[..made] {
-        decay(index.load(Ordering::Relaxed));
-    }
+    decay(ALL_ARENAS);
 }
 
 /// Advances the decay of jemalloc's arena `index` ("arena.<i>.decay"), building its name on the
@@ -212,7 +214,7 @@ fn decay(index: u32) {
     // SAFETY:
     // - "arena.<i>.decay" takes and returns nothing: null pointers and a zero length;
     // - `name` is NUL-terminated (at most 6 + 10 + 6 bytes of 32 are written) and names an arena
-    //   made with "arenas.create" (arenas are never destroyed).
+    //   that exists (arenas are never destroyed) or all of them.
     let _ = unsafe {
         ffi::mallctl(
             name.as_ptr().cast::<c_char>(),
@@ -271,7 +273,9 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
         slot => return Some(usize::from(slot) - 1),
     }
     let slot = ARENAS.load(Ordering::Relaxed);
-    if slot >= max.min(MAX_ARENAS) || !reserve_region() {
+    // The crate's own blocks (registry, snapshots) are few and small: they keep the trailer and
+    // leave the arenas to the program's scopes.
+    if scope == crate::books::id::OWN_SCOPE_ID || slot >= max.min(MAX_ARENAS) || !reserve_region() {
         entry.store(NO_ARENA, Ordering::Release);
         return None;
     }
@@ -305,7 +309,7 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
     Some(slot)
 }
 
-/// Allocates `size` bytes in the arena of `slot` (a full block: see [`is_full`]) with `mallocx`,
+/// Allocates `size` bytes in the arena of `slot` (a block of that arena: see [`arena_class`]) with `mallocx`,
 /// with this thread's explicit cache for it; null if jemalloc fails. Counts the block as a live
 /// arena block. (The front cache was tried first: see [`Front::pop`].)
 #[inline(always)]
@@ -315,7 +319,7 @@ pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize)
         | tcache_flag(table, slot, max_tcaches, true)
         | if zero { ffi::MALLOCX_ZERO } else { 0 };
     // SAFETY:
-    // - `size` is non-zero (full blocks have at least their alignment's size); the flags name an
+    // - `size` is non-zero (a `GlobalAlloc` is never asked for zero bytes); the flags name an
     //   arena made with "arenas.create" and a cache made by this thread's table (or none).
     let block = unsafe { ffi::mallocx(size, flags) }.cast::<u8>();
     if !block.is_null() {
@@ -460,7 +464,7 @@ pub(crate) fn scope_arena_indexes() -> Vec<ScopeArenaIndex> {
         .collect()
 }
 
-/// Which jemalloc arena holds the full blocks of which scope (see `memledger::arenas::list`).
+/// Which jemalloc arena holds the arena blocks of which scope (see `memledger::arenas::list`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeArenaIndex {
     /// The scope's path.

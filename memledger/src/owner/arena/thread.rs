@@ -29,7 +29,7 @@ const ROWS: usize = 256;
 /// Bytes the front cache of one thread may hold.
 pub const FRONT_BYTES: usize = 128 * 1024;
 
-/// A thread's front cache: for each (arena, size class) up to [`BIN_MAX`], a stack of freed
+/// A thread's front cache: for each (arena, size class) up to 16 KiB, a stack of freed
 /// blocks, linked through their first 8 bytes. A free pushes its block on the stack of its arena
 /// and class and an allocation of that class in that scope's arena pops it, without a call into
 /// jemalloc: a load, a test, a load of the link and two stores, as in jemalloc's own thread cache.
@@ -73,7 +73,7 @@ impl Front {
             return block;
         }
         // SAFETY:
-        // - a block on a stack is a freed arena block of at least 8 bytes (every full class is),
+        // - a block on a stack is a freed arena block of at least 8 bytes (every class is),
         //   aligned to 8 at least, whose first 8 bytes hold the next block; the stack is the
         //   holder's (a non-empty stack is never `COLD_FRONT`'s).
         unsafe { *head = block.cast::<*mut u8>().read() };
@@ -88,7 +88,7 @@ impl Front {
     ///
     /// # Safety
     ///
-    /// - `block` is a live arena block of that arena, of a full size in class `bin`, which the
+    /// - `block` is a live arena block of that arena, of a size in class `bin`, which the
     ///   caller frees: it is handed out again for a block of that class in that arena.
     #[inline(always)]
     pub(crate) unsafe fn push(
