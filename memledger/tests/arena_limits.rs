@@ -48,6 +48,7 @@ fn live(scope: &str) -> u64 {
 fn limits() {
     past_the_limits_books_stay_exact();
     thread_tables_are_reused();
+    a_full_front_cache_makes_room();
 }
 
 fn past_the_limits_books_stay_exact() {
@@ -140,4 +141,60 @@ fn thread_tables_are_reused() {
     assert!(usage.thread_tables <= 4, "{usage:?}");
     assert!(usage.thread_caches <= usage.thread_tables, "{usage:?}");
     assert_eq!(live("limits/churn"), 0);
+}
+
+/// A free that finds the thread's front cache full empties it into jemalloc's caches and is kept:
+/// blocks of a class the thread stopped using do not hold the room for good. Freed 64-byte blocks
+/// fill the cache's 128 KiB after 2 048; the next free empties it and the last 52 stay.
+fn a_full_front_cache_makes_room() {
+    const BLOCKS: usize = 2_100;
+    let room = memledger::arenas::FRONT_BYTES / 64;
+    assert!(BLOCKS > room);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let thread = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let layout = Layout::from_size_align(64, 8).unwrap();
+            // Made at its full size, so that no resize leaves a block in this thread's cache.
+            let mut blocks = Vec::with_capacity(BLOCKS);
+            memledger::in_scope("limits/a", || {
+                for _ in 0..BLOCKS {
+                    // SAFETY: a non-zero layout; each block is freed below.
+                    blocks.push(unsafe { alloc(layout) } as usize);
+                }
+            });
+            barrier.wait();
+            barrier.wait();
+            for &p in &blocks {
+                // SAFETY: allocated above with this layout.
+                unsafe { dealloc(p as *mut u8, layout) };
+            }
+            barrier.wait();
+            barrier.wait();
+            drop(blocks);
+        })
+    };
+    barrier.wait();
+    let before = memledger::arenas::usage().front_cache_bytes;
+    barrier.wait();
+    barrier.wait();
+    let after = memledger::arenas::usage().front_cache_bytes;
+    barrier.wait();
+    thread.join().unwrap();
+    assert!(
+        memledger::arenas::list()
+            .iter()
+            .any(|a| a.scope == "limits/a"),
+        "the scope has an arena"
+    );
+    // Without the emptying, the thread's cache would hold the full 128 KiB now. With it, it holds
+    // the last 52 blocks, less what it held before (the thread's start frees a few blocks of its
+    // own, which the emptying gave back too).
+    let kept = (BLOCKS - room) * 64;
+    assert!(after >= kept, "{after} < {kept}");
+    assert!(
+        after - before <= kept && after - before + 1024 >= kept,
+        "{before} -> {after}"
+    );
+    assert_eq!(live("limits/a"), 0);
 }

@@ -137,6 +137,9 @@ impl<A: GlobalAlloc> Ledger<A> {
             if unsafe { front.push(row, class, bin_size(class), ptr) } {
                 return;
             }
+            // SAFETY:
+            // - as above.
+            return unsafe { arena::free_past_a_full_cache(ptr, row, size, layout.align(), class) };
         }
         // SAFETY:
         // - in the region: an arena block of the arena in `row`, allocated or resized for

@@ -358,6 +358,37 @@ pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: u
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
 }
 
+/// Frees the arena block `ptr` of `size` bytes at `align`, of the class `class` of the arena in
+/// `row`, that the front cache refused for lack of room: the cache is emptied into the explicit
+/// caches ([`ThreadArenas::make_room`]) and takes the block, or, for a thread without a table,
+/// the block goes to `sdallocx`.
+///
+/// # Safety
+///
+/// - `ptr` is a live block of that arena, allocated or last resized for `size` bytes at `align`,
+///   in bin `class` (neither 0 nor [`BIG`]).
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn free_past_a_full_cache(
+    ptr: *mut u8,
+    row: usize,
+    size: usize,
+    align: usize,
+    class: usize,
+) {
+    if let Some(table) = table() {
+        table.make_room();
+        // SAFETY:
+        // - the caller's guarantee; the cache is the holder's own.
+        if unsafe { table.front().push(row, class, bin_size(class), ptr) } {
+            return;
+        }
+    }
+    // SAFETY:
+    // - the caller's guarantee.
+    unsafe { deallocate(ptr, slot_of_row(row), size, align) }
+}
+
 /// Resizes the arena block `ptr` of the arena in `slot` to `new_size` bytes at `align`, in the
 /// same arena; null on failure (the block is then untouched).
 ///

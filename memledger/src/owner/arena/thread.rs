@@ -148,10 +148,11 @@ impl Front {
         FRONT_BYTES.saturating_sub(self.room.load(Ordering::Relaxed) as usize)
     }
 
-    /// Gives every cached block of the first `rows` rows back to jemalloc and restores the room.
-    /// By the holder only.
-    fn flush(&self, rows: usize) {
+    /// Gives every cached block of the first `rows` rows back to jemalloc, through the cache
+    /// `flags(row)` names, and restores the room. By the holder only.
+    fn flush(&self, rows: usize, flags: impl Fn(usize) -> i32) {
         for row in 1..rows.min(ROWS) {
+            let flags = flags(row);
             for bin in 1..BINS {
                 let head = self.head(row, bin);
                 // SAFETY:
@@ -159,12 +160,13 @@ impl Front {
                 let mut block = unsafe { head.replace(ptr::null_mut()) };
                 while !block.is_null() {
                     // SAFETY:
-                    // - a cached block is a freed arena block whose first 8 bytes link the next;
-                    //   it was allocated or resized for a size of the bin's class, so the class
-                    //   size is a valid size for `sdallocx`; no cache, so it goes straight back.
+                    // - a cached block is a freed arena block of the arena in `row`, whose first
+                    //   8 bytes link the next; it was allocated or resized for a size of the
+                    //   bin's class, so the class size is a valid size for `sdallocx`; the flags
+                    //   name no cache or the holder's for that arena.
                     unsafe {
                         let next = block.cast::<*mut u8>().read();
-                        ffi::sdallocx(block.cast(), bin_size(bin), ffi::MALLOCX_TCACHE_NONE);
+                        ffi::sdallocx(block.cast(), bin_size(bin), flags);
                         block = next;
                     }
                 }
@@ -202,6 +204,17 @@ impl Default for ThreadArenas {
 }
 
 impl ThreadArenas {
+    /// Empties the front cache into the holder's explicit caches, when a free finds it full:
+    /// blocks of classes the thread no longer allocates would otherwise keep the room from the
+    /// ones it does. Each cached block is flushed at most once after it was pushed, so the cost is
+    /// bounded by one `sdallocx` per free, as without the cache. By the holder only.
+    pub(crate) fn make_room(&self) {
+        let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
+        self.front.flush(rows, |row| {
+            tcache_flag(Some(self), slot_of_row(row), 0, false)
+        });
+    }
+
     /// The front cache.
     pub(crate) fn front(&self) -> &Front {
         &self.front
@@ -227,9 +240,8 @@ pub(crate) fn release_thread() {
     let Some(table) = table() else {
         return;
     };
-    table
-        .front
-        .flush(ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1);
+    let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
+    table.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE);
     for tcache in &table.tcaches {
         let value = tcache.load(Ordering::Relaxed);
         if value != 0 && value != NO_TCACHE {
@@ -383,12 +395,12 @@ mod tests {
         // - refused above, so still this test's.
         unsafe { ffi::sdallocx(extra.cast(), size, 0) };
         // The flush gives everything back and restores the room; the live count stays.
-        front.flush(ROWS);
+        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE);
         assert_eq!(front.held_bytes(), 0);
         assert!(front.pop(7, b4k, size).is_null());
         assert_eq!(front.live(), -(fill as i64));
         let c = block(64);
         assert!(push(front, 5, b64, 64, c));
-        front.flush(ROWS);
+        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE);
     }
 }
