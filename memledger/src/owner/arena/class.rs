@@ -28,6 +28,7 @@ pub(crate) const fn size_class(size: usize) -> usize {
 
 /// Whether a block of `size` bytes fills its size class: fewer spare bytes than the trailer
 /// needs, so that the trailer would push it into the next class.
+#[inline(always)]
 pub(crate) const fn is_full(size: usize) -> bool {
     size <= isize::MAX as usize / 2 && size_class(size) - size < crate::owner::trailer::TRAILER_SIZE
 }
