@@ -175,7 +175,7 @@ fn churn_loop(spec: &str) {
             let mut churn = Churn::new(&LEDGER_JEMALLOC, &layouts, 0);
             (0..steps).for_each(|_| churn.step());
         }
-        #[cfg(all(feature = "arenas", target_os = "linux"))]
+        #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
         None if name == "arenas" || name == "arenas_scoped" => {
             let _guard = (name == "arenas_scoped").then(|| memledger::scope!("bench"));
             let mut churn = Churn::new(&support::LEDGER_ARENAS, &layouts, 0);
@@ -246,9 +246,9 @@ fn pair_loop(
 
 /// The default ledger's allocation, or jemalloc's where the feature is off.
 fn pair_arenas(layout: Layout) -> *mut u8 {
-    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     return support::alloc_via(&support::LEDGER_ARENAS, layout);
-    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    #[cfg(not(all(feature = "arenas", target_os = "linux", target_pointer_width = "64")))]
     support::alloc_via(&JEMALLOC, layout)
 }
 
@@ -258,11 +258,11 @@ fn pair_arenas(layout: Layout) -> *mut u8 {
 ///
 /// - `ptr` came from `pair_arenas` with `layout`.
 unsafe fn pair_arenas_free(ptr: *mut u8, layout: Layout) {
-    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     // SAFETY:
     // - the caller's guarantee.
     return unsafe { support::dealloc_via(&support::LEDGER_ARENAS, ptr, layout) };
-    #[cfg(not(all(feature = "arenas", target_os = "linux")))]
+    #[cfg(not(all(feature = "arenas", target_os = "linux", target_pointer_width = "64")))]
     // SAFETY:
     // - the caller's guarantee.
     unsafe {

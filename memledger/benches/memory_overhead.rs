@@ -71,7 +71,7 @@ struct Switch {
     mode: AtomicU8,
     ledger: Ledger<memledger::TrailerOnly<Jemalloc>>,
     slack: SlackTag,
-    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     arenas: Ledger<Jemalloc>,
 }
 
@@ -116,7 +116,7 @@ static GLOBAL: Switch = Switch {
     mode: AtomicU8::new(UNDECIDED),
     ledger: Ledger::new(memledger::TrailerOnly(Jemalloc)),
     slack: SlackTag,
-    #[cfg(all(feature = "arenas", target_os = "linux"))]
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     arenas: Ledger::new(Jemalloc),
 };
 
@@ -161,7 +161,7 @@ impl Switch {
         match self.mode() {
             LEDGER => &self.ledger,
             SLACK => &self.slack,
-            #[cfg(all(feature = "arenas", target_os = "linux"))]
+            #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
             ARENAS => &self.arenas,
             _ => &Jemalloc,
         }
@@ -533,7 +533,11 @@ fn mb(bytes: u64) -> f64 {
 
 fn driver(workload: &str) -> ExitCode {
     let mut modes = vec!["bare", "ledger", "slack"];
-    if cfg!(all(feature = "arenas", target_os = "linux")) {
+    if cfg!(all(
+        feature = "arenas",
+        target_os = "linux",
+        target_pointer_width = "64"
+    )) {
         modes.insert(2, "arenas");
     }
     let mut figures = Vec::new();

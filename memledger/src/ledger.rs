@@ -324,10 +324,13 @@ impl<A: GlobalAlloc> Ledger<A> {
 //   caller's layout; `dealloc` and `realloc` rebuild that same outer layout from the caller's
 //   layout, as `A` requires;
 // - with arenas (only when `A` is jemalloc), a block is either a trailer block as above or an
-//   arena block, allocated by `mallocx` for the caller's size at an alignment jemalloc gives every
-//   block of that size (at most 16 and at most the size); the two are told apart by address, as
-//   arena blocks lie in the arenas' reserved region, which jemalloc's other arenas never use
-//   (see `owner::arena::ledger`);
+//   arena block: one of the jemalloc size class of the caller's size (checked against jemalloc's
+//   own classes before the first arena is made), allocated by `mallocx` or handed out again by
+//   the thread's front cache for a request of that class, at an alignment jemalloc gives every
+//   block of the class (`arena::arena_class`); a resize in the arena passes the alignment flag
+//   where the new size needs it. The two kinds are told apart by address, as arena blocks lie in
+//   the arenas' reserved region, which jemalloc's other arenas never use (see
+//   `owner::arena::ledger`);
 // - the booking never unwinds: the counter code contains no panicking operation and no
 //   allocation through the global allocator.
 // The methods are `inline(always)`: the booking is a few instructions around the inner call, and

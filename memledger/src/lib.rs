@@ -180,7 +180,7 @@ pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 ///   sampler's tick does too). `BENCHMARKS.md` has the measured costs.
 /// - A scope with an enforced limit (feature `enforce`) or in exact mode takes the trailer for
 ///   its new blocks, as do layouts aligned to more than 16 (or to 16 below 16 bytes).
-#[cfg(all(feature = "arenas", target_os = "linux"))]
+#[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
 pub mod arenas {
     pub use crate::owner::arena::{
         ArenaUsage, ScopeArenaIndex, CHUNK_SIZE, FRONT_BYTES, MAX_ARENAS, REGION_SIZE,

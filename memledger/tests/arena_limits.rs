@@ -2,7 +2,7 @@
 //! past its explicit caches allocates without one, and the books stay exact either way. Each
 //! figure is checked against an independent count (the test's own sums, jemalloc's per-arena
 //! stats), in one test so that no other test's arenas or threads interfere.
-#![cfg(all(feature = "arenas", target_os = "linux"))]
+#![cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
 
 use std::alloc::{alloc, dealloc, Layout};
 

@@ -1,12 +1,14 @@
-//! The exactness suite over jemalloc, and the ledger against jemalloc's own stats.
+//! The exactness suite over jemalloc with the trailer on every block
+//! (`Ledger<TrailerOnly<Jemalloc>>`, the comparison for the default), and the ledger against
+//! jemalloc's own stats. `tests/arenas.rs` runs the suite over the default, `Ledger<Jemalloc>`.
 
 mod common;
 
 use tikv_jemalloc_ctl::{epoch, stats};
 
 #[global_allocator]
-static GLOBAL: memledger::Ledger<tikv_jemallocator::Jemalloc> =
-    memledger::Ledger::new(tikv_jemallocator::Jemalloc);
+static GLOBAL: memledger::Ledger<memledger::TrailerOnly<tikv_jemallocator::Jemalloc>> =
+    memledger::Ledger::new(memledger::TrailerOnly(tikv_jemallocator::Jemalloc));
 
 exactness_suite!("jemalloc");
 

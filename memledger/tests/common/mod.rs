@@ -296,16 +296,16 @@ pub fn nesting(prefix: &str) {
         let _outer = memledger::enter(&outer_path);
         assert_eq!(memledger::current_scope(), outer_path);
         // SAFETY: non-zero size.
-        a = unsafe { alloc(layout) };
+        a = std::hint::black_box(unsafe { alloc(layout) });
         {
             let _inner = memledger::scope!("inner");
             // `current_scope` allocates its answer in the crate's own scope.
             assert_eq!(memledger::current_scope(), inner_path);
             // SAFETY: non-zero size.
-            b = unsafe { alloc(layout) };
+            b = std::hint::black_box(unsafe { alloc(layout) });
             let _deeper = memledger::enter("deeper/still");
             // SAFETY: non-zero size.
-            c = unsafe { alloc(layout) };
+            c = std::hint::black_box(unsafe { alloc(layout) });
         }
         assert_eq!(memledger::current_scope(), outer_path);
     }
@@ -781,14 +781,16 @@ pub fn huge_layouts_fail_cleanly(prefix: &str) {
     let ptr = {
         let _g = memledger::enter(&path);
         // SAFETY: non-zero size.
-        unsafe { alloc(huge) }
+        std::hint::black_box(unsafe { alloc(std::hint::black_box(huge)) })
     };
     assert!(ptr.is_null());
     let layout = Layout::from_size_align(64, 8).unwrap();
     let block = alloc_in(&path, layout, false);
     fill(block, 64, 0xAB);
     // SAFETY: live block, its layout, non-zero size.
-    let moved = unsafe { realloc(block, layout, isize::MAX as usize - 4) };
+    let moved = std::hint::black_box(unsafe {
+        realloc(block, layout, std::hint::black_box(isize::MAX as usize - 4))
+    });
     assert!(moved.is_null());
     check_fill(block, 64, 0xAB);
     let s = stats(&path);

@@ -9,8 +9,13 @@ pub(super) const PAGE: usize = 4096;
 /// The jemalloc size class of a request of `size` bytes at an alignment of at most 16 and at
 /// most `size` (sizes up to `isize::MAX`): small classes are 8, 16, then four per doubling with
 /// steps of at least 16; a large block takes whole pages (jemalloc's default
-/// `disable_large_size_classes`). A wrong answer (another page size, another configuration)
-/// costs memory, never exactness: both kinds of block are booked and freed correctly.
+/// `disable_large_size_classes`).
+///
+/// The front caches rely on it up to [`BIN_MAX`]: a block is handed out again for any request of
+/// its bin, and flushed with the bin's size. So before the first arena is made,
+/// [`classes_are_jemallocs`] checks every bin's bounds against jemalloc's own (`nallocx`), and a
+/// jemalloc built otherwise (another quantum, another page size) gets no arenas: every block then
+/// carries the trailer. Above [`BIN_MAX`] a wrong answer only costs memory.
 #[inline(always)]
 pub(crate) const fn size_class(size: usize) -> usize {
     if size <= 16 {
@@ -103,6 +108,22 @@ pub(crate) fn bin_size(bin: usize) -> usize {
     BIN_SIZE[bin % ROW_BINS] as usize
 }
 
+/// Whether every bin's class is one of jemalloc's, with the same bounds: for each bin, jemalloc
+/// rounds the bin's size to itself and the size just above the previous bin's to the bin's size
+/// (`nallocx` is monotonic, so every size between lands in the bin too).
+pub(crate) fn classes_are_jemallocs() -> bool {
+    (1..BINS).all(|bin| {
+        let size = bin_size(bin);
+        let below = bin_size(bin - 1);
+        // SAFETY:
+        // - `nallocx` only computes a size; non-zero sizes and no flags are valid.
+        unsafe {
+            tikv_jemalloc_sys::nallocx(size, 0) == size
+                && tikv_jemalloc_sys::nallocx(below + 1, 0) == size
+        }
+    })
+}
+
 /// Where a block of `size` bytes at `align` lives: a bin in `1..BINS` for a block of up to
 /// [`BIN_MAX`] (in its scope's arena, kept by the front caches), [`BIG`] for a larger block that
 /// fills its class (in its scope's arena, never cached), 0 for any other (with a trailer, which
@@ -158,6 +179,11 @@ mod tests {
             }
             size <<= 1;
         }
+    }
+
+    #[test]
+    fn this_jemalloc_has_the_classes_of_the_bins() {
+        assert!(classes_are_jemallocs());
     }
 
     #[test]

@@ -46,11 +46,17 @@ impl<A: GlobalAlloc> Ledger<A> {
             return self.trailer_alloc(layout, zero);
         }
         let (cell, scope, front) = per_thread::current_front();
+        let row = arena::row_of(scope);
+        // A scope that cannot have an arena (past the limit, the crate's own) takes the trailer
+        // at once.
+        if row == arena::NO_ARENA_ROW {
+            return self.trailer_alloc(layout, zero);
+        }
         if !cell.try_grow(size as u64) {
             return self.arena_alloc_cold(layout, zero);
         }
         if class != BIG {
-            let block = front.pop(arena::row_of(scope), class, bin_size(class));
+            let block = front.pop(row, class, bin_size(class));
             if !block.is_null() {
                 cell.count_alloc();
                 if zero {

@@ -239,6 +239,9 @@ pub(crate) fn slot_of_row(row: usize) -> usize {
     row.wrapping_sub(1) % MAX_ARENAS
 }
 
+/// The row of a scope that cannot have an arena.
+pub(crate) const NO_ARENA_ROW: usize = NO_ARENA as usize;
+
 /// The row of `scope` in a front cache: its arena entry as it is (see [`Front`]).
 #[inline(always)]
 pub(crate) fn row_of(scope: ScopeId) -> usize {

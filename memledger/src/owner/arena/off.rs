@@ -1,4 +1,4 @@
-//! Stands in for the arenas where they are not built (feature `arenas` off, or not Linux): no
+//! Stands in for the arenas where they are not built (feature `arenas` off, or not 64-bit Linux): no
 //! thread tables, no arena blocks, no arenas.
 
 /// A thread's arena tables: nothing to keep.

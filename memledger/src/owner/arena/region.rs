@@ -83,6 +83,12 @@ pub(super) fn reserve_region() -> bool {
     if UNAVAILABLE.load(Ordering::Relaxed) {
         return false;
     }
+    // The front caches hand blocks out by size class: a jemalloc with other classes gets no
+    // arenas (see `class::size_class`).
+    if !super::class::classes_are_jemallocs() {
+        UNAVAILABLE.store(true, Ordering::Relaxed);
+        return false;
+    }
     // The largest reservation the system allows, from 1 TiB down to 4 GiB.
     let mut length = REGION_SIZE;
     let base = loop {

@@ -155,9 +155,17 @@ impl Front {
             let flags = flags(row);
             for bin in 1..BINS {
                 let head = self.head(row, bin);
+                // An empty stack is only read, so that a flush leaves the pages of heads that
+                // were never written untouched.
                 // SAFETY:
                 // - the holder's own stack.
-                let mut block = unsafe { head.replace(ptr::null_mut()) };
+                let mut block = unsafe { *head };
+                if block.is_null() {
+                    continue;
+                }
+                // SAFETY:
+                // - as above.
+                unsafe { *head = ptr::null_mut() };
                 while !block.is_null() {
                     // SAFETY:
                     // - a cached block is a freed arena block of the arena in `row`, whose first
