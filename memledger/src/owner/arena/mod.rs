@@ -355,7 +355,10 @@ fn align_flag(size: usize, align: usize) -> i32 {
 pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: usize) {
     let table = table();
     count(table, -1);
-    let flags = tcache_flag(table, slot, 0, false) | align_flag(size, align);
+    // A thread that frees into an arena it never allocated from makes its cache for it too (up to
+    // the limit): without one, every free would take the arena's bin lock.
+    let limit = TCACHE_LIMIT.load(Ordering::Relaxed);
+    let flags = tcache_flag(table, slot, limit, true) | align_flag(size, align);
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }

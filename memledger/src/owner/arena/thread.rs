@@ -288,9 +288,16 @@ pub(super) fn tcache_flag(
     }
 }
 
+/// The ledger's limit of explicit caches per thread, as its allocations last passed it, for the
+/// frees, which make a thread's cache for an arena it frees into but never allocated from.
+pub(super) static TCACHE_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
 #[cold]
 #[inline(never)]
 pub(super) fn make_tcache(table: &ThreadArenas, slot: usize, max_per_thread: usize) -> i32 {
+    if max_per_thread != 0 {
+        TCACHE_LIMIT.store(max_per_thread, Ordering::Relaxed);
+    }
     let entry = &table.tcaches[slot];
     if usize::from(table.made.load(Ordering::Relaxed)) >= max_per_thread {
         entry.store(NO_TCACHE, Ordering::Relaxed);
