@@ -23,6 +23,27 @@ fn random_programs_keep_exact_books() {
     }
 }
 
+/// The fuzz targets' seeds and the inputs that once found a bug, over this ledger.
+#[test]
+fn kept_inputs_keep_exact_books() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut ran = 0;
+    for dir in [
+        "fuzz/seeds/ledger_ops",
+        "memledger/tests/regressions/ledger_ops",
+        "memledger/tests/regressions/ledger_ops_arenas",
+    ] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            differential::run(&std::fs::read(entry.unwrap().path()).unwrap());
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no kept inputs found");
+}
+
 /// Reads a per-arena statistic after advancing jemalloc's epoch.
 fn arena_stat(index: u32, stat: &str) -> usize {
     let name = format!("stats.arenas.{index}.{stat}\0");
