@@ -1,6 +1,7 @@
-//! The soak test of `tests/soak.rs` over `Ledger<Jemalloc>` with scope arenas, checking them too: the blocks that fill their size class live
-//! in per-scope arenas, with cross-thread frees, resizes between the trailer and the arenas, and a
-//! sampler reading jemalloc's per-arena statistics every 10 ms.
+//! The soak test of `tests/soak.rs` over `Ledger<Jemalloc>`, checking its scope arenas too: blocks
+//! of up to 16 KiB and larger full ones live in per-scope arenas, with cross-thread frees, resizes
+//! between the trailer and the arenas, and a sampler reading jemalloc's per-arena statistics every
+//! 10 ms.
 //!
 //! Ignored by default; run it with
 //! `MEMLEDGER_SOAK_SECS=300 cargo test --release --features arenas --test soak_arenas -- --ignored --nocapture`.

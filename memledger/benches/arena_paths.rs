@@ -14,12 +14,12 @@
 //! Same two shapes as `alloc_pairs`: `pair/<variant>/<size>` and `churn/<variant>`.
 //!
 //! For instruction counts, `MEMLEDGER_ARENA_LOOP=<variant>:<steps>` (a variant above, or
-//! `ledger` for `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer), `tag_only` for its trailer without the books,
-//! `arenas` / `arenas_scoped` for the default `Ledger::new(Jemalloc)` (scope arenas), or `pair<size>_<malloc|ledger|exact|arenas>` for
-//! one allocation and free at once, in a scope; `exact` puts the scope in exact mode)
-//! runs only a churn of that
-//! many steps and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the
-//! difference by the difference of steps.
+//! `ledger` for `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer), `tag_only` for its
+//! trailer without the books, `arenas` / `arenas_scoped` for the default `Ledger::new(Jemalloc)`
+//! (scope arenas), or `pair<size>_<malloc|ledger|exact|arenas>` for one allocation and free at
+//! once, in a scope; `exact` puts the scope in exact mode) runs only a churn of that many steps
+//! and exits: run it under `valgrind --tool=callgrind` at two lengths and divide the difference by
+//! the difference of steps.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

@@ -3,8 +3,9 @@
 //! The workload is an inverted index: 200 000 distinct symbol names, a
 //! `HashMap<String, Vec<u32>>` of 2 000 000 postings whose vectors grow by doubling, and 500 000
 //! small boxes, all kept alive. It runs twice, in two child processes of this binary: once over
-//! bare jemalloc and once over each ledger (`Ledger<TrailerOnly<Jemalloc>>`, the default `Ledger::new(Jemalloc)`). Each child reports jemalloc's own statistics;
-//! the parent prints them side by side.
+//! bare jemalloc and once over each ledger (`Ledger<TrailerOnly<Jemalloc>>`, the default
+//! `Ledger::new(Jemalloc)`). Each child reports jemalloc's own statistics; the parent prints them
+//! side by side.
 //!
 //! The ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
 //! collections grow by doubling, so many requests sit exactly on a jemalloc size class and those

@@ -1,5 +1,5 @@
-//! The exactness suite and the differential check over `Ledger<Jemalloc>` with scope arenas (the default), and what its arenas hold
-//! measured against jemalloc's own per-arena stats.
+//! The exactness suite and the differential check over `Ledger<Jemalloc>` with scope arenas (the
+//! default), and what its arenas hold measured against jemalloc's own per-arena stats.
 #![cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
 
 mod common;

@@ -78,8 +78,8 @@ pub struct Reconciliation {
 }
 
 /// One scope's arena under `Ledger<Jemalloc>` and jemalloc's statistics for it: the memory of the
-/// scope's blocks that fill their size class, as jemalloc sees it. `None` where a statistic cannot
-/// be read.
+/// scope's arena blocks (up to 16 KiB, and larger full ones), as jemalloc sees it. `None` where a
+/// statistic cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ScopeArena {
@@ -403,7 +403,7 @@ impl fmt::Display for Reconciliation {
         if !self.scope_arenas.is_empty() {
             writeln!(
                 f,
-                "\nscope arenas (blocks that fill their size class): allocated / active / resident"
+                "\nscope arenas (blocks up to 16 KiB and full larger ones): allocated / active / resident"
             )?;
             let shown = |v: Option<u64>| v.map_or_else(|| "?".to_string(), human_bytes);
             for arena in &self.scope_arenas {

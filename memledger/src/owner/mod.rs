@@ -4,8 +4,8 @@
 //! - [`trailer`]: the owner's [`ScopeId`](crate::books::id::ScopeId) in 2 bytes at
 //!   `ptr + layout.size()`. Works over any `GlobalAlloc`; costs a size-class step for blocks that
 //!   fill their class.
-//! - [`arena`] (feature `arenas`, 64-bit Linux): blocks that fill their size class live in a jemalloc
-//!   arena of their scope and carry nothing; the owner is found from the address. Each thread's
+//! - [`arena`] (feature `arenas`, 64-bit Linux): blocks of up to 16 KiB, and larger ones that fill
+//!   their size class, live in a jemalloc arena of their scope and carry nothing; the owner is found from the address. Each thread's
 //!   tables for it ([`ThreadTables`]) ride in its counter slab ([`crate::books::cells::Slab`]), so
 //!   they are handed on with the slab and never freed: that is the one place where the books know
 //!   of an owner strategy.
