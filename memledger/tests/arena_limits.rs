@@ -37,6 +37,37 @@ fn free(blocks: Vec<usize>) {
     }
 }
 
+/// Runs `prepare`, then `step` on its result, on a new thread, and takes `read()` on this thread
+/// while that thread is parked just before `step` and just after it: a thread's start and exit
+/// allocate (in the unscoped root, which may hold an arena), so that only `step` runs between the
+/// two readings. Returns both readings and `step`'s result.
+fn readings_around<P, T: Send + 'static, R>(
+    prepare: impl FnOnce() -> P + Send + 'static,
+    step: impl FnOnce(P) -> T + Send + 'static,
+    read: impl Fn() -> R,
+) -> (R, R, T) {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let thread = {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            let prepared = prepare();
+            barrier.wait();
+            barrier.wait();
+            let done = step(prepared);
+            barrier.wait();
+            barrier.wait();
+            done
+        })
+    };
+    barrier.wait();
+    let before = read();
+    barrier.wait();
+    barrier.wait();
+    let after = read();
+    barrier.wait();
+    (before, after, thread.join().unwrap())
+}
+
 fn live(scope: &str) -> u64 {
     memledger::snapshot()
         .scope(scope)
@@ -82,28 +113,15 @@ fn past_the_limits_books_stay_exact() {
     // and a thread's start and exit allocate in the root: the readings are taken while the other
     // thread is parked at a barrier, inside its scope, so that only the frees and allocations of
     // the blocks below happen between them.
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let freeing = {
-        let barrier = barrier.clone();
-        std::thread::spawn(move || {
-            let _g = memledger::scope!("limits/freer");
-            barrier.wait();
-            barrier.wait();
+    let (live_in_arenas, live_after, (a, more)) = readings_around(
+        || memledger::scope!("limits/freer"),
+        move |_guard| {
             let a_bytes = a.len();
             free(a);
-            let more = allocate_in("limits/b", 10);
-            barrier.wait();
-            barrier.wait();
-            (a_bytes, more)
-        })
-    };
-    barrier.wait();
-    let live_in_arenas = memledger::arenas::usage().live_blocks;
-    barrier.wait();
-    barrier.wait();
-    let live_after = memledger::arenas::usage().live_blocks;
-    barrier.wait();
-    let (a, more) = freeing.join().unwrap();
+            (a_bytes, allocate_in("limits/b", 10))
+        },
+        || memledger::arenas::usage().live_blocks,
+    );
     assert_eq!(live("limits/a"), 0);
     assert_eq!(live("limits/freer"), 0);
     // `a`'s blocks and the vector that held them; `more`'s blocks and theirs.
@@ -150,11 +168,9 @@ fn a_full_front_cache_makes_room() {
     const BLOCKS: usize = 2_100;
     let room = memledger::arenas::FRONT_BYTES / 64;
     assert!(BLOCKS > room);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let thread = {
-        let barrier = barrier.clone();
-        std::thread::spawn(move || {
-            let layout = Layout::from_size_align(64, 8).unwrap();
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let (before, after, _) = readings_around(
+        move || {
             // Made at its full size, so that no resize leaves a block in this thread's cache.
             let mut blocks = Vec::with_capacity(BLOCKS);
             memledger::in_scope("limits/a", || {
@@ -163,24 +179,16 @@ fn a_full_front_cache_makes_room() {
                     blocks.push(unsafe { alloc(layout) } as usize);
                 }
             });
-            barrier.wait();
-            barrier.wait();
+            blocks
+        },
+        move |blocks| {
             for &p in &blocks {
                 // SAFETY: allocated above with this layout.
                 unsafe { dealloc(p as *mut u8, layout) };
             }
-            barrier.wait();
-            barrier.wait();
-            drop(blocks);
-        })
-    };
-    barrier.wait();
-    let before = memledger::arenas::usage().front_cache_bytes;
-    barrier.wait();
-    barrier.wait();
-    let after = memledger::arenas::usage().front_cache_bytes;
-    barrier.wait();
-    thread.join().unwrap();
+        },
+        || memledger::arenas::usage().front_cache_bytes,
+    );
     assert!(
         memledger::arenas::list()
             .iter()
