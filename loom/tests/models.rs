@@ -57,6 +57,12 @@ mod owner {
     pub(crate) struct ThreadTables;
 }
 
+/// What each counter slab carries for the sampling of allocation sites: nothing here.
+mod sampling {
+    #[derive(Default)]
+    pub(crate) struct ThreadSampling;
+}
+
 use atomic::Ordering;
 use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, GRANT, PUBLISH_THRESHOLD};
 

@@ -70,6 +70,25 @@ pub struct SuspectedLeak {
     pub rate: GrowthRate,
     /// Its live bytes now.
     pub live_bytes: u64,
+    /// The sites whose live bytes grew the most, from the sampler's profiles (see
+    /// [`SamplerBuilder::profile_every`](crate::SamplerBuilder::profile_every)): since the
+    /// profile taken about a leak window earlier, or since the start where there is none. Empty
+    /// without sampling or before the first profile.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub top_sites: Vec<LeakSite>,
+}
+
+/// A site that a suspected leak's growth comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LeakSite {
+    /// The function that allocates there, with its file and line
+    /// ([`Site::label`](crate::Site::label)).
+    pub site: String,
+    /// The site's estimated live bytes.
+    pub live_bytes: u64,
+    /// How much they grew over the comparison.
+    pub growth_bytes: i64,
 }
 
 /// Fits `points` (seconds, bytes), the newest last, and returns their growth rate.

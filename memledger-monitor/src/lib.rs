@@ -50,6 +50,8 @@ mod budget;
 mod error;
 mod growth;
 mod history;
+#[cfg(feature = "profile")]
+mod profile;
 #[cfg(feature = "serde")]
 mod json;
 mod reconcile;
@@ -60,8 +62,12 @@ mod status;
 
 pub use crate::budget::{Budget, BudgetBuilder, BudgetError, Level, Limit, ScopeBudget};
 pub use crate::error::Error;
-pub use crate::growth::{growth_rate, GrowthRate, LeakDetection, SuspectedLeak};
+pub use crate::growth::{growth_rate, GrowthRate, LeakDetection, LeakSite, SuspectedLeak};
 pub use crate::history::{HistoryEntry, ScopeSample};
+#[cfg(feature = "profile")]
+pub use crate::profile::{
+    profile, Estimate, Frame, Profile, ProfileUsage, ProfileValue, ScopeProfile, Site,
+};
 #[cfg(feature = "serde")]
 pub use crate::json::{from_json, to_json};
 pub use crate::reconcile::allocator::{AllocatorStats, AllocatorStatsUnavailable};

@@ -204,11 +204,12 @@ impl Status {
                 live_bytes: leak.live_bytes,
                 growth_per_sec: leak.rate.window,
                 message: format!(
-                    "{} grows steadily at {}/s over {:.0} s (fit {:.2}): suspected leak",
+                    "{} grows steadily at {}/s over {:.0} s (fit {:.2}): suspected leak{}",
                     leak.path,
                     human_bytes(leak.rate.window.max(0.0) as u64),
                     leak.rate.span.as_secs_f64(),
-                    leak.rate.fit
+                    leak.rate.fit,
+                    leak_sites(&leak.top_sites)
                 ),
             });
         }
@@ -331,6 +332,24 @@ impl Status {
     pub fn exceeds_hard(&self) -> bool {
         self.current_bytes >= self.budget.hard
     }
+}
+
+/// `"; growing at: f (file:line) +1.2 MB, ..."` for a leak's top sites, or nothing.
+fn leak_sites(sites: &[crate::growth::LeakSite]) -> String {
+    if sites.is_empty() {
+        return String::new();
+    }
+    let named: Vec<String> = sites
+        .iter()
+        .map(|s| {
+            format!(
+                "{} +{}",
+                s.site,
+                human_bytes(s.growth_bytes.max(0) as u64)
+            )
+        })
+        .collect();
+    format!("; growing at: {}", named.join(", "))
 }
 
 /// The summary line, then the recommendations and the scope budgets.

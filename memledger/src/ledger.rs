@@ -6,6 +6,7 @@ use core::ptr;
 use crate::books::id::{self, ScopeId, Tag};
 use crate::books::per_thread::{self, Op};
 use crate::owner::{arena, trailer};
+use crate::sampling;
 
 /// A global allocator that books every block to the scope that allocated it, then forwards to
 /// `A` (jemalloc, the system allocator, or any other [`GlobalAlloc`]).
@@ -205,16 +206,33 @@ impl<A: GlobalAlloc> Ledger<A> {
 
     /// [`Self::alloc_tagged`] on the cold path: in a scope with an enforced limit the block is
     /// allocated only if reserving its bytes keeps the scope within its limit; otherwise the
-    /// allocation is booked exactly and the thread's cell refilled.
+    /// allocation is booked exactly and the thread's cell refilled. An allocation that reaches
+    /// its cell's sample point is recorded and carries its record's index after the trailer.
     #[cold]
     #[inline(never)]
     fn alloc_cold(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
-        let Some(outer) = trailer::outer_layout(layout.size(), layout.align()) else {
-            return ptr::null_mut();
-        };
         let scope = per_thread::current_scope();
         let size = layout.size() as u64;
+        let sample = if per_thread::sample_due(scope, size) {
+            sampling::record(&self.inner, scope, size)
+        } else {
+            None
+        };
+        let outer = match sample {
+            Some(_) => trailer::sampled_outer_layout(layout.size(), layout.align()),
+            None => trailer::outer_layout(layout.size(), layout.align()),
+        };
+        let forget = || {
+            if let Some(index) = sample {
+                sampling::forget(index);
+            }
+        };
+        let Some(outer) = outer else {
+            forget();
+            return ptr::null_mut();
+        };
         let Ok(reserved) = per_thread::reserve(scope, size) else {
+            forget();
             return ptr::null_mut();
         };
         let block = allocate(outer);
@@ -222,6 +240,7 @@ impl<A: GlobalAlloc> Ledger<A> {
             if reserved.is_some() {
                 per_thread::unreserve(scope, size);
             }
+            forget();
             return block;
         }
         match reserved {
@@ -230,29 +249,39 @@ impl<A: GlobalAlloc> Ledger<A> {
             }
             None => per_thread::book_cold(&self.inner, scope, Op::Alloc(size)),
         }
-        // SAFETY:
-        // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE` bytes.
-        unsafe { trailer::write(block, layout.size(), trailer::tag(scope)) };
+        match sample {
+            // SAFETY:
+            // - `allocate` returned a block of `outer.size()` bytes: the trailer and the index
+            //   fit past the caller's.
+            Some(index) => unsafe { trailer::write_sampled(block, layout.size(), index) },
+            // SAFETY:
+            // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE`
+            //   bytes.
+            None => unsafe { trailer::write(block, layout.size(), trailer::tag(scope)) },
+        }
         block
     }
 
-    /// Resizes a block owned by `owner` from `old` to `new` bytes with `resize` (null on failure,
-    /// the block then untouched) and books it: booked first on the hot path and taken back if the
-    /// resize fails; on the cold path, where the owner has an enforced limit, the growth is
-    /// reserved first and given back if the resize fails or is refused.
+    /// Resizes the block `ptr` of `layout`, owned by `owner`, to `new` bytes with `resize` (null
+    /// on failure, the block then untouched) and books it: booked first on the hot path and taken
+    /// back if the resize fails; on the cold path, where the owner has an enforced limit, the
+    /// growth is reserved first and given back if the resize fails or is refused.
     #[inline(always)]
     pub(crate) fn book_resize(
         inner: &A,
         owner: ScopeId,
-        old: usize,
+        ptr: *mut u8,
+        layout: Layout,
         new: usize,
         resize: impl FnOnce() -> *mut u8,
     ) -> *mut u8 {
         // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
-        let delta = (new as i64).wrapping_sub(old as i64);
+        let delta = (new as i64).wrapping_sub(layout.size() as i64);
         let cell = per_thread::cell_of(owner);
         if !cell.try_resize(delta) {
-            return Self::resize_cold(inner, owner, delta, resize);
+            // SAFETY:
+            // - the caller's guarantee: a live block of this ledger of `layout`.
+            return unsafe { Self::resize_cold(inner, owner, ptr, layout, new, resize) };
         }
         let block = resize();
         if block.is_null() {
@@ -263,15 +292,30 @@ impl<A: GlobalAlloc> Ledger<A> {
         block
     }
 
-    /// [`Self::book_resize`] on the cold path.
+    /// [`Self::book_resize`] on the cold path. A sampled block (its trailer holds the sampled id)
+    /// is resized with its record; a growth that reaches its cell's sample point moves the block
+    /// to a new sampled block.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live block of this ledger of `layout`, owned by `owner` (or sampled, when
+    ///   `owner` is the sampled id); `new` is valid at its alignment.
     #[cold]
     #[inline(never)]
-    fn resize_cold(
+    unsafe fn resize_cold(
         inner: &A,
         owner: ScopeId,
-        delta: i64,
+        ptr: *mut u8,
+        layout: Layout,
+        new: usize,
         resize: impl FnOnce() -> *mut u8,
     ) -> *mut u8 {
+        if owner == id::SAMPLED_SCOPE_ID {
+            // SAFETY:
+            // - the caller's guarantee: a sampled block, which carries the trailer.
+            return unsafe { Self::resize_sampled(inner, ptr, layout, new) };
+        }
+        let delta = (new as i64).wrapping_sub(layout.size() as i64);
         let growth = delta.max(0) as u64;
         let reserved = if growth > 0 {
             let Ok(reserved) = per_thread::reserve(owner, growth) else {
@@ -281,13 +325,111 @@ impl<A: GlobalAlloc> Ledger<A> {
         } else {
             None
         };
-        let block = resize();
+        let block = if growth > 0 && per_thread::sample_due(owner, growth) {
+            // SAFETY:
+            // - the caller's guarantee.
+            unsafe { Self::move_to_sample(inner, owner, ptr, layout, new) }.unwrap_or_else(resize)
+        } else {
+            resize()
+        };
         if block.is_null() {
             if reserved.is_some() {
                 per_thread::unreserve(owner, growth);
             }
             return block;
         }
+        match reserved {
+            Some(total) => {
+                per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
+            }
+            None => per_thread::book_cold(inner, owner, Op::Realloc(delta)),
+        }
+        block
+    }
+
+    /// Moves the block `ptr` of `layout` owned by `owner`, whose growth to `new` bytes reached its
+    /// cell's sample point, to a new sampled block with a record. Books nothing. `None` if the
+    /// sample was not kept (the caller resizes as usual); a null block if the allocation failed
+    /// (the old block is then untouched).
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live block of this ledger of `layout` (an arena block or a trailer block) owned
+    ///   by `owner`; `new` is valid at its alignment.
+    unsafe fn move_to_sample(
+        inner: &A,
+        owner: ScopeId,
+        ptr: *mut u8,
+        layout: Layout,
+        new: usize,
+    ) -> Option<*mut u8> {
+        let outer = trailer::sampled_outer_layout(new, layout.align())?;
+        let index = sampling::record(inner, owner, new as u64)?;
+        // SAFETY:
+        // - `outer` has a non-zero size (at least the trailer's and the index's).
+        let block = unsafe { inner.alloc(outer) };
+        if block.is_null() {
+            sampling::forget(index);
+            return Some(block);
+        }
+        // SAFETY:
+        // - `block` holds `new` bytes, the trailer and the index; both blocks are live and
+        //   distinct, each at least `min(old, new)` bytes long;
+        // - the old block is an arena block (freed in its arena) or a trailer block, allocated
+        //   by `inner` with the trailer's outer layout, valid when it was made.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, block, layout.size().min(new));
+            trailer::write_sampled(block, new, index);
+            if !arena::free_if_arena_block(ptr, layout.size(), layout.align()) {
+                let old = trailer::existing_outer_layout(layout.size(), layout.align());
+                inner.dealloc(trailer::whole_block(ptr), old);
+            }
+        }
+        Some(block)
+    }
+
+    /// Resizes the sampled block `ptr` of `layout` to `new` bytes, with its record, booked to
+    /// the owner the record names.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live sampled block of this ledger of `layout`; `new` is valid at its
+    ///   alignment.
+    unsafe fn resize_sampled(inner: &A, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        let Some(new_outer) = trailer::sampled_outer_layout(new, layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY:
+        // - the caller's guarantee: a live sampled block, whose index follows its trailer.
+        let index = unsafe { trailer::read_sample_index(ptr, layout.size()) };
+        let owner = sampling::owner(index).unwrap_or(id::ROOT_SCOPE_ID);
+        let delta = (new as i64).wrapping_sub(layout.size() as i64);
+        let growth = delta.max(0) as u64;
+        let reserved = if growth > 0 {
+            let Ok(reserved) = per_thread::reserve(owner, growth) else {
+                return ptr::null_mut();
+            };
+            reserved
+        } else {
+            None
+        };
+        // SAFETY:
+        // - the block was allocated by `inner` with its sampled outer layout (checked when it was
+        //   made); `new_outer.size()` is non-zero and valid at this alignment.
+        let block = unsafe {
+            let old = trailer::existing_sampled_outer_layout(layout.size(), layout.align());
+            inner.realloc(trailer::whole_block(ptr), old, new_outer.size())
+        };
+        if block.is_null() {
+            if reserved.is_some() {
+                per_thread::unreserve(owner, growth);
+            }
+            return block;
+        }
+        // SAFETY:
+        // - `block` holds `new` bytes, the trailer and the index.
+        unsafe { trailer::write_sampled(block, new, index) };
+        sampling::resize(index, new as u64);
         match reserved {
             Some(total) => {
                 per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
@@ -307,12 +449,40 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[inline(never)]
     unsafe fn dealloc_cold(&self, tag: Tag, ptr: *mut u8, layout: Layout) {
         let owner = id::scope_of(tag);
+        if owner == id::SAMPLED_SCOPE_ID {
+            // SAFETY:
+            // - the caller's guarantee; the trailer says the block is sampled.
+            return unsafe { self.dealloc_sampled(ptr, layout) };
+        }
         per_thread::book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
         // SAFETY:
         // - the caller's guarantee: a live trailer block of `layout`, whose outer layout was
         //   valid when it was made.
         unsafe {
             let outer = trailer::existing_outer_layout(layout.size(), layout.align());
+            self.inner.dealloc(trailer::whole_block(ptr), outer)
+        }
+    }
+}
+
+impl<A: GlobalAlloc> Ledger<A> {
+    /// Frees a sampled block: removes its record and books the free to the owner it names.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live sampled block of this ledger of `layout`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_sampled(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY:
+        // - the caller's guarantee: the index follows the trailer.
+        let index = unsafe { trailer::read_sample_index(ptr, layout.size()) };
+        let owner = sampling::forget(index).unwrap_or(id::ROOT_SCOPE_ID);
+        per_thread::book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
+        // SAFETY:
+        // - the block was allocated by `inner` with its sampled outer layout, checked then.
+        unsafe {
+            let outer = trailer::existing_sampled_outer_layout(layout.size(), layout.align());
             self.inner.dealloc(trailer::whole_block(ptr), outer)
         }
     }
@@ -451,7 +621,7 @@ impl<A: GlobalAlloc> Ledger<A> {
                 trailer::existing_outer_layout(layout.size(), layout.align()),
             )
         };
-        Self::book_resize(&self.inner, scope, layout.size(), new_size, || {
+        Self::book_resize(&self.inner, scope, ptr, layout, new_size, || {
             // SAFETY:
             // - `ptr` was allocated by `self.inner` with `outer` (`whole_block` gives it back with
             //   the provenance of all of it);

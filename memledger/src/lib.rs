@@ -58,7 +58,7 @@
 //!   keeps it with its owner at the new size.
 //! - The crate's own memory (its registry, per-thread counters, snapshots) is booked to
 //!   [`OWN_SCOPE`], so nothing is hidden.
-//! - There is room for [`MAX_SCOPES`] scopes (three are reserved). Past that, entering a new scope
+//! - There is room for [`MAX_SCOPES`] scopes (four are reserved). Past that, entering a new scope
 //!   books to [`OVERFLOW_SCOPE`] and counts a refusal ([`Snapshot::refused_scopes`]): never a
 //!   panic.
 //!
@@ -130,6 +130,7 @@ mod ledger;
 mod limit;
 mod measure;
 mod owner;
+pub mod sampling;
 mod scope;
 mod snapshot;
 mod sys;

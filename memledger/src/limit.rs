@@ -19,6 +19,14 @@ pub enum Error {
     },
     /// A scope limit was asked for, but the crate was built without the `enforce` feature.
     EnforcementNotBuilt,
+    /// A sampling rate outside [`MIN_RATE`](crate::sampling::MIN_RATE) to
+    /// [`MAX_RATE`](crate::sampling::MAX_RATE) (0, which switches sampling off, excepted).
+    SampleRate {
+        /// The rate asked for, in bytes.
+        rate: u64,
+    },
+    /// Sampling was asked for, but the crate was built without the `sampling` feature.
+    SamplingNotBuilt,
 }
 
 impl fmt::Display for Error {
@@ -32,6 +40,17 @@ impl fmt::Display for Error {
             Error::EnforcementNotBuilt => f.write_str(
                 "scope limits need the `enforce` feature: \
                  memledger = { version = \"0.1\", features = [\"enforce\"] }",
+            ),
+            Error::SampleRate { rate } => write!(
+                f,
+                "a sampling rate of {rate} bytes is outside {} to {} bytes: set 0 to switch \
+                 sampling off, or a mean number of bytes between samples (512 KiB by default)",
+                crate::sampling::MIN_RATE,
+                crate::sampling::MAX_RATE
+            ),
+            Error::SamplingNotBuilt => f.write_str(
+                "sampled allocation sites need the `sampling` feature: \
+                 memledger = { version = \"0.1\", features = [\"sampling\"] }",
             ),
         }
     }

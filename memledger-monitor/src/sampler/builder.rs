@@ -17,6 +17,7 @@ pub struct SamplerBuilder {
     leak_detection: LeakDetection,
     queue: usize,
     memory_source: Option<MemorySource>,
+    profile_every: Option<Duration>,
 }
 
 impl fmt::Debug for SamplerBuilder {
@@ -45,6 +46,7 @@ impl Default for SamplerBuilder {
             leak_detection: LeakDetection::default(),
             queue: 64,
             memory_source: None,
+            profile_every: None,
         }
     }
 }
@@ -105,6 +107,18 @@ impl SamplerBuilder {
         self
     }
 
+    /// Takes a profile of the sampled allocation sites ([`profile`](crate::profile)) on the
+    /// first tick and then every `every` (rounded up to whole ticks), and carries it in that
+    /// tick's [`Sample::profile`]. Off by default: a sampler then takes a profile only when a
+    /// leak is first suspected. The first profile reads the binary's symbols, which takes memory
+    /// (booked to the crate's own scope) and time on the sampler's thread; later ones resolve
+    /// only the addresses not seen yet.
+    #[cfg(feature = "profile")]
+    pub fn profile_every(mut self, every: Duration) -> Self {
+        self.profile_every = Some(every);
+        self
+    }
+
     /// Events each subscriber's queue holds before the oldest are dropped (default 64).
     pub fn queue(mut self, events: usize) -> Self {
         self.queue = events;
@@ -138,6 +152,12 @@ impl SamplerBuilder {
         }
         if self.queue == 0 {
             return Err(invalid("queue", "must hold at least one event"));
+        }
+        if self.profile_every.is_some_and(|every| every < self.interval) {
+            return Err(invalid(
+                "profile_every",
+                "must be at least one interval: a profile is taken on a tick",
+            ));
         }
         if self.max_history == Some(0) {
             return Err(invalid("max_history", "must keep at least one entry"));
@@ -189,6 +209,8 @@ impl SamplerBuilder {
             level: Level::Healthy,
             scope_levels: vec![Level::Healthy; self.scope_budgets.len()],
             suspected: Vec::new(),
+            profile_every: self.profile_every,
+            profiles: std::collections::VecDeque::new(),
         };
         let worker = Arc::new(Mutex::new(worker));
         let thread = {

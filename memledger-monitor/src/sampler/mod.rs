@@ -54,6 +54,12 @@ pub struct Sample {
     pub leaks: Vec<SuspectedLeak>,
     /// The budget status.
     pub status: Status,
+    /// The sampled allocation sites, on the ticks that took a profile (every
+    /// [`SamplerBuilder::profile_every`], and when a leak is first suspected); `None` on the
+    /// others.
+    #[cfg(feature = "profile")]
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub profile: Option<Arc<crate::profile::Profile>>,
 }
 
 /// What the sampler sends to its subscribers.

@@ -16,7 +16,23 @@ pub(super) struct Worker {
     pub(super) level: Level,
     pub(super) scope_levels: Vec<Level>,
     pub(super) suspected: Vec<String>,
+    pub(super) profile_every: Option<Duration>,
+    /// Profiles taken, the oldest first: the baselines of the growth by site.
+    #[cfg_attr(not(feature = "profile"), allow(dead_code))]
+    pub(super) profiles: std::collections::VecDeque<(Duration, ProfileHandle)>,
 }
+
+#[cfg(feature = "profile")]
+pub(super) type ProfileHandle = Arc<crate::profile::Profile>;
+#[cfg(not(feature = "profile"))]
+pub(super) type ProfileHandle = ();
+
+/// Profiles a sampler keeps as baselines.
+#[cfg(feature = "profile")]
+const KEPT_PROFILES: usize = 16;
+/// Sites a suspected leak names.
+#[cfg(feature = "profile")]
+const LEAK_SITES: usize = 3;
 
 impl Worker {
     /// The sampler thread: a tick, then a wait for the rest of the interval or for the stop.
@@ -127,11 +143,20 @@ impl Worker {
                     path: scope.path.clone(),
                     rate,
                     live_bytes: scope.live_bytes,
+                    top_sites: Vec::new(),
                 });
             }
             scope_growth.push((scope.path.clone(), rate));
         }
         scope_growth.sort_by(|a, b| b.1.window.total_cmp(&a.1.window));
+        // Resolving a profile's symbols may take a while: readers of the state are not kept
+        // waiting for it.
+        drop(state);
+        #[cfg(feature = "profile")]
+        let profile = self.profile(uptime, &mut leaks);
+        #[cfg(not(feature = "profile"))]
+        let _ = self.profile_every;
+        let mut state = self.shared.lock();
         let status = Status::evaluate(StatusInputs {
             budget: self.budget,
             measure,
@@ -196,6 +221,8 @@ impl Worker {
             scope_growth,
             leaks,
             status,
+            #[cfg(feature = "profile")]
+            profile,
         });
         state.stats.ticks += 1;
         state.latest = Some(Arc::clone(&sample));
@@ -211,6 +238,57 @@ impl Worker {
         });
         state.stats.dropped_events += dropped;
         sample
+    }
+}
+
+#[cfg(feature = "profile")]
+impl Worker {
+    /// Takes a profile if one is due (every `profile_every`, and when a leak is suspected that
+    /// was not before), and names the top growing sites of every suspected leak from the latest
+    /// profile against the one taken about a leak window earlier.
+    fn profile(&mut self, uptime: Duration, leaks: &mut [SuspectedLeak]) -> Option<ProfileHandle> {
+        let last = self.profiles.back().map(|(t, _)| *t);
+        let periodic = self
+            .profile_every
+            .is_some_and(|every| last.is_none_or(|t| uptime.saturating_sub(t) >= every));
+        let new_leak = leaks.iter().any(|l| !self.suspected.contains(&l.path));
+        let taken = (periodic || new_leak).then(|| Arc::new(crate::profile::profile()));
+        if let Some(p) = &taken {
+            if self.profiles.len() == KEPT_PROFILES {
+                self.profiles.pop_front();
+            }
+            self.profiles.push_back((uptime, Arc::clone(p)));
+        }
+        if let Some((_, latest)) = self.profiles.back() {
+            let window = self.leak_detection.window;
+            // The newest profile at least a window old, else the oldest one there is.
+            let baseline = self
+                .profiles
+                .iter()
+                .rev()
+                .skip(1)
+                .find(|(t, _)| uptime.saturating_sub(*t) >= window)
+                .or_else(|| self.profiles.iter().rev().nth(1).and(self.profiles.front()))
+                .map(|(_, p)| p);
+            let compared = match baseline {
+                Some(baseline) => latest.since(baseline),
+                None => (**latest).clone(),
+            };
+            for leak in leaks.iter_mut() {
+                if let Some(scope) = compared.scope(&leak.path) {
+                    leak.top_sites = scope
+                        .growing_sites(LEAK_SITES)
+                        .into_iter()
+                        .map(|site| crate::growth::LeakSite {
+                            site: site.label(),
+                            live_bytes: site.live.bytes,
+                            growth_bytes: site.live_change,
+                        })
+                        .collect();
+                }
+            }
+        }
+        taken
     }
 }
 

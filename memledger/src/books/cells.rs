@@ -252,6 +252,22 @@ impl Counter {
         bump(&self.allocs, 1u64.wrapping_neg());
     }
 
+    /// Bytes this cell brought in. Only the thread holding the cell's slab may call it.
+    #[inline]
+    pub(crate) fn bytes_in(&self) -> u64 {
+        // Relaxed: the owner's own value.
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Lowers the mark of bytes in to `at` if it is higher, so that the operation that brings
+    /// the count to `at` takes the cold path (a sample point). Only the owning thread may call it.
+    #[inline]
+    pub(crate) fn cap_in_mark(&self, at: u64) {
+        if at < self.in_mark.get() {
+            self.in_mark.set(at);
+        }
+    }
+
     /// This cell's net bytes: in minus out.
     #[inline]
     fn net(&self) -> i64 {
@@ -626,6 +642,8 @@ pub(crate) struct Slab {
     /// What the owner strategy keeps per thread (the arenas' explicit caches and front cache;
     /// nothing without the arenas), handed on with the slab.
     pub(crate) owner: crate::owner::ThreadTables,
+    /// The sample points of this thread's cells.
+    pub(crate) sampling: crate::sampling::ThreadSampling,
     /// One cell per scope id.
     cells: [Counter; MAX_SCOPES],
 }
@@ -642,6 +660,7 @@ impl Slab {
             in_use: AtomicBool::new(false),
             touched: core::array::from_fn(|_| AtomicU64::new(0)),
             owner: crate::owner::ThreadTables::default(),
+            sampling: crate::sampling::ThreadSampling::default(),
             cells: core::array::from_fn(|_| Counter::default()),
         })
     }

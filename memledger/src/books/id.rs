@@ -7,7 +7,7 @@
 /// [`MAX_SCOPES`].
 pub(crate) type ScopeId = u16;
 
-/// Number of scope ids, the three reserved ones included. A power of two (a block's tag holds the id
+/// Number of scope ids, the four reserved ones included. A power of two (a block's tag holds the id
 /// shifted up, so that shifting any 16-bit value down gives a valid id), at least 1024 (the free
 /// path's cell lookup folds the shift into an address scale) and at most 2^13 (the tag keeps 3
 /// low bits for that scale; call-site caches pack two ids in 31 bits).
@@ -19,6 +19,10 @@ pub(crate) const ROOT_SCOPE_ID: ScopeId = 0;
 pub(crate) const OWN_SCOPE_ID: ScopeId = 1;
 /// Id of the scope that takes the allocations of scopes refused for lack of room.
 pub(crate) const OVERFLOW_SCOPE_ID: ScopeId = 2;
+/// Id a sampled block's trailer holds instead of its owner's (which the block's sample record
+/// keeps): nothing is ever booked to it, so every thread's cell of it has no budget and the free
+/// or resize of a sampled block takes the cold path with no test on the hot one.
+pub(crate) const SAMPLED_SCOPE_ID: ScopeId = 3;
 
 /// Path of the crate's own scope, where its registry, per-thread counters and snapshots are
 /// booked.
@@ -28,6 +32,9 @@ pub const OWN_SCOPE: &str = "<memledger>";
 pub const OVERFLOW_SCOPE: &str = "<overflow>";
 /// Path of the unscoped root: allocations made outside every guard.
 pub const UNSCOPED: &str = "";
+/// Name, under [`OWN_SCOPE`], of the reserved id that sampled blocks carry in their trailer
+/// (their bytes are booked to their owners: this scope always reads zero).
+pub(crate) const SAMPLED_SCOPE: &str = "<sampled>";
 
 /// How far a scope id is shifted up in a [`Tag`].
 pub(crate) const TAG_SHIFT: u32 = 16 - MAX_SCOPES.trailing_zeros();

@@ -118,8 +118,9 @@ pub(crate) fn book_reserved<A: GlobalAlloc>(
     match slab_for_cold(inner) {
         Some(slab) => {
             slab.touch(usize::from(scope));
-            slab.counter(usize::from(scope))
-                .book_reserved(Table, scope, op, reserved, total);
+            let cell = slab.counter(usize::from(scope));
+            cell.book_reserved(Table, scope, op, reserved, total);
+            crate::sampling::after_refill(&slab.sampling, cell, scope);
         }
         None => slot(scope).book_reserved(reserved, matches!(op, Op::Realloc(_)), total),
     }
@@ -443,11 +444,25 @@ pub(crate) fn book_cold<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
     match slab_for_cold(inner) {
         Some(slab) => {
             slab.touch(usize::from(scope));
-            slab.counter(usize::from(scope)).refill(Table, scope, op);
+            let cell = slab.counter(usize::from(scope));
+            cell.refill(Table, scope, op);
+            crate::sampling::after_refill(&slab.sampling, cell, scope);
             // The owner strategy's periodic work (the arenas' decay), at most once per refill.
             crate::owner::arena::after_refill();
         }
         None => slot(scope).book(op),
+    }
+}
+
+/// Whether an allocation (or growth) of `size` bytes booked to `scope` on this thread reaches the
+/// sample point of its cell: the caller then records the block as a sample. Cold path only.
+#[inline]
+pub(crate) fn sample_due(scope: ScopeId, size: u64) -> bool {
+    match held_slab() {
+        Some(slab) => {
+            crate::sampling::due(&slab.sampling, slab.counter(usize::from(scope)), scope, size)
+        }
+        None => false,
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::books::callsite;
 use crate::books::id::{
     ScopeId, MAX_SCOPES, OVERFLOW_SCOPE, OVERFLOW_SCOPE_ID, OWN_SCOPE, OWN_SCOPE_ID, ROOT_SCOPE_ID,
-    UNSCOPED,
+    SAMPLED_SCOPE, SAMPLED_SCOPE_ID, UNSCOPED,
 };
 use crate::books::per_thread;
 use crate::sys::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -49,6 +49,8 @@ pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R 
         });
         registry.insert(ROOT_SCOPE_ID, OWN_SCOPE);
         registry.insert(ROOT_SCOPE_ID, OVERFLOW_SCOPE);
+        let sampled = registry.insert(OWN_SCOPE_ID, SAMPLED_SCOPE);
+        debug_assert_eq!(sampled, SAMPLED_SCOPE_ID);
         registry
     });
     let result = f(&mut RegistryView { registry });

@@ -133,3 +133,63 @@ pub(crate) unsafe fn read(ptr: *const u8, size: usize) -> ScopeId {
     // - the caller's guarantee.
     id::scope_of(unsafe { read_tag(ptr, size) })
 }
+
+/// Bytes a sampled block carries past its trailer: the index of its sample record.
+pub(crate) const SAMPLE_INDEX_SIZE: usize = core::mem::size_of::<u32>();
+
+/// The layout the inner allocator is asked for when a block of `size` bytes at `align` is
+/// sampled: room for the trailer and the record's index after it. `None` as for
+/// [`outer_layout`].
+#[inline]
+pub(crate) fn sampled_outer_layout(size: usize, align: usize) -> Option<Layout> {
+    let outer = size.checked_add(TRAILER_SIZE + SAMPLE_INDEX_SIZE)?;
+    Layout::from_size_align(outer, align).ok()
+}
+
+/// [`sampled_outer_layout`] of a sampled block that exists.
+///
+/// # Safety
+///
+/// - `size` and `align` are those of a live sampled block of this crate's allocator, whose
+///   outer layout was checked when it was made.
+#[inline]
+pub(crate) unsafe fn existing_sampled_outer_layout(size: usize, align: usize) -> Layout {
+    // SAFETY:
+    // - the caller guarantees the block was allocated with this layout, checked then.
+    unsafe { Layout::from_size_align_unchecked(size + TRAILER_SIZE + SAMPLE_INDEX_SIZE, align) }
+}
+
+/// Marks the block at `ptr` (caller-visible size `size`) as sampled, with its record's `index`:
+/// the trailer holds the reserved sampled id, the index follows it.
+///
+/// # Safety
+///
+/// - `ptr` points to a block of at least `size + TRAILER_SIZE + SAMPLE_INDEX_SIZE` writable
+///   bytes, as the inner allocator returned it.
+#[inline]
+pub(crate) unsafe fn write_sampled(ptr: *mut u8, size: usize, index: u32) {
+    // SAFETY:
+    // - as in `write`, for the trailer and the 4 bytes after it, which the caller guarantees.
+    unsafe {
+        write(ptr, size, id::tag(id::SAMPLED_SCOPE_ID));
+        (trailer(ptr, size).cast::<u8>().wrapping_add(TRAILER_SIZE) as *mut u32)
+            .write_unaligned(index);
+    }
+}
+
+/// The record index of the sampled block at `ptr` (caller-visible size `size`).
+///
+/// # Safety
+///
+/// - `ptr` was returned by this crate's allocator for a layout of size `size`, is live, and its
+///   trailer holds the sampled id (so [`write_sampled`] wrote the index).
+#[inline]
+pub(crate) unsafe fn read_sample_index(ptr: *const u8, size: usize) -> u32 {
+    // SAFETY:
+    // - the caller's guarantee: the index lies past the trailer, written by `write_sampled`,
+    //   which exposed the whole block's provenance.
+    unsafe {
+        (trailer(ptr, size).cast::<u8>().wrapping_add(TRAILER_SIZE) as *const u32)
+            .read_unaligned()
+    }
+}

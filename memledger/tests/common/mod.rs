@@ -800,12 +800,18 @@ pub fn huge_layouts_fail_cleanly(prefix: &str) {
     assert_eq!(stats(&path).live, 0);
 }
 
-/// Generates one `#[test]` per suite function, each under its own top-level scope.
+/// Generates one `#[test]` per suite function, each under its own top-level scope, each first
+/// running the optional `$setup` block.
 #[macro_export]
 macro_rules! exactness_suite {
     ($prefix:literal) => {
+        exactness_suite!($prefix, {});
+    };
+    // `$setup` runs first in every test (a sampling rate, say).
+    ($prefix:literal, $setup:block) => {
         #[test]
         fn reference_stress() {
+            $setup
             // Under Miri, which interprets every instruction and checks every access, a shorter
             // run that still has every thread allocate, resize, free and hand blocks over.
             let (threads, ops) = if cfg!(miri) { (4, 150) } else { (8, 20_000) };
@@ -813,42 +819,52 @@ macro_rules! exactness_suite {
         }
         #[test]
         fn nesting() {
+            $setup
             common::nesting(concat!($prefix, "_nesting"));
         }
         #[test]
         fn closure_and_guard_order() {
+            $setup
             common::closure_and_guard_order(concat!($prefix, "_closure"));
         }
         #[test]
         fn registration_and_cross_thread() {
+            $setup
             common::registration_and_cross_thread(concat!($prefix, "_registration"));
         }
         #[test]
         fn peak_single_thread() {
+            $setup
             common::peak_single_thread(concat!($prefix, "_peak1"));
         }
         #[test]
         fn peak_many_threads() {
+            $setup
             common::peak_many_threads(concat!($prefix, "_peak8"));
         }
         #[test]
         fn huge_layouts_fail_cleanly() {
+            $setup
             common::huge_layouts_fail_cleanly(concat!($prefix, "_huge"));
         }
         #[test]
         fn display_keeps_the_tree() {
+            $setup
             common::display_keeps_the_tree(concat!($prefix, "_display"));
         }
         #[test]
         fn after_release() {
+            $setup
             common::after_release(concat!($prefix, "_released"));
         }
         #[test]
         fn peak_with_idle_threads() {
+            $setup
             common::peak_with_idle_threads(concat!($prefix, "_idle"));
         }
         #[test]
         fn thread_local_teardown() {
+            $setup
             common::thread_local_teardown(concat!($prefix, "_tls"));
         }
     };

@@ -98,7 +98,8 @@ impl<A: GlobalAlloc> Ledger<A> {
     fn arena_alloc_cold(&self, layout: Layout, zero: bool) -> *mut u8 {
         let size = layout.size();
         let scope = per_thread::current_scope();
-        if !per_thread::strict(scope) {
+        // A block to sample takes the trailer path, whose cold path records it.
+        if !per_thread::strict(scope) && !per_thread::sample_due(scope, size as u64) {
             if let Some(slot) = arena::arena_of(scope, usize::from(self.owners.max_arenas)) {
                 let block =
                     arena::allocate(slot, size, zero, usize::from(self.owners.thread_caches));
@@ -214,7 +215,7 @@ impl<A: GlobalAlloc> Ledger<A> {
     ) -> *mut u8 {
         let (owner, row) = arena::owner(offset);
         let slot = arena::slot_of_row(row);
-        Ledger::book_resize(&Jemalloc, owner, layout.size(), new_size, || {
+        Ledger::book_resize(&Jemalloc, owner, ptr, layout, new_size, || {
             // SAFETY:
             // - the caller's guarantee.
             let block = unsafe { arena::reallocate(ptr, slot, new_size, layout.align()) };
@@ -273,8 +274,9 @@ impl<A: GlobalAlloc> Ledger<A> {
         // SAFETY:
         // - the caller's guarantee: the block carries its trailer.
         let owner = unsafe { trailer::read(ptr, layout.size()) };
-        // A scope with an enforced limit resizes through the trailer path, which reserves first.
-        if per_thread::strict(owner) {
+        // A scope with an enforced limit resizes through the trailer path, which reserves first;
+        // a sampled block keeps its record there.
+        if owner == crate::books::id::SAMPLED_SCOPE_ID || per_thread::strict(owner) {
             return ptr::null_mut();
         }
         let Some(slot) = arena::arena_of(owner, usize::from(self.owners.max_arenas)) else {

@@ -364,6 +364,25 @@ pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: u
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
 }
 
+/// Frees `ptr` with `sdallocx` if it is an arena block (of `size` bytes at `align`), booking
+/// nothing; `false` (nothing done) for a block outside the arenas. For the cold paths that move a
+/// block out of its arena.
+///
+/// # Safety
+///
+/// - `ptr` is a live block of the ledger, allocated or last resized for `size` bytes at `align`.
+pub(crate) unsafe fn free_if_arena_block(ptr: *mut u8, size: usize, align: usize) -> bool {
+    let Some(offset) = region_offset(ptr) else {
+        return false;
+    };
+    let (_, row) = owner(offset);
+    // SAFETY:
+    // - in the region: an arena block of the arena in `row`, by the caller's guarantee live and
+    //   of `size` bytes at `align`.
+    unsafe { deallocate(ptr, slot_of_row(row), size, align) };
+    true
+}
+
 /// Frees the arena block `ptr` of `size` bytes at `align`, of the class `class` of the arena in
 /// `row`, that the front cache refused for lack of room: the cache is emptied into the explicit
 /// caches ([`ThreadArenas::make_room`]) and takes the block, or, for a thread without a table,

@@ -28,6 +28,15 @@ impl ThreadArenas {
 #[inline(always)]
 pub(crate) fn after_refill() {}
 
+/// Frees `ptr` if it is an arena block: there are none.
+///
+/// # Safety
+///
+/// - none: nothing is done.
+pub(crate) unsafe fn free_if_arena_block(_ptr: *mut u8, _size: usize, _align: usize) -> bool {
+    false
+}
+
 /// Gives this thread's tables back at thread exit: there are none.
 pub(crate) fn release_thread() {}
 

@@ -1,0 +1,473 @@
+//! Where each scope's memory was allocated: the facade's sampled sites
+//! ([`memledger::sampling`]) with their symbols resolved, compared against a baseline, and
+//! exported as pprof and folded stacks.
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+//!
+//! #[inline(never)]
+//! fn fill_cache() -> Vec<Vec<u8>> {
+//!     (0..512).map(|_| std::hint::black_box(vec![7u8; 8 * 1024])).collect()
+//! }
+//!
+//! fn main() {
+//!     memledger::sampling::set_rate(64 * 1024).unwrap();
+//!     let cache = memledger::in_scope("cache", fill_cache);
+//!     let profile = memledger_monitor::profile();
+//!     let top = &profile.scope("cache").unwrap().sites[0];
+//!     assert!(top.frames.iter().any(|f| f.function.ends_with("fill_cache")), "{top:?}");
+//!     let pprof: Vec<u8> = profile.to_pprof();          // gzipped profile.proto
+//!     let folded: String = profile.to_folded(memledger_monitor::ProfileValue::LiveBytes);
+//!     assert!(!pprof.is_empty() && folded.contains("fill_cache"));
+//!     drop(cache);
+//! }
+//! ```
+
+mod pprof;
+mod resolve;
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use memledger::sampling::Estimate;
+
+/// One frame of a site's stack, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Frame {
+    /// The return address the frame was found at (frames inlined into one function share it).
+    pub address: u64,
+    /// The function, demangled without its hash; `"??"` when no symbol was found.
+    pub function: String,
+    /// The source file, where the binary has line tables.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub file: Option<String>,
+    /// The line in `file`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub line: Option<u32>,
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.function)?;
+        if let Some(file) = &self.file {
+            let short = file.rsplit('/').next().unwrap_or(file);
+            write!(f, " ({short}")?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// One allocation site of a scope: a resolved call stack and what was sampled there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Site {
+    /// Frames, innermost first, from the first frame outside the allocator (the ledger's own
+    /// frames, `__rust_alloc` and `alloc::alloc` are left out). Empty for samples whose stack
+    /// found no room in the tables.
+    pub frames: Vec<Frame>,
+    /// The stack was deeper than [`memledger::sampling::MAX_DEPTH`] and was cut.
+    pub truncated: bool,
+    /// What the site's live sampled blocks stand for.
+    pub live: Estimate,
+    /// What was allocated there: since the program started, or since the baseline for a profile
+    /// made by [`Profile::since`].
+    pub allocated: Estimate,
+    /// How the site's estimated live bytes changed since the baseline ([`Profile::since`]); its
+    /// live bytes for a profile without one.
+    pub live_change: i64,
+}
+
+impl Site {
+    /// The innermost frame outside the standard library's collections, where the site is best
+    /// named (`alloc::vec`, `alloc::raw_vec`, `hashbrown`... are skipped): the function that
+    /// asked for the memory.
+    pub fn caller(&self) -> Option<&Frame> {
+        self.frames
+            .iter()
+            .find(|f| !is_library_frame(&f.function))
+            .or(self.frames.first())
+    }
+
+    /// The site's name for people: its caller and, for context, the frame above it.
+    pub fn label(&self) -> String {
+        match self.caller() {
+            Some(frame) => frame.to_string(),
+            None => "(unknown site)".to_string(),
+        }
+    }
+
+    /// The site's key: the addresses of its frames.
+    fn key(&self) -> Vec<u64> {
+        let mut key: Vec<u64> = self.frames.iter().map(|f| f.address).collect();
+        key.dedup();
+        key
+    }
+}
+
+/// The library frames a site's label looks past.
+fn is_library_frame(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    [
+        "alloc::",
+        "core::",
+        "std::",
+        "hashbrown::",
+        "<alloc::",
+        "<core::",
+        "<std::",
+        "<hashbrown::",
+    ]
+    .iter()
+    .any(|p| f.starts_with(p.trim_start_matches('<')))
+}
+
+/// The sites of one scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScopeProfile {
+    /// The scope's path.
+    pub path: String,
+    /// Its sites, the largest live first.
+    pub sites: Vec<Site>,
+    /// The sum of its sites' live estimates.
+    pub live: Estimate,
+    /// The sum of its sites' allocated estimates.
+    pub allocated: Estimate,
+}
+
+impl ScopeProfile {
+    /// The `n` sites whose live bytes grew the most since the baseline (growing ones only).
+    pub fn growing_sites(&self, n: usize) -> Vec<&Site> {
+        let mut sites: Vec<&Site> = self.sites.iter().filter(|s| s.live_change > 0).collect();
+        sites.sort_by(|a, b| b.live_change.cmp(&a.live_change));
+        sites.truncate(n);
+        sites
+    }
+}
+
+/// What the sampling tables hold, when the profile was taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ProfileUsage {
+    /// Sampled blocks live.
+    pub live_samples: u64,
+    /// Distinct (scope, stack) pairs kept.
+    pub stacks: u64,
+    /// Samples dropped for lack of room: while above 0, estimates are too low.
+    pub dropped_samples: u64,
+    /// Bytes the tables hold (booked to the crate's own scope).
+    pub table_bytes: u64,
+}
+
+/// Sampled allocation sites of every scope, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "ProfileFields"))]
+pub struct Profile {
+    /// The sampling rate, in bytes (the mean bytes between samples); 0 if sampling was off.
+    pub rate: u64,
+    /// Scopes with sampled sites, the largest live first.
+    pub scopes: Vec<ScopeProfile>,
+    /// The tables.
+    pub usage: ProfileUsage,
+}
+
+/// A profile as read from outside, checked before it becomes a [`Profile`].
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct ProfileFields {
+    rate: u64,
+    scopes: Vec<ScopeProfile>,
+    usage: ProfileUsage,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<ProfileFields> for Profile {
+    type Error = String;
+
+    fn try_from(f: ProfileFields) -> Result<Profile, String> {
+        for (i, scope) in f.scopes.iter().enumerate() {
+            if f.scopes[..i].iter().any(|s| s.path == scope.path) {
+                return Err(format!(
+                    "scope {:?} appears twice in the profile: each scope has one entry",
+                    scope.path
+                ));
+            }
+            let live: u64 = scope.sites.iter().map(|s| s.live.bytes).sum();
+            if live != scope.live.bytes {
+                return Err(format!(
+                    "scope {:?} says {} live bytes but its sites add up to {live}",
+                    scope.path, scope.live.bytes
+                ));
+            }
+        }
+        Ok(Profile {
+            rate: f.rate,
+            scopes: f.scopes,
+            usage: f.usage,
+        })
+    }
+}
+
+/// Which figure of each site an export or a flame graph shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileValue {
+    /// Estimated live bytes.
+    LiveBytes,
+    /// Estimated live blocks.
+    LiveBlocks,
+    /// Estimated bytes allocated (since the baseline, for [`Profile::since`]).
+    AllocatedBytes,
+    /// Estimated growth of live bytes since the baseline (sites that shrank count 0).
+    GrowthBytes,
+}
+
+impl ProfileValue {
+    /// The figure of `site`.
+    pub fn of(self, site: &Site) -> u64 {
+        match self {
+            ProfileValue::LiveBytes => site.live.bytes,
+            ProfileValue::LiveBlocks => site.live.blocks,
+            ProfileValue::AllocatedBytes => site.allocated.bytes,
+            ProfileValue::GrowthBytes => site.live_change.max(0) as u64,
+        }
+    }
+}
+
+/// Takes a profile of every scope now: the sampled sites, resolved (through a cache of symbols
+/// shared by every call), their memory booked to the crate's own scope. Cold: copies the tables
+/// and resolves the addresses it has not seen (the first profile of a process reads the binary's
+/// debug information, which takes a while); the allocation path is never blocked.
+pub fn profile() -> Profile {
+    let _own = memledger::__private::own_scope();
+    Profile::from_sites(&memledger::sampling::sites())
+}
+
+impl Profile {
+    /// Resolves `sites` (see [`profile`]).
+    pub fn from_sites(sites: &memledger::sampling::Sites) -> Profile {
+        let mut scopes: Vec<ScopeProfile> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for raw in &sites.sites {
+            let at = *index.entry(raw.scope.as_str()).or_insert_with(|| {
+                scopes.push(ScopeProfile {
+                    path: raw.scope.clone(),
+                    sites: Vec::new(),
+                    live: Estimate::default(),
+                    allocated: Estimate::default(),
+                });
+                scopes.len() - 1
+            });
+            let frames = resolve::frames(&raw.frames);
+            scopes[at].sites.push(Site {
+                frames,
+                truncated: raw.truncated,
+                live: raw.live,
+                allocated: raw.allocated,
+                live_change: raw.live.bytes as i64,
+            });
+        }
+        // Stacks that differ only inside the allocator are one site.
+        for scope in &mut scopes {
+            merge_same_sites(&mut scope.sites);
+        }
+        let mut profile = Profile {
+            rate: sites.usage.rate,
+            scopes,
+            usage: ProfileUsage {
+                live_samples: sites.usage.live_samples,
+                stacks: sites.usage.stacks,
+                dropped_samples: sites.usage.dropped_samples,
+                table_bytes: sites.usage.table_bytes,
+            },
+        };
+        profile.sort_and_sum();
+        profile
+    }
+
+    /// The scope at `path`.
+    pub fn scope(&self, path: &str) -> Option<&ScopeProfile> {
+        let path = memledger::__private::normalize(path);
+        self.scopes.iter().find(|s| s.path == path)
+    }
+
+    /// This profile against an earlier one of the same process: each site's `allocated` becomes
+    /// what it allocated since `baseline`, and its `live_change` how its live bytes changed.
+    /// Sites of the baseline that are gone count as shrunk to zero.
+    pub fn since(&self, baseline: &Profile) -> Profile {
+        let mut before: HashMap<(String, Vec<u64>), &Site> = HashMap::new();
+        for scope in &baseline.scopes {
+            for site in &scope.sites {
+                before.insert((scope.path.clone(), site.key()), site);
+            }
+        }
+        let mut out = self.clone();
+        for scope in &mut out.scopes {
+            for site in &mut scope.sites {
+                match before.remove(&(scope.path.clone(), site.key())) {
+                    Some(old) => {
+                        site.allocated = Estimate {
+                            bytes: site.allocated.bytes.saturating_sub(old.allocated.bytes),
+                            blocks: site.allocated.blocks.saturating_sub(old.allocated.blocks),
+                            samples: site.allocated.samples.saturating_sub(old.allocated.samples),
+                        };
+                        site.live_change = site.live.bytes as i64 - old.live.bytes as i64;
+                    }
+                    None => site.live_change = site.live.bytes as i64,
+                }
+            }
+        }
+        for ((path, _), old) in before {
+            let Some(scope) = out.scopes.iter_mut().find(|s| s.path == path) else {
+                continue;
+            };
+            scope.sites.push(Site {
+                live: Estimate::default(),
+                allocated: Estimate::default(),
+                live_change: -(old.live.bytes as i64),
+                ..old.clone()
+            });
+        }
+        out.sort_and_sum();
+        out
+    }
+
+    /// Sorts sites and scopes, the largest live first, and sums each scope.
+    fn sort_and_sum(&mut self) {
+        for scope in &mut self.scopes {
+            scope.sites.sort_by(|a, b| {
+                b.live
+                    .bytes
+                    .cmp(&a.live.bytes)
+                    .then(b.allocated.bytes.cmp(&a.allocated.bytes))
+            });
+            scope.live = sum(scope.sites.iter().map(|s| s.live));
+            scope.allocated = sum(scope.sites.iter().map(|s| s.allocated));
+        }
+        self.scopes.sort_by(|a, b| {
+            b.live
+                .bytes
+                .cmp(&a.live.bytes)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+    }
+
+    /// The profile as collapsed stacks ("folded" text, one line per site: the scope, then the
+    /// frames outermost first, separated by `;`, a space and `value`), as inferno's and
+    /// Brendan Gregg's flame graph tools read it. Sites whose value is 0 are left out.
+    pub fn to_folded(&self, value: ProfileValue) -> String {
+        let mut out = String::new();
+        for scope in &self.scopes {
+            for site in &scope.sites {
+                let v = value.of(site);
+                if v == 0 {
+                    continue;
+                }
+                out.push_str(&folded_name(scope_label(&scope.path)));
+                for frame in site.frames.iter().rev() {
+                    out.push(';');
+                    out.push_str(&folded_name(&frame.function));
+                }
+                if site.frames.is_empty() {
+                    out.push_str(";(unknown site)");
+                }
+                out.push(' ');
+                out.push_str(&v.to_string());
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The profile as a gzipped `profile.proto` (pprof's format), readable by `go tool pprof`,
+    /// pyroscope and speedscope: sample types `live_bytes`, `live_blocks`, `allocated_bytes`
+    /// and `allocated_blocks` (estimates, in bytes and counts), one sample per site, with the
+    /// scope as the label `scope` and as the outermost frame (`[scope <path>]`), so that
+    /// `pprof -top` and flame graphs split by scope too.
+    pub fn to_pprof(&self) -> Vec<u8> {
+        pprof::encode(self)
+    }
+}
+
+/// The scope's name in a stack: its path, or `<unscoped>` for the root.
+pub(crate) fn scope_label(path: &str) -> &str {
+    if path.is_empty() {
+        "<unscoped>"
+    } else {
+        path
+    }
+}
+
+/// A name in a folded line: `;` separates frames and the last space the value, so neither may
+/// appear inside one.
+fn folded_name(name: &str) -> String {
+    name.replace(';', ":").replace([' ', '\n'], "_")
+}
+
+fn sum(estimates: impl Iterator<Item = Estimate>) -> Estimate {
+    estimates.fold(Estimate::default(), |a, b| Estimate {
+        bytes: a.bytes + b.bytes,
+        blocks: a.blocks + b.blocks,
+        samples: a.samples + b.samples,
+    })
+}
+
+/// Merges sites with the same frames (stacks that differed only in the allocator's frames).
+fn merge_same_sites(sites: &mut Vec<Site>) {
+    let mut seen: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut out: Vec<Site> = Vec::with_capacity(sites.len());
+    for site in sites.drain(..) {
+        match seen.get(&site.key()) {
+            Some(&at) if !site.frames.is_empty() || out[at].frames.is_empty() => {
+                let into = &mut out[at];
+                into.live = sum([into.live, site.live].into_iter());
+                into.allocated = sum([into.allocated, site.allocated].into_iter());
+                into.live_change += site.live_change;
+                into.truncated |= site.truncated;
+            }
+            _ => {
+                seen.insert(site.key(), out.len());
+                out.push(site);
+            }
+        }
+    }
+    *sites = out;
+}
+
+impl fmt::Display for Profile {
+    /// The top sites of each scope, as a table.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use memledger::__private::human_bytes;
+        writeln!(
+            f,
+            "sampled sites (one sample per {} on average; {} live samples)",
+            human_bytes(self.rate),
+            self.usage.live_samples
+        )?;
+        for scope in &self.scopes {
+            writeln!(
+                f,
+                "{}: {} live in {} blocks (estimated)",
+                scope_label(&scope.path),
+                human_bytes(scope.live.bytes),
+                scope.live.blocks
+            )?;
+            for site in scope.sites.iter().take(5) {
+                writeln!(
+                    f,
+                    "  {:>10}  {:>8} blocks  {}",
+                    human_bytes(site.live.bytes),
+                    site.live.blocks,
+                    site.label()
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

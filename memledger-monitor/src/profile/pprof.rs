@@ -1,0 +1,218 @@
+//! A [`Profile`] as pprof's `profile.proto`, gzipped, written by hand: the format is a handful of
+//! varint and length-delimited fields (github.com/google/pprof, `proto/profile.proto`).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::{scope_label, Profile};
+
+/// Field numbers of `perftools.profiles.Profile`.
+mod field {
+    pub const SAMPLE_TYPE: u32 = 1;
+    pub const SAMPLE: u32 = 2;
+    pub const LOCATION: u32 = 4;
+    pub const FUNCTION: u32 = 5;
+    pub const STRING_TABLE: u32 = 6;
+    pub const PERIOD_TYPE: u32 = 11;
+    pub const PERIOD: u32 = 12;
+    pub const DEFAULT_SAMPLE_TYPE: u32 = 14;
+}
+
+/// A protobuf message being written.
+#[derive(Default)]
+struct Message(Vec<u8>);
+
+impl Message {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint(u64::from(field) << 3 | u64::from(wire));
+    }
+
+    /// A varint field (written even when 0: readers take a missing one as 0 anyway).
+    fn uint(&mut self, field: u32, v: u64) {
+        self.key(field, 0);
+        self.varint(v);
+    }
+
+    fn int(&mut self, field: u32, v: i64) {
+        self.uint(field, v as u64);
+    }
+
+    fn bytes(&mut self, field: u32, bytes: &[u8]) {
+        self.key(field, 2);
+        self.varint(bytes.len() as u64);
+        self.0.extend_from_slice(bytes);
+    }
+
+    fn message(&mut self, field: u32, m: Message) {
+        self.bytes(field, &m.0);
+    }
+
+    /// A packed repeated varint field.
+    fn packed(&mut self, field: u32, values: impl IntoIterator<Item = u64>) {
+        let mut inner = Message::default();
+        for v in values {
+            inner.varint(v);
+        }
+        self.bytes(field, &inner.0);
+    }
+}
+
+/// Strings, each written once; index 0 is the empty string, as the format requires.
+struct Strings {
+    index: HashMap<String, i64>,
+    table: Vec<String>,
+}
+
+impl Strings {
+    fn new() -> Strings {
+        Strings {
+            index: HashMap::from([(String::new(), 0)]),
+            table: vec![String::new()],
+        }
+    }
+
+    fn id(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.index.insert(s.to_string(), i);
+        self.table.push(s.to_string());
+        i
+    }
+}
+
+/// A `ValueType` message.
+fn value_type(strings: &mut Strings, kind: &str, unit: &str) -> Message {
+    let mut m = Message::default();
+    m.int(1, strings.id(kind));
+    m.int(2, strings.id(unit));
+    m
+}
+
+/// Encodes `profile` and gzips it.
+pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
+    let mut strings = Strings::new();
+    let mut out = Message::default();
+    for (kind, unit) in [
+        ("live_bytes", "bytes"),
+        ("live_blocks", "count"),
+        ("allocated_bytes", "bytes"),
+        ("allocated_blocks", "count"),
+    ] {
+        let m = value_type(&mut strings, kind, unit);
+        out.message(field::SAMPLE_TYPE, m);
+    }
+    // Functions by (name, file), locations by (address, frames).
+    let mut functions: HashMap<(String, String), u64> = HashMap::new();
+    let mut function_messages: Vec<Message> = Vec::new();
+    let mut locations: HashMap<Vec<(u64, u64, i64)>, u64> = HashMap::new();
+    let mut location_messages: Vec<Message> = Vec::new();
+    let mut function_id = |strings: &mut Strings, name: &str, file: &str| -> u64 {
+        let key = (name.to_string(), file.to_string());
+        if let Some(&id) = functions.get(&key) {
+            return id;
+        }
+        let id = functions.len() as u64 + 1;
+        functions.insert(key, id);
+        let mut m = Message::default();
+        m.uint(1, id);
+        m.int(2, strings.id(name));
+        m.int(3, strings.id(name));
+        m.int(4, strings.id(file));
+        function_messages.push(m);
+        id
+    };
+    let label_key = strings.id("scope");
+    for scope in &profile.scopes {
+        let scope_name = format!("[scope {}]", scope_label(&scope.path));
+        let scope_function = function_id(&mut strings, &scope_name, "");
+        let scope_value = strings.id(scope_label(&scope.path));
+        for site in &scope.sites {
+            // Frames sharing an address (inlined ones) make one location with several lines,
+            // innermost first, as the format orders them.
+            let mut groups: Vec<(u64, Vec<(u64, i64)>)> = Vec::new();
+            for frame in &site.frames {
+                let function = function_id(
+                    &mut strings,
+                    &frame.function,
+                    frame.file.as_deref().unwrap_or(""),
+                );
+                let line = (function, i64::from(frame.line.unwrap_or(0)));
+                match groups.last_mut() {
+                    Some((address, lines)) if *address == frame.address => lines.push(line),
+                    _ => groups.push((frame.address, vec![line])),
+                }
+            }
+            if site.frames.is_empty() {
+                let unknown = function_id(&mut strings, "(unknown site)", "");
+                groups.push((0, vec![(unknown, 0)]));
+            }
+            groups.push((0, vec![(scope_function, 0)]));
+            let mut location_ids = Vec::with_capacity(groups.len());
+            for (address, lines) in groups {
+                let key: Vec<(u64, u64, i64)> =
+                    lines.iter().map(|&(f, l)| (address, f, l)).collect();
+                let next = locations.len() as u64 + 1;
+                let id = *locations.entry(key).or_insert_with(|| {
+                    let mut m = Message::default();
+                    m.uint(1, next);
+                    if address != 0 {
+                        m.uint(3, address);
+                    }
+                    for &(function, line) in &lines {
+                        let mut l = Message::default();
+                        l.uint(1, function);
+                        l.int(2, line);
+                        m.message(4, l);
+                    }
+                    location_messages.push(m);
+                    next
+                });
+                location_ids.push(id);
+            }
+            let mut sample = Message::default();
+            sample.packed(1, location_ids);
+            sample.packed(
+                2,
+                [
+                    site.live.bytes,
+                    site.live.blocks,
+                    site.allocated.bytes,
+                    site.allocated.blocks,
+                ],
+            );
+            let mut label = Message::default();
+            label.int(1, label_key);
+            label.int(2, scope_value);
+            sample.message(3, label);
+            out.message(field::SAMPLE, sample);
+        }
+    }
+    for m in location_messages {
+        out.message(field::LOCATION, m);
+    }
+    for m in function_messages {
+        out.message(field::FUNCTION, m);
+    }
+    let period = value_type(&mut strings, "space", "bytes");
+    let default_type = strings.id("live_bytes");
+    for s in &strings.table {
+        out.bytes(field::STRING_TABLE, s.as_bytes());
+    }
+    out.message(field::PERIOD_TYPE, period);
+    out.int(field::PERIOD, profile.rate as i64);
+    out.int(field::DEFAULT_SAMPLE_TYPE, default_type);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a `Vec` cannot fail.
+    let _ = gz.write_all(&out.0);
+    gz.finish().unwrap_or_default()
+}

@@ -1,0 +1,183 @@
+//! Sampled blocks over the default ledger (`Ledger<Jemalloc>` with scope arenas), at the lowest
+//! rate, so that a large share of blocks is sampled: the books stay exact through the sampled
+//! paths (allocation, free on any thread, resize in and out of the sample), and each sample's
+//! record goes when its block does.
+#![cfg(feature = "sampling")]
+
+mod common;
+
+use common::differential;
+
+use std::alloc::{alloc, dealloc, realloc, Layout};
+use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> =
+    memledger::Ledger::new(memledger::Jemalloc).with_arena_limits(254, 8);
+
+fn low_rate() {
+    memledger::sampling::set_rate(memledger::sampling::MIN_RATE).unwrap();
+}
+
+exactness_suite!("sampled", { low_rate(); });
+
+#[test]
+fn random_programs_keep_exact_books_while_sampled() {
+    low_rate();
+    for program in differential::programs(1_000, 0x5a3d1) {
+        differential::run(&program);
+    }
+}
+
+fn live_samples(scope: &str) -> u64 {
+    memledger::sampling::sites()
+        .scope(scope)
+        .map(|s| s.live.samples)
+        .sum()
+}
+
+/// Blocks sampled on one thread and freed on another leave no record behind, and while they live
+/// their records are booked to their scope, whatever the freeing thread's scope.
+#[test]
+fn sampled_frees_remove_their_samples_on_any_thread() {
+    low_rate();
+    let scope = "sampled_cross_thread";
+    let blocks: Vec<usize> = memledger::in_scope(scope, || {
+        (0..4000)
+            .map(|i| {
+                let size = 16 + (i % 64) * 24;
+                let layout = Layout::from_size_align(size, 8).unwrap();
+                // SAFETY:
+                // - a non-zero size.
+                let p = unsafe { alloc(layout) };
+                assert!(!p.is_null());
+                black_box(p) as usize
+            })
+            .collect()
+    });
+    let during = live_samples(scope);
+    // 4000 blocks of 16 to 1528 bytes, about 3 MB: near 3000 samples at 1 KiB.
+    assert!(during > 1000, "only {during} samples");
+    let live = memledger::snapshot().scope(scope).unwrap().live_bytes;
+    // The blocks, and the vector of their addresses.
+    assert_eq!(
+        live,
+        (0..4000).map(|i| 16 + (i % 64) as u64 * 24).sum::<u64>() + 4000 * 8
+    );
+    std::thread::spawn(move || {
+        let _elsewhere = memledger::scope!("sampled_cross_thread_freer");
+        for (i, &p) in blocks.iter().enumerate() {
+            let size = 16 + (i % 64) * 24;
+            // SAFETY:
+            // - allocated above with this layout, freed once.
+            unsafe { dealloc(p as *mut u8, Layout::from_size_align(size, 8).unwrap()) };
+        }
+        drop(blocks);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(live_samples(scope), 0);
+    assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, 0);
+    assert_eq!(
+        memledger::snapshot()
+            .scope("sampled_cross_thread_freer")
+            .map_or(0, |s| s.live_bytes),
+        0
+    );
+}
+
+/// A buffer that grows by doubling is sampled by its growth: its estimate follows its size, and
+/// its record follows it through every move, then goes with it.
+#[test]
+fn growing_buffers_are_sampled_by_their_growth() {
+    low_rate();
+    let scope = "sampled_growth";
+    let kept: Vec<Vec<u8>> = memledger::in_scope(scope, || {
+        (0..64)
+            .map(|_| {
+                let mut v = Vec::new();
+                for i in 0..65_536u32 {
+                    v.push(i as u8);
+                }
+                black_box(v)
+            })
+            .collect()
+    });
+    let sites = memledger::sampling::sites();
+    let estimate: u64 = sites.scope(scope).map(|s| s.live.bytes).sum();
+    let samples: u64 = sites.scope(scope).map(|s| s.live.samples).sum();
+    let truth = memledger::snapshot().scope(scope).unwrap().live_bytes;
+    // 64 buffers of 64 KiB: each has brought in 128 KiB by its doublings, so each is sampled with
+    // probability 1 - exp(-128): all of them, with weights of 1.
+    assert_eq!(samples, 64, "{sites:?}");
+    assert!(estimate.abs_diff(truth) <= truth / 100, "{estimate} against {truth}");
+    drop(kept);
+    assert_eq!(live_samples(scope), 0);
+    assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, 0);
+}
+
+/// Resizes of sampled blocks, up and down, through `realloc` directly, booked exactly.
+#[test]
+fn sampled_blocks_resize_exactly() {
+    low_rate();
+    let scope = "sampled_resize";
+    let mut blocks = Vec::with_capacity(2000);
+    let _g = memledger::scope!("sampled_resize");
+    for i in 0..2000usize {
+        let layout = Layout::from_size_align(2048 + i, 16).unwrap();
+        // SAFETY:
+        // - a non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(!p.is_null());
+        // SAFETY:
+        // - a block of `layout.size()` bytes.
+        unsafe { p.write_bytes(i as u8, layout.size()) };
+        blocks.push((p, layout));
+    }
+    let mut expected: u64 = blocks.iter().map(|(_, l)| l.size() as u64).sum();
+    for (i, (p, layout)) in blocks.iter_mut().enumerate() {
+        let new = if i % 2 == 0 { layout.size() / 3 } else { layout.size() * 3 };
+        // SAFETY:
+        // - a live block of `layout`, a valid new size at its alignment.
+        let q = unsafe { realloc(*p, *layout, new) };
+        assert!(!q.is_null());
+        // SAFETY:
+        // - the first `min(old, new)` bytes moved with the block.
+        assert_eq!(unsafe { *q.add(new.min(layout.size()) - 1) }, i as u8);
+        expected = expected - layout.size() as u64 + new as u64;
+        *p = q;
+        *layout = Layout::from_size_align(new, 16).unwrap();
+    }
+    assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, expected);
+    assert!(live_samples(scope) > 500);
+    for (p, layout) in blocks {
+        // SAFETY:
+        // - live, of this layout.
+        unsafe { dealloc(p, layout) };
+    }
+    assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, 0);
+    assert_eq!(live_samples(scope), 0);
+}
+
+#[test]
+fn bad_rates_are_errors_that_say_what_to_do() {
+    let err = memledger::sampling::set_rate(10).unwrap_err();
+    assert_eq!(err, memledger::Error::SampleRate { rate: 10 });
+    assert!(err.to_string().contains("set 0 to switch sampling off"), "{err}");
+    assert!(memledger::sampling::set_rate(u64::MAX).is_err());
+    assert!(memledger::sampling::set_rate(memledger::sampling::MAX_RATE + 1).is_err());
+    // The other tests of this file run at the lowest rate meanwhile: only it is set here.
+    assert!(memledger::sampling::set_rate(memledger::sampling::MIN_RATE).is_ok());
+}
+
+/// The crate's own scope, which holds the sample tables, is never sampled.
+#[test]
+fn the_crates_own_scope_is_never_sampled() {
+    low_rate();
+    let _ = memledger::snapshot();
+    let sites = memledger::sampling::sites();
+    assert!(sites.sites.iter().all(|s| !s.scope.starts_with(memledger::OWN_SCOPE)));
+    assert!(sites.usage.table_bytes > 0);
+    let own = memledger::snapshot().own().live_bytes;
+    assert!(own >= sites.usage.table_bytes, "{own} < {}", sites.usage.table_bytes);
+}
