@@ -57,7 +57,7 @@ use crate::books::cells::Counter;
 use crate::books::id::{ScopeId, MAX_SCOPES, OWN_SCOPE_ID, SAMPLED_SCOPE_ID};
 use crate::books::registry;
 
-pub use crate::sampling::stack::MAX_DEPTH;
+pub use crate::sampling::stack::{set_stack_walk, stack_walk, StackWalk, MAX_DEPTH};
 pub use crate::sampling::table::{LIVE_LIMIT, STACK_LIMIT};
 
 /// The sampling rate a program starts with: one sample per 512 KiB allocated on average, as
@@ -313,6 +313,9 @@ pub struct SamplingUsage {
     /// Bytes the tables hold, booked to the crate's own scope
     /// ([`OWN_SCOPE`](crate::OWN_SCOPE)).
     pub table_bytes: u64,
+    /// Stacks captured by the unwinder, by frame sizes it taught, and by frame pointers (see
+    /// [`StackWalk`]): the unwinder costs about a hundred times more per frame.
+    pub walks: (u64, u64, u64),
 }
 
 /// Every sampled site, with what it holds now and what it allocated.
@@ -341,6 +344,7 @@ pub fn usage() -> SamplingUsage {
         stacks,
         dropped_samples,
         table_bytes,
+        walks: stack::walks(),
     }
 }
 
