@@ -26,9 +26,12 @@ where
 /// A sample from a real sampler, with a scope budget, a growing scope and a read failure in the
 /// history, so that every optional part is present.
 fn a_full_sample() -> (Sampler, std::sync::Arc<Sample>) {
+    // Sampled often, so that a profile of the growing scope comes with the sample.
+    memledger::sampling::set_rate(memledger::sampling::MIN_RATE).unwrap();
     let mut first = true;
     let sampler = Sampler::builder()
         .interval(Duration::from_millis(2))
+        .profile_every(Duration::from_millis(2))
         .budget(Budget::builder().total(1 << 40).build().unwrap())
         .scope_budget("json/index", ScopeBudget::new(10, 1 << 30).unwrap())
         .memory_source(move || {
@@ -52,7 +55,15 @@ fn a_full_sample() -> (Sampler, std::sync::Arc<Sample>) {
                 .scope_growth
                 .iter()
                 .any(|(p, g)| p == "json/index" && g.window > 0.0);
-            if s.reconciliation.is_ok() && growing && !s.status.recommendations.is_empty() {
+            let profiled = s
+                .profile
+                .as_ref()
+                .is_some_and(|p| p.scope("json/index").is_some());
+            if s.reconciliation.is_ok()
+                && growing
+                && profiled
+                && !s.status.recommendations.is_empty()
+            {
                 std::mem::forget(held);
                 return (sampler, s);
             }
@@ -66,6 +77,12 @@ fn everything_round_trips_losslessly() {
     round_trip(&*sample);
     round_trip(&sample.snapshot);
     round_trip(sample.snapshot.scope("json/index").unwrap());
+    let profile = sample.profile.as_deref().unwrap();
+    assert!(profile.scope("json/index").unwrap().sites[0]
+        .frames
+        .iter()
+        .any(|f| f.line.is_some()));
+    round_trip(profile);
     let reconciliation: &Reconciliation = sample.reconciliation.as_ref().unwrap();
     round_trip(reconciliation);
     let status: &Status = &sample.status;
@@ -89,8 +106,27 @@ fn everything_round_trips_losslessly() {
 #[test]
 fn malformed_input_is_an_error_never_a_panic() {
     let (sampler, sample) = a_full_sample();
-    let json = to_json(&*sample).unwrap();
     sampler.stop();
+    // The profile alone is checked below: every prefix of the whole sample with it would take
+    // too long.
+    let mut without_profile = (*sample).clone();
+    let mut profile = without_profile.profile.take().unwrap();
+    let json = to_json(&without_profile).unwrap();
+    // A small profile: its first scope's first three sites.
+    let small = std::sync::Arc::make_mut(&mut profile);
+    small.scopes.truncate(1);
+    small.scopes[0].sites.truncate(3);
+    let small = from_json::<memledger_monitor::Profile>(&{
+        let mut v: serde_json::Value = serde_json::from_str(&to_json(&*small).unwrap()).unwrap();
+        let live: u64 = small.scopes[0].sites.iter().map(|s| s.live.bytes).sum();
+        v["scopes"][0]["live"]["bytes"] = serde_json::json!(live);
+        v.to_string()
+    })
+    .unwrap();
+    let profile_json = to_json(&small).unwrap();
+    for end in (0..profile_json.len()).filter(|&i| profile_json.is_char_boundary(i)) {
+        assert!(from_json::<memledger_monitor::Profile>(&profile_json[..end]).is_err());
+    }
     // Every prefix of a valid document, and every document with one byte changed.
     for end in (0..json.len()).filter(|&i| json.is_char_boundary(i)) {
         assert!(from_json::<Sample>(&json[..end]).is_err());
@@ -121,6 +157,32 @@ fn malformed_input_is_an_error_never_a_panic() {
     }
     let err = from_json::<ScopeStats>("{\"path\": 3}").unwrap_err();
     assert!(err.to_string().contains("invalid type"), "{err}");
+}
+
+#[test]
+fn an_inconsistent_profile_is_rejected_with_its_reason() {
+    let (sampler, sample) = a_full_sample();
+    sampler.stop();
+    let json = to_json(sample.profile.as_deref().unwrap()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+
+    let mut wrong_sum = value.clone();
+    wrong_sum["scopes"][0]["live"]["bytes"] = serde_json::json!(1);
+    let err = from_json::<memledger_monitor::Profile>(&wrong_sum.to_string()).unwrap_err();
+    assert!(err.to_string().contains("its sites add up to"), "{err}");
+
+    let mut twice = value.clone();
+    let first = twice["scopes"][0].clone();
+    twice["scopes"].as_array_mut().unwrap().push(first);
+    let err = from_json::<memledger_monitor::Profile>(&twice.to_string()).unwrap_err();
+    assert!(err.to_string().contains("appears twice"), "{err}");
+
+    // Inside a sample too, where the sample's reading names it.
+    let mut in_sample: serde_json::Value =
+        serde_json::from_str(&to_json(&*sample).unwrap()).unwrap();
+    in_sample["profile"]["scopes"][0]["live"]["bytes"] = serde_json::json!(1);
+    let err = from_json::<Sample>(&in_sample.to_string()).unwrap_err();
+    assert!(err.to_string().contains("its sites add up to"), "{err}");
 }
 
 #[test]

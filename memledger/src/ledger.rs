@@ -213,23 +213,24 @@ impl<A: GlobalAlloc> Ledger<A> {
     fn alloc_cold(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
         let scope = per_thread::current_scope();
         let size = layout.size() as u64;
-        let sample = if per_thread::sample_due(scope, size) {
-            sampling::record(&self.inner, scope, size)
-        } else {
-            None
+        let Some(plain) = trailer::outer_layout(layout.size(), layout.align()) else {
+            return ptr::null_mut();
         };
-        let outer = match sample {
-            Some(_) => trailer::sampled_outer_layout(layout.size(), layout.align()),
-            None => trailer::outer_layout(layout.size(), layout.align()),
+        let sampled = trailer::sampled_outer_layout(layout.size(), layout.align());
+        let sample = match sampled {
+            Some(_) if per_thread::sample_due(&self.inner, scope, size) => {
+                sampling::record(&self.inner, scope, size)
+            }
+            _ => None,
+        };
+        let outer = match (sample, sampled) {
+            (Some(_), Some(sampled)) => sampled,
+            _ => plain,
         };
         let forget = || {
             if let Some(index) = sample {
                 sampling::forget(index);
             }
-        };
-        let Some(outer) = outer else {
-            forget();
-            return ptr::null_mut();
         };
         let Ok(reserved) = per_thread::reserve(scope, size) else {
             forget();
@@ -250,10 +251,13 @@ impl<A: GlobalAlloc> Ledger<A> {
             None => per_thread::book_cold(&self.inner, scope, Op::Alloc(size)),
         }
         match sample {
-            // SAFETY:
-            // - `allocate` returned a block of `outer.size()` bytes: the trailer and the index
-            //   fit past the caller's.
-            Some(index) => unsafe { trailer::write_sampled(block, layout.size(), index) },
+            Some(index) => {
+                sampling::commit(index);
+                // SAFETY:
+                // - `allocate` returned a block of `outer.size()` bytes: the trailer and the
+                //   index fit past the caller's.
+                unsafe { trailer::write_sampled(block, layout.size(), index) }
+            }
             // SAFETY:
             // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE`
             //   bytes.
@@ -325,7 +329,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         } else {
             None
         };
-        let block = if growth > 0 && per_thread::sample_due(owner, growth) {
+        let block = if growth > 0 && per_thread::sample_due(inner, owner, growth) {
             // SAFETY:
             // - the caller's guarantee.
             unsafe { Self::move_to_sample(inner, owner, ptr, layout, new) }.unwrap_or_else(resize)
@@ -372,6 +376,7 @@ impl<A: GlobalAlloc> Ledger<A> {
             sampling::forget(index);
             return Some(block);
         }
+        sampling::commit(index);
         // SAFETY:
         // - `block` holds `new` bytes, the trailer and the index; both blocks are live and
         //   distinct, each at least `min(old, new)` bytes long;

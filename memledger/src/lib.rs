@@ -76,6 +76,12 @@
 //!   `metrics` facade; a `tracing_subscriber` layer that enters a span's scope; criterion
 //!   measurements of a routine's bytes.
 //!
+//! # Where in a component
+//!
+//! [`sampling`] samples about one block per 512 KiB allocated with its call stack, so that each
+//! scope's memory is split by the code that allocated it (`memledger_monitor::profile` resolves
+//! and exports it). An allocation that is not sampled costs nothing more.
+//!
 //! # Limits on a scope
 //!
 //! With the `enforce` feature, [`limit_scope`] makes allocations past a scope's hard limit fail.

@@ -108,8 +108,9 @@ fn growing_buffers_are_sampled_by_their_growth() {
     let samples: u64 = sites.scope(scope).map(|s| s.live.samples).sum();
     let truth = memledger::snapshot().scope(scope).unwrap().live_bytes;
     // 64 buffers of 64 KiB: each has brought in 128 KiB by its doublings, so each is sampled with
-    // probability 1 - exp(-128): all of them, with weights of 1.
-    assert_eq!(samples, 64, "{sites:?}");
+    // probability 1 - exp(-128): all of them, with weights of 1 (and perhaps the vector that
+    // holds them, 1.5 KiB).
+    assert!((64..=65).contains(&samples), "{samples} samples");
     assert!(estimate.abs_diff(truth) <= truth / 100, "{estimate} against {truth}");
     drop(kept);
     assert_eq!(live_samples(scope), 0);
@@ -180,4 +181,79 @@ fn the_crates_own_scope_is_never_sampled() {
     assert!(sites.usage.table_bytes > 0);
     let own = memledger::snapshot().own().live_bytes;
     assert!(own >= sites.usage.table_bytes, "{own} < {}", sites.usage.table_bytes);
+}
+
+/// The reserved id that sampled blocks carry cannot be entered by name: its paths make scopes of
+/// their own, and blocks booked there are freed with the layout they were made with.
+#[test]
+fn the_sampled_blocks_id_cannot_be_entered() {
+    low_rate();
+    for path in [
+        "<memledger>/<sampled>/",
+        "<memledger>/<sampled>",
+        "<memledger>/<sampled/blocks>",
+    ] {
+        let blocks: Vec<Vec<u8>> = memledger::in_scope(path, || {
+            (0..500).map(|i| black_box(vec![i as u8; 700])).collect()
+        });
+        assert!(live_samples(path) > 100, "{path}: {}", live_samples(path));
+        drop(blocks);
+        assert_eq!(live_samples(path), 0, "{path}");
+        let snap = memledger::snapshot();
+        let scopes: Vec<_> = snap
+            .scopes()
+            .iter()
+            .filter(|s| s.path.starts_with("<memledger>/<sampled"))
+            .collect();
+        // The reserved entry, and the one the path made, under another path.
+        assert!(scopes.len() >= 2);
+        assert_eq!(
+            scopes.iter().filter(|s| s.path == "<memledger>/<sampled>/").count(),
+            1
+        );
+        for scope in scopes {
+            assert_eq!(scope.live_bytes, 0, "{}", scope.path);
+        }
+    }
+}
+
+/// A cell's very first allocation, and the first after a change of rate, can be sampled: 50 new
+/// scopes that each allocate one 8 MiB block give 50 samples (each is sampled with probability
+/// `1 - exp(-8 MiB / 1 KiB)`).
+#[test]
+fn first_allocations_are_sampled() {
+    low_rate();
+    let blocks: Vec<Vec<u8>> = (0..50)
+        .map(|i| memledger::in_scope(&format!("sampled_first/{i}"), || black_box(vec![1u8; 8 << 20])))
+        .collect();
+    let sites = memledger::sampling::sites();
+    let sampled = (0..50)
+        .filter(|i| sites.scope(&format!("sampled_first/{i}")).any(|s| s.live.samples == 1))
+        .count();
+    assert_eq!(sampled, 50);
+    drop(blocks);
+    let thread = std::thread::spawn(|| {
+        memledger::in_scope("sampled_first_thread", || black_box(vec![1u8; 8 << 20]))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(live_samples("sampled_first_thread"), 1);
+    drop(thread);
+}
+
+/// An allocation that fails is not counted in its site's allocations.
+#[test]
+fn failed_allocations_are_not_counted() {
+    low_rate();
+    memledger::in_scope("sampled_failed", || {
+        for _ in 0..3 {
+            let mut v: Vec<u8> = Vec::new();
+            assert!(v.try_reserve_exact(1 << 60).is_err());
+        }
+    });
+    let allocated: u64 = memledger::sampling::sites()
+        .scope("sampled_failed")
+        .map(|s| s.allocated.bytes)
+        .sum();
+    assert_eq!(allocated, 0);
 }

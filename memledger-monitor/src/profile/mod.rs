@@ -94,10 +94,13 @@ impl Site {
             .or(self.frames.first())
     }
 
-    /// The site's name for people: its caller and, for context, the frame above it.
+    /// The site's name for people: its caller, with its file and line; `(other sites)` for the
+    /// sites a trimmed profile merged ([`Profile::trimmed`]), `(unknown site)` for samples
+    /// whose stack was not kept.
     pub fn label(&self) -> String {
         match self.caller() {
             Some(frame) => frame.to_string(),
+            None if !self.truncated => "(other sites)".to_string(),
             None => "(unknown site)".to_string(),
         }
     }
@@ -291,6 +294,36 @@ impl Profile {
         profile
     }
 
+    /// The profile with at most `sites` sites per scope: the largest live ones, and as many of
+    /// the largest allocators; the rest of each scope is merged into one site without frames,
+    /// so that the scope's sums stay whole. What the sampler keeps and records.
+    pub fn trimmed(&self, sites: usize) -> Profile {
+        let mut out = self.clone();
+        for scope in &mut out.scopes {
+            if scope.sites.len() <= sites {
+                continue;
+            }
+            // Sorted by live bytes; the allocators among the rest come next.
+            let by_live = sites.div_ceil(2);
+            scope.sites[by_live..].sort_by(|a, b| b.allocated.bytes.cmp(&a.allocated.bytes));
+            let mut other = Site {
+                frames: Vec::new(),
+                truncated: false,
+                live: Estimate::default(),
+                allocated: Estimate::default(),
+                live_change: 0,
+            };
+            for site in scope.sites.drain(sites.saturating_sub(1).max(by_live)..) {
+                other.live = sum([other.live, site.live].into_iter());
+                other.allocated = sum([other.allocated, site.allocated].into_iter());
+                other.live_change += site.live_change;
+            }
+            scope.sites.push(other);
+        }
+        out.sort_and_sum();
+        out
+    }
+
     /// The scope at `path`.
     pub fn scope(&self, path: &str) -> Option<&ScopeProfile> {
         let path = memledger::__private::normalize(path);
@@ -375,7 +408,8 @@ impl Profile {
                     out.push_str(&folded_name(&frame.function));
                 }
                 if site.frames.is_empty() {
-                    out.push_str(";(unknown site)");
+                    out.push(';');
+                    out.push_str(&site.label());
                 }
                 out.push(' ');
                 out.push_str(&v.to_string());

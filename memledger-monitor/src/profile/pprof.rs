@@ -153,8 +153,8 @@ pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
                 }
             }
             if site.frames.is_empty() {
-                let unknown = function_id(&mut strings, "(unknown site)", "");
-                groups.push((0, vec![(unknown, 0)]));
+                let placeholder = function_id(&mut strings, &site.label(), "");
+                groups.push((0, vec![(placeholder, 0)]));
             }
             groups.push((0, vec![(scope_function, 0)]));
             let mut location_ids = Vec::with_capacity(groups.len());

@@ -26,9 +26,13 @@ pub(crate) fn frames(addresses: &[usize]) -> Vec<Frame> {
             out.extend(frames.iter().cloned());
         }
     }
+    // The capture's own frames (and the closure shims between them) come first, then the
+    // ledger's and the global allocator's.
     let first_outside = out
         .iter()
-        .position(|f| !is_allocator_frame(&f.function))
+        .position(|f| {
+            !is_allocator_frame(&f.function) && !f.function.starts_with("core::ops::function::")
+        })
         .unwrap_or(out.len());
     out.drain(..first_outside);
     out

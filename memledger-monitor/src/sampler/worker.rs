@@ -30,6 +30,9 @@ pub(super) type ProfileHandle = ();
 /// Profiles a sampler keeps as baselines.
 #[cfg(feature = "profile")]
 const KEPT_PROFILES: usize = 16;
+/// Sites per scope a sampler's profiles keep.
+#[cfg(feature = "profile")]
+const PROFILE_SITES: usize = 48;
 /// Sites a suspected leak names.
 #[cfg(feature = "profile")]
 const LEAK_SITES: usize = 3;
@@ -252,7 +255,9 @@ impl Worker {
             .profile_every
             .is_some_and(|every| last.is_none_or(|t| uptime.saturating_sub(t) >= every));
         let new_leak = leaks.iter().any(|l| !self.suspected.contains(&l.path));
-        let taken = (periodic || new_leak).then(|| Arc::new(crate::profile::profile()));
+        // Kept trimmed: a whole profile holds every stack ever sampled, each with its frames.
+        let taken =
+            (periodic || new_leak).then(|| Arc::new(crate::profile::profile().trimmed(PROFILE_SITES)));
         if let Some(p) = &taken {
             if self.profiles.len() == KEPT_PROFILES {
                 self.profiles.pop_front();

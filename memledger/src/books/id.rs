@@ -33,8 +33,10 @@ pub const OVERFLOW_SCOPE: &str = "<overflow>";
 /// Path of the unscoped root: allocations made outside every guard.
 pub const UNSCOPED: &str = "";
 /// Name, under [`OWN_SCOPE`], of the reserved id that sampled blocks carry in their trailer
-/// (their bytes are booked to their owners: this scope always reads zero).
-pub(crate) const SAMPLED_SCOPE: &str = "<sampled>";
+/// (their bytes are booked to their owners: this scope always reads zero). It ends in a `/`, which
+/// no segment of a path can hold and no normalised path ends with, so no guard can enter it and
+/// no other scope can have its path.
+pub(crate) const SAMPLED_SCOPE: &str = "<sampled>/";
 
 /// How far a scope id is shifted up in a [`Tag`].
 pub(crate) const TAG_SHIFT: u32 = 16 - MAX_SCOPES.trailing_zeros();

@@ -456,9 +456,12 @@ pub(crate) fn book_cold<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
 
 /// Whether an allocation (or growth) of `size` bytes booked to `scope` on this thread reaches the
 /// sample point of its cell: the caller then records the block as a sample. Cold path only.
+///
+/// Makes the thread's slab if it has none yet (`inner` allocates it), so that a thread's first
+/// allocation is sampled as any other.
 #[inline]
-pub(crate) fn sample_due(scope: ScopeId, size: u64) -> bool {
-    match held_slab() {
+pub(crate) fn sample_due<A: GlobalAlloc>(inner: &A, scope: ScopeId, size: u64) -> bool {
+    match slab_for_cold(inner) {
         Some(slab) => {
             crate::sampling::due(&slab.sampling, slab.counter(usize::from(scope)), scope, size)
         }

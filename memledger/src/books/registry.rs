@@ -51,6 +51,9 @@ pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R 
         registry.insert(ROOT_SCOPE_ID, OVERFLOW_SCOPE);
         let sampled = registry.insert(OWN_SCOPE_ID, SAMPLED_SCOPE);
         debug_assert_eq!(sampled, SAMPLED_SCOPE_ID);
+        // Nothing is ever booked to it; should anything try, exact mode keeps its cells without
+        // a budget, so that a sampled block's free always reaches the cold path.
+        per_thread::set_exact(SAMPLED_SCOPE_ID, true);
         registry
     });
     let result = f(&mut RegistryView { registry });

@@ -120,38 +120,52 @@ pub fn set_seed(seed: u64) {
 /// The sample points of one thread's cells, in its counter slab: written only by the thread
 /// that holds the slab.
 pub(crate) struct ThreadSampling {
-    /// Per scope: the epoch (top 8 bits) and the position on the cell's bytes in.
+    /// Per scope: the position of the next sample on the cell's count of bytes in.
     points: [UnsafeCell<u64>; MAX_SCOPES],
+    /// Per scope: the epoch the point was drawn in (a point of another epoch is drawn again).
+    epochs: [UnsafeCell<u16>; MAX_SCOPES],
     salt: Cell<u64>,
 }
 
 // SAFETY:
-// - the points and the salt are read and written only by the thread holding the slab (see
-//   `Counter`'s marks), which hands the slab on with acquire/release.
+// - the points, their epochs and the salt are read and written only by the thread holding the
+//   slab (see `Counter`'s marks), which hands the slab on with acquire/release.
 unsafe impl Sync for ThreadSampling {}
 
 impl Default for ThreadSampling {
     fn default() -> Self {
         ThreadSampling {
             points: core::array::from_fn(|_| UnsafeCell::new(0)),
+            epochs: core::array::from_fn(|_| UnsafeCell::new(0)),
             salt: Cell::new(0),
         }
     }
 }
 
-const POSITION: u64 = (1 << 56) - 1;
+/// The epoch as a point keeps it. Epoch 0 is never current (the first is 1), so that the
+/// all-zero points of a new slab are drawn before their first use.
+fn current_epoch() -> u16 {
+    (EPOCH.load(Ordering::Relaxed) % 0xffff + 1) as u16
+}
 
 impl ThreadSampling {
-    fn point(&self, scope: ScopeId) -> u64 {
+    /// The point of `scope`'s cell, whose count of bytes in is `at`: drawn again first if the
+    /// last one was passed or drawn at another rate.
+    fn point(&self, scope: ScopeId, at: u64, rate: u64) -> u64 {
+        let i = usize::from(scope) % MAX_SCOPES;
+        let epoch = current_epoch();
         // SAFETY:
         // - only the thread holding the slab calls this (see the `Sync` impl).
-        unsafe { *self.points[usize::from(scope) % MAX_SCOPES].get() }
-    }
-
-    fn set_point(&self, scope: ScopeId, point: u64) {
-        // SAFETY:
-        // - as in `point`.
-        unsafe { *self.points[usize::from(scope) % MAX_SCOPES].get() = point }
+        unsafe {
+            let point = *self.points[i].get();
+            if *self.epochs[i].get() == epoch && point > at {
+                return point;
+            }
+            let point = at.saturating_add(self.draw(scope, at, rate));
+            *self.points[i].get() = point;
+            *self.epochs[i].get() = epoch;
+            point
+        }
     }
 
     /// Draws the distance to the next point of `scope`'s cell, whose count of bytes in is `at`.
@@ -168,7 +182,7 @@ impl ThreadSampling {
         // Uniform in [0, 1), then the exponential's inverse.
         let u = (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
         let gap = -(1.0 - u).ln() * rate as f64;
-        (gap as u64).clamp(1, POSITION / 2)
+        (gap as u64).max(1)
     }
 }
 
@@ -197,23 +211,22 @@ fn sampled_scope(scope: ScopeId) -> bool {
     scope != OWN_SCOPE_ID && scope != SAMPLED_SCOPE_ID
 }
 
-/// Whether bringing `size` more bytes into `scope`'s `cell` reaches its sample point. Cold path
-/// only.
+/// Whether bringing `size` more bytes into `scope`'s `cell` reaches its sample point: whether the
+/// point lies in `(bytes in, bytes in + size]`. Cold path only.
 #[inline]
 pub(crate) fn due(sampling: &ThreadSampling, cell: &Counter, scope: ScopeId, size: u64) -> bool {
-    if RATE.load(Ordering::Relaxed) == 0 || !sampled_scope(scope) {
+    let rate = RATE.load(Ordering::Relaxed);
+    if rate == 0 || !sampled_scope(scope) {
         return false;
     }
     if RECORDING.try_with(|r| r.get()).unwrap_or(true) {
         return false;
     }
-    let point = sampling.point(scope);
-    if point >> 56 != EPOCH.load(Ordering::Relaxed) & 0xff {
-        return false;
-    }
-    let position = point & POSITION;
     let at = cell.bytes_in();
-    position > at && at.wrapping_add(size) >= position
+    let point = sampling.point(scope, at, rate);
+    // A point drawn just now is capped at too, so that the hot path does not pass it.
+    cell.cap_in_mark(point);
+    at.saturating_add(size) >= point
 }
 
 /// After a refill of `scope`'s `cell`: draws the next point if the last one was reached (or was
@@ -224,20 +237,13 @@ pub(crate) fn after_refill(sampling: &ThreadSampling, cell: &Counter, scope: Sco
     if rate == 0 || !sampled_scope(scope) {
         return;
     }
-    let epoch = EPOCH.load(Ordering::Relaxed) & 0xff;
-    let at = cell.bytes_in();
-    let point = sampling.point(scope);
-    let mut position = point & POSITION;
-    if point >> 56 != epoch || position <= at {
-        position = at.wrapping_add(sampling.draw(scope, at, rate)) & POSITION;
-        sampling.set_point(scope, epoch << 56 | position);
-    }
-    cell.cap_in_mark(position);
+    cell.cap_in_mark(sampling.point(scope, cell.bytes_in(), rate));
 }
 
-/// Records a sampled block of `scope` that brought in `size` bytes: captures the stack and
-/// stores the record; the record's index, or `None` if the sample was not kept (no record free,
-/// or the thread is already recording).
+/// Records a sampled block of `scope` that brought in `size` bytes: takes a record and captures
+/// the stack; the record's index, or `None` if the sample was not kept (no record free, or the
+/// thread is already recording). What the block stands for counts in its site's allocations
+/// only once the block exists ([`commit`]).
 pub(crate) fn record<A: core::alloc::GlobalAlloc>(
     inner: &A,
     scope: ScopeId,
@@ -247,10 +253,14 @@ pub(crate) fn record<A: core::alloc::GlobalAlloc>(
     if rate == 0 || RECORDING.try_with(|r| r.replace(true)).unwrap_or(true) {
         return None;
     }
-    let stack = stack::capture();
-    let index = table::record(inner, scope, size, probability(size, rate), &stack);
+    let index = table::record(inner, scope, size, probability(size, rate), stack::capture);
     let _ = RECORDING.try_with(|r| r.set(false));
     index
+}
+
+/// The sampled block of the record at `index` exists: it counts in its site's allocations.
+pub(crate) fn commit(index: u32) {
+    table::commit(index)
 }
 
 /// Removes the record of a sampled block being freed; its owner.

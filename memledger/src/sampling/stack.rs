@@ -302,7 +302,7 @@ mod stack {
     /// Reads the word at `at` if it lies within the live stack `[sp, top)`.
     #[inline(always)]
     fn read(at: usize, sp: usize, top: usize) -> Option<usize> {
-        if at < sp || at % core::mem::size_of::<usize>() != 0 || at > top - 8 {
+        if at < sp || at % core::mem::size_of::<usize>() != 0 || at > top.wrapping_sub(8) {
             return None;
         }
         // SAFETY:
@@ -322,7 +322,7 @@ mod stack {
         // `capture`'s own record, then its callers': two words each, the caller's frame pointer
         // then the return address, on both targets.
         let mut fp = frame_pointer();
-        while let (Some(next), Some(ip)) = (read(fp, sp, top), read(fp + 8, sp, top)) {
+        while let (Some(next), Some(ip)) = (read(fp, sp, top), read(fp.wrapping_add(8), sp, top)) {
             if ip == 0 || !out.push(ip) || next <= fp {
                 break;
             }
@@ -403,7 +403,7 @@ mod stack {
             };
             // On x86-64 a frame's canonical frame address is its caller's stack pointer, and the
             // return address lies just below it.
-            let mut cfa = sp + frame;
+            let mut cfa = sp.wrapping_add(frame);
             loop {
                 let Some(ip) = read(cfa.wrapping_sub(8), sp, top) else {
                     return false;
@@ -425,7 +425,7 @@ mod stack {
                 if size == OUTERMOST {
                     return true;
                 }
-                cfa += size as usize;
+                cfa = cfa.wrapping_add(size as usize);
             }
         }
     }

@@ -279,37 +279,29 @@ fn find_or_add_stack<A: GlobalAlloc>(inner: &A, scope: ScopeId, stack: &Captured
             }
         }
     }
-    made.unwrap_or(UNKNOWN_STACK)
+    // Every probe was taken: an entry made on the way was never published, and stays unread.
+    UNKNOWN_STACK
 }
 
 /// Records a sampled block of `scope` and `size` whose sampling probability is `probability`,
-/// taken at `stack`, with the estimate of what it allocated (`allocated_bytes`); the index of its
-/// live record, or `None` if none is free (the sample is dropped and counted).
+/// at the stack `capture` gives (called only once a record is taken, so that a full table costs
+/// no walk); the index of its live record, or `None` if none is free (the sample is dropped and
+/// counted).
 pub(crate) fn record<A: GlobalAlloc>(
     inner: &A,
     scope: ScopeId,
     size: u64,
     probability: f64,
-    stack: &Captured,
+    capture: impl FnOnce() -> Captured,
 ) -> Option<u32> {
     let Some(index) = take_record(inner) else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let stack_index = find_or_add_stack(inner, scope, stack);
-    if let Some(entry) = stack_entry(stack_index) {
-        entry
-            .allocated_bytes
-            .fetch_add((size as f64 / probability) as u64, Ordering::Relaxed);
-        entry
-            .allocated_blocks_fixed
-            .fetch_add((BLOCK_SCALE / probability) as u64, Ordering::Relaxed);
-        entry.allocated_samples.fetch_add(1, Ordering::Relaxed);
-    } else {
-        unknown_site(scope).add(size, probability);
-    }
     // A record handed out lies in a chunk that exists.
     let slot = live_slot(index)?;
+    let stack = capture();
+    let stack_index = find_or_add_stack(inner, scope, &stack);
     write_record(slot, |s| {
         s.site.store(
             u64::from(scope) | u64::from(stack_index) << 16 | LIVE_BIT,
@@ -322,6 +314,30 @@ pub(crate) fn record<A: GlobalAlloc>(
     });
     LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
     Some(index)
+}
+
+/// The block of the record at `index` exists: what it stands for counts in its site's (or its
+/// scope's unknown sites') allocations. Only the thread that took the record calls it.
+pub(crate) fn commit(index: u32) {
+    let Some(slot) = live_slot(index) else {
+        return;
+    };
+    let site = slot.site.load(Ordering::Relaxed);
+    let size = slot.size.load(Ordering::Relaxed);
+    let probability = f64::from_bits(slot.probability.load(Ordering::Relaxed));
+    let scope = (site & 0xffff) as ScopeId;
+    match stack_entry(((site >> 16) & 0xffff_ffff) as u32) {
+        Some(entry) => {
+            entry
+                .allocated_bytes
+                .fetch_add((size as f64 / probability) as u64, Ordering::Relaxed);
+            entry
+                .allocated_blocks_fixed
+                .fetch_add((BLOCK_SCALE / probability) as u64, Ordering::Relaxed);
+            entry.allocated_samples.fetch_add(1, Ordering::Relaxed);
+        }
+        None => unknown_site(scope).add(size, probability),
+    }
 }
 
 /// Removes the record at `index` of a block being freed; its owner.
@@ -379,8 +395,9 @@ impl UnknownSite {
     }
 }
 
-/// Scopes whose unknown sites are counted apart; the others share the last entry.
-const UNKNOWN_SCOPES: usize = 256;
+/// Scopes whose unknown sites are counted: all of them (a static table, touched only when the
+/// stack table is full).
+const UNKNOWN_SCOPES: usize = crate::books::id::MAX_SCOPES;
 
 static UNKNOWN: [UnknownSite; UNKNOWN_SCOPES] = [const {
     UnknownSite {
@@ -436,8 +453,7 @@ pub(crate) fn stacks() -> Vec<StackCopy> {
     out
 }
 
-/// What was sampled without a kept stack, per scope id (the last entry holds every id past it):
-/// (scope, bytes, blocks, samples).
+/// What was sampled without a kept stack, per scope id: (scope, bytes, blocks, samples).
 pub(crate) fn unknown_sites() -> Vec<(ScopeId, u64, u64, u64)> {
     UNKNOWN
         .iter()

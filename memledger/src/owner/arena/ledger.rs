@@ -99,7 +99,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         let size = layout.size();
         let scope = per_thread::current_scope();
         // A block to sample takes the trailer path, whose cold path records it.
-        if !per_thread::strict(scope) && !per_thread::sample_due(scope, size as u64) {
+        if !per_thread::strict(scope) && !per_thread::sample_due(&Jemalloc, scope, size as u64) {
             if let Some(slot) = arena::arena_of(scope, usize::from(self.owners.max_arenas)) {
                 let block =
                     arena::allocate(slot, size, zero, usize::from(self.owners.thread_caches));
@@ -277,6 +277,12 @@ impl<A: GlobalAlloc> Ledger<A> {
         // A scope with an enforced limit resizes through the trailer path, which reserves first;
         // a sampled block keeps its record there.
         if owner == crate::books::id::SAMPLED_SCOPE_ID || per_thread::strict(owner) {
+            return ptr::null_mut();
+        }
+        // A growth that reaches the owner's sample point goes the trailer path's way too, where
+        // the block moves into a sample.
+        let growth = new_size.saturating_sub(layout.size()) as u64;
+        if growth > 0 && per_thread::sample_due(&Jemalloc, owner, growth) {
             return ptr::null_mut();
         }
         let Some(slot) = arena::arena_of(owner, usize::from(self.owners.max_arenas)) else {
