@@ -29,6 +29,7 @@ mod resolve;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 pub use memledger::sampling::Estimate;
 
@@ -38,11 +39,12 @@ pub use memledger::sampling::Estimate;
 pub struct Frame {
     /// The return address the frame was found at (frames inlined into one function share it).
     pub address: u64,
-    /// The function, demangled without its hash; `"??"` when no symbol was found.
-    pub function: String,
+    /// The function, demangled without its hash; `"??"` when no symbol was found. Shared by
+    /// every frame of the process that names it.
+    pub function: Arc<str>,
     /// The source file, where the binary has line tables.
     #[cfg_attr(feature = "serde", serde(default))]
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
     /// The line in `file`.
     #[cfg_attr(feature = "serde", serde(default))]
     pub line: Option<u32>,
@@ -115,7 +117,19 @@ impl Site {
 
 /// The library frames a site's label looks past.
 fn is_library_frame(function: &str) -> bool {
-    let f = function.trim_start_matches('<');
+    // `<&mut alloc::string::String as core::fmt::Write>::write_fmt` is the library's too.
+    let mut f = function;
+    loop {
+        let trimmed = f
+            .trim_start_matches(['<', '&', '*'])
+            .trim_start_matches("mut ")
+            .trim_start_matches("const ")
+            .trim_start_matches("dyn ");
+        if trimmed == f {
+            break;
+        }
+        f = trimmed;
+    }
     [
         "alloc::",
         "core::",

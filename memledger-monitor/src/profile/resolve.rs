@@ -8,22 +8,52 @@ use super::Frame;
 
 /// Resolved frames of each address seen so far (an address gives several frames where functions
 /// were inlined into its caller, innermost first).
-static CACHE: Mutex<Option<HashMap<usize, Arc<[Frame]>>>> = Mutex::new(None);
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+/// Frames by address, and each name once.
+#[derive(Default)]
+struct Cache {
+    frames: HashMap<usize, Arc<[Frame]>>,
+    names: std::collections::HashSet<Arc<str>>,
+}
+
+impl Cache {
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&n));
+        n
+    }
+}
 
 /// The frames of a stack of return addresses (innermost first), resolved, with the allocator's
 /// own frames left out at the top.
 pub(crate) fn frames(addresses: &[usize]) -> Vec<Frame> {
     let mut out = Vec::with_capacity(addresses.len() + 4);
+    let mut resolved = false;
     {
         let _gate = memledger::__private::fork_gate();
         let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        let cache = cache.get_or_insert_with(HashMap::new);
+        let cache = cache.get_or_insert_with(Cache::default);
         for &address in addresses {
-            let frames = cache
-                .entry(address)
-                .or_insert_with(|| resolve(address))
-                .clone();
+            let frames = match cache.frames.get(&address) {
+                Some(frames) => Arc::clone(frames),
+                None => {
+                    resolved = true;
+                    let frames = resolve(address, cache);
+                    cache.frames.insert(address, Arc::clone(&frames));
+                    frames
+                }
+            };
             out.extend(frames.iter().cloned());
+        }
+        if resolved {
+            // The debug information the resolver parsed (tens of MB for a large binary) is
+            // dropped: what it gave is in the cache above, and a later profile reads it again
+            // only for addresses not seen yet.
+            backtrace::clear_symbol_cache();
         }
     }
     // The capture's own frames (and the closure shims between them) come first, then the
@@ -53,25 +83,28 @@ fn is_allocator_frame(function: &str) -> bool {
         || f.starts_with("??")
 }
 
-fn resolve(address: usize) -> Arc<[Frame]> {
+fn resolve(address: usize, cache: &mut Cache) -> Arc<[Frame]> {
     let mut frames = Vec::new();
     backtrace::resolve(address as *mut core::ffi::c_void, |symbol| {
         let function = match symbol.name() {
             // `{:#}` leaves the hash out.
-            Some(name) => format!("{name:#}"),
-            None => "??".to_string(),
+            Some(name) => cache.name(&format!("{name:#}")),
+            None => cache.name("??"),
         };
+        let file = symbol
+            .filename()
+            .map(|p| cache.name(&p.display().to_string()));
         frames.push(Frame {
             address: address as u64,
             function,
-            file: symbol.filename().map(|p| p.display().to_string()),
+            file,
             line: symbol.lineno(),
         });
     });
     if frames.is_empty() {
         frames.push(Frame {
             address: address as u64,
-            function: "??".to_string(),
+            function: cache.name("??"),
             file: None,
             line: None,
         });

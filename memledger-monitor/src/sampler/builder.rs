@@ -109,7 +109,7 @@ impl SamplerBuilder {
 
     /// Takes a profile of the sampled allocation sites ([`profile`](crate::profile)) on the
     /// first tick and then every `every` (rounded up to whole ticks), and carries it in that
-    /// tick's [`Sample::profile`], trimmed to 48 sites per scope (see
+    /// tick's [`Sample::profile`], trimmed to 16 sites per scope (see
     /// [`Profile::trimmed`](crate::Profile::trimmed)). Off by default: a sampler then takes a
     /// profile only when a leak is first suspected. The first profile reads the binary's symbols, which takes memory
     /// (booked to the crate's own scope) and time on the sampler's thread; later ones resolve

@@ -29,10 +29,10 @@ pub(super) type ProfileHandle = ();
 
 /// Profiles a sampler keeps as baselines.
 #[cfg(feature = "profile")]
-const KEPT_PROFILES: usize = 16;
+const KEPT_PROFILES: usize = 6;
 /// Sites per scope a sampler's profiles keep.
 #[cfg(feature = "profile")]
-const PROFILE_SITES: usize = 48;
+const PROFILE_SITES: usize = 16;
 /// Sites a suspected leak names.
 #[cfg(feature = "profile")]
 const LEAK_SITES: usize = 3;
