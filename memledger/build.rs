@@ -4,7 +4,6 @@
 //! thousands (`memledger::sampling::StackWalk`).
 
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(memledger_frame_pointers)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let mut previous = "";

@@ -162,7 +162,7 @@ impl ScopeProfile {
     /// The `n` sites whose live bytes grew the most since the baseline (growing ones only).
     pub fn growing_sites(&self, n: usize) -> Vec<&Site> {
         let mut sites: Vec<&Site> = self.sites.iter().filter(|s| s.live_change > 0).collect();
-        sites.sort_by(|a, b| b.live_change.cmp(&a.live_change));
+        sites.sort_by_key(|s| core::cmp::Reverse(s.live_change));
         sites.truncate(n);
         sites
     }
@@ -319,7 +319,7 @@ impl Profile {
             }
             // Sorted by live bytes; the allocators among the rest come next.
             let by_live = sites.div_ceil(2);
-            scope.sites[by_live..].sort_by(|a, b| b.allocated.bytes.cmp(&a.allocated.bytes));
+            scope.sites[by_live..].sort_by_key(|s| core::cmp::Reverse(s.allocated.bytes));
             let mut other = Site {
                 frames: Vec::new(),
                 truncated: false,

@@ -470,7 +470,8 @@ pub(crate) fn sample_due<A: GlobalAlloc>(inner: &A, scope: ScopeId, size: u64) -
 }
 
 /// Allocates a zeroed `T` from the inner allocator for the ledger's own use, booked to the
-/// crate's own scope. Such blocks are never freed, so they carry no tag.
+/// crate's own scope. Such blocks carry no tag; they are never freed, but for one that lost a race
+/// to be published ([`dealloc_internal`]).
 pub(crate) fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut T> {
     let layout = Layout::new::<T>();
     // SAFETY:
@@ -483,6 +484,22 @@ pub(crate) fn alloc_zeroed_internal<T, A: GlobalAlloc>(inner: &A) -> Option<*mut
     // Relaxed: a statistic, read by reconciliations.
     UNTAGGED_BLOCKS.fetch_add(1, Ordering::Relaxed);
     Some(ptr)
+}
+
+/// Frees a block of [`alloc_zeroed_internal`] that was never used (it lost a race to be
+/// published), unbooking it.
+///
+/// # Safety
+///
+/// - `ptr` came from `alloc_zeroed_internal::<T, A>(inner)` and is not used any more.
+pub(crate) unsafe fn dealloc_internal<T, A: GlobalAlloc>(inner: &A, ptr: *mut T) {
+    let layout = Layout::new::<T>();
+    // SAFETY:
+    // - the caller's guarantee: a block `inner` allocated with this layout, now unused.
+    unsafe { inner.dealloc(ptr.cast(), layout) };
+    slot(OWN_SCOPE_ID).book(Op::Dealloc(layout.size() as u64));
+    // Relaxed: a statistic, as in `alloc_zeroed_internal`.
+    UNTAGGED_BLOCKS.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Blocks the ledger allocated for itself without a tag (slabs where they are not mapped).

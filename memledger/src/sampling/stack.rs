@@ -46,6 +46,7 @@ impl Captured {
     }
 
     /// Adds a frame; `false` once the stack is full (it is then marked truncated).
+    #[cfg_attr(not(all(unix, not(miri))), allow(dead_code))]
     fn push(&mut self, ip: usize) -> bool {
         if self.depth == MAX_DEPTH {
             self.truncated = true;
@@ -102,15 +103,15 @@ pub(crate) fn walks() -> (u64, u64, u64) {
 /// `capture`'s own on.
 #[inline(never)]
 pub(crate) fn capture() -> Captured {
-    let sp = stack::pointer();
+    let sp = direct::pointer();
     let mut out = Captured::new();
     // Relaxed: statistics, counted only on sampled allocations.
     if FRAME_POINTERS.load(Ordering::Relaxed) {
-        if stack::frame_pointer_walk(sp, &mut out) {
+        if direct::frame_pointer_walk(sp, &mut out) {
             WALKS[2].fetch_add(1, Ordering::Relaxed);
             return out;
         }
-    } else if stack::learnt_walk(sp, &mut out) {
+    } else if direct::learnt_walk(sp, &mut out) {
         WALKS[1].fetch_add(1, Ordering::Relaxed);
         return out;
     }
@@ -121,7 +122,7 @@ pub(crate) fn capture() -> Captured {
 }
 
 /// The unwinder's walk from `capture` (whose stack pointer is `sp`): the frames above it go to
-/// `out`, and the frame sizes it finds are kept for [`stack::learnt_walk`].
+/// `out`, and the frame sizes it finds are kept for [`direct::learnt_walk`].
 #[cfg(all(unix, not(miri)))]
 #[inline(never)]
 fn unwind(sp: usize, out: &mut Captured) {
@@ -186,10 +187,10 @@ fn unwind(sp: usize, out: &mut Captured) {
         }
         match walk.previous {
             // `capture`'s own frame: its size from its stack pointer.
-            None => stack::learn_capture_frame(cfa.wrapping_sub(walk.sp)),
+            None => direct::learn_capture_frame(cfa.wrapping_sub(walk.sp)),
             // The size of the frame the last return address leads into.
             Some((previous_ip, previous_cfa)) if previous_ip != 0 => {
-                stack::learn(previous_ip, cfa.wrapping_sub(previous_cfa), false)
+                direct::learn(previous_ip, cfa.wrapping_sub(previous_cfa), false)
             }
             Some(_) => {}
         }
@@ -216,7 +217,7 @@ fn unwind(sp: usize, out: &mut Captured) {
     }
     // The last return address leads into the outermost frame: a walk that reaches it stops.
     if let Some((ip, _)) = state.previous.filter(|(ip, _)| *ip != 0) {
-        stack::learn(ip, 0, true);
+        direct::learn(ip, 0, true);
     }
 }
 
@@ -231,7 +232,7 @@ fn unwind(_sp: usize, _out: &mut Captured) {}
     any(target_arch = "x86_64", target_arch = "aarch64"),
     not(miri)
 ))]
-mod stack {
+mod direct {
     use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     use super::Captured;
@@ -367,9 +368,9 @@ mod stack {
         // Relaxed: each slot is one word, read and written whole; a lost update is learnt again.
         let old = slot.load(Ordering::Relaxed);
         let new = if old >> 16 == ip as u64 && old & 0xffff != size {
-            ip as u64 * 0x10000 | VARIES
+            (ip as u64) << 16 | VARIES
         } else {
-            ip as u64 * 0x10000 | size
+            (ip as u64) << 16 | size
         };
         if new != old {
             slot.store(new, Ordering::Relaxed);
@@ -438,7 +439,7 @@ mod stack {
     any(target_arch = "x86_64", target_arch = "aarch64"),
     not(miri)
 )))]
-mod stack {
+mod direct {
     use super::Captured;
 
     #[inline(always)]

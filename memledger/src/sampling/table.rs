@@ -125,8 +125,11 @@ fn chunk<T, A: GlobalAlloc>(chunks: &[AtomicPtr<T>], k: usize, inner: &A) -> Opt
                 p = fresh;
             }
             Err(theirs) => {
-                // Another thread made it first. Ours stays allocated, booked to the crate's own
-                // scope: losing this race needs two threads sampling into a new chunk at once.
+                // Another thread made it first: ours was never seen by anyone.
+                // SAFETY:
+                // - `fresh` came from `alloc_zeroed_internal::<T, A>(inner)` and the failed
+                //   exchange published it nowhere.
+                unsafe { per_thread::dealloc_internal::<T, A>(inner, fresh) };
                 p = theirs;
             }
         }

@@ -1,0 +1,462 @@
+//! The pprof export read back by real readers: a protobuf decoder (prost, over messages written
+//! here from pprof's `proto/profile.proto`) and, where Go is installed, `go tool pprof` itself.
+//! The encoder writes the format by hand, so a wrong field number or a dangling id would go
+//! unnoticed by any test that only reads its own output.
+//!
+//! The workload is known: 16 MiB live in 8 KiB blocks, allocated in one scope from one function,
+//! sampled at 64 KiB. A block is sampled with probability `p = 1 - exp(-8192 / 65536)`, about
+//! 0.118, so some 240 samples are expected and the estimate's standard error is about 6 % of the
+//! truth; the 40 % bound is more than six of them away, so a miss by chance is out of reach.
+#![cfg(all(feature = "profile", feature = "jemalloc"))]
+
+use std::collections::{HashMap, HashSet};
+use std::hint::black_box;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use memledger_monitor::{Profile, ProfileValue};
+
+#[global_allocator]
+static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+
+const SCOPE: &str = "pprof_test";
+const RATE: u64 = 64 * 1024;
+const BLOCK: usize = 8 * 1024;
+const TOTAL: usize = 16 * 1024 * 1024;
+
+/// The messages of pprof's `profile.proto` (package `perftools.profiles`), with its field
+/// numbers; fields this test does not read are declared all the same, so that a field written
+/// under the wrong number lands somewhere visible rather than being skipped.
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub mapping: Vec<Mapping>,
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        #[prost(int64, tag = "7")]
+        pub drop_frames: i64,
+        #[prost(int64, tag = "8")]
+        pub keep_frames: i64,
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        #[prost(int64, tag = "10")]
+        pub duration_nanos: i64,
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+        #[prost(int64, repeated, tag = "13")]
+        pub comment: Vec<i64>,
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(uint64, repeated, packed = "true", tag = "1")]
+        pub location_id: Vec<u64>,
+        #[prost(int64, repeated, packed = "true", tag = "2")]
+        pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+        #[prost(int64, tag = "3")]
+        pub num: i64,
+        #[prost(int64, tag = "4")]
+        pub num_unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mapping {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub memory_start: u64,
+        #[prost(uint64, tag = "3")]
+        pub memory_limit: u64,
+        #[prost(uint64, tag = "4")]
+        pub file_offset: u64,
+        #[prost(int64, tag = "5")]
+        pub filename: i64,
+        #[prost(int64, tag = "6")]
+        pub build_id: i64,
+        #[prost(bool, tag = "7")]
+        pub has_functions: bool,
+        #[prost(bool, tag = "8")]
+        pub has_filenames: bool,
+        #[prost(bool, tag = "9")]
+        pub has_line_numbers: bool,
+        #[prost(bool, tag = "10")]
+        pub has_inline_frames: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub mapping_id: u64,
+        #[prost(uint64, tag = "3")]
+        pub address: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+        #[prost(bool, tag = "5")]
+        pub is_folded: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+        #[prost(int64, tag = "5")]
+        pub start_line: i64,
+    }
+}
+
+/// The known allocation site: the name the profile must carry.
+#[inline(never)]
+fn pprof_known_site() -> Vec<Vec<u8>> {
+    let mut blocks = Vec::with_capacity(TOTAL / BLOCK);
+    for _ in 0..TOTAL / BLOCK {
+        blocks.push(black_box(vec![1u8; BLOCK]));
+    }
+    blocks
+}
+
+/// The workload's blocks, kept alive for the whole run, and the profile taken while they live.
+/// Both tests share them, so that running in parallel they do not count each other's blocks.
+struct Known {
+    _blocks: Vec<Vec<u8>>,
+    profile: Profile,
+}
+
+fn known() -> &'static Known {
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        memledger::sampling::set_rate(RATE).unwrap();
+        let blocks = memledger::in_scope(SCOPE, pprof_known_site);
+        let profile = memledger_monitor::profile();
+        Known {
+            _blocks: blocks,
+            profile,
+        }
+    })
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("to_pprof's output is gzip");
+    out
+}
+
+fn decode(profile: &Profile) -> proto::Profile {
+    let raw = gunzip(&profile.to_pprof());
+    <proto::Profile as prost::Message>::decode(raw.as_slice()).expect("a valid profile.proto")
+}
+
+/// The string at `index`, which must be in the table.
+fn string(p: &proto::Profile, index: i64, what: &str) -> String {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| p.string_table.get(i))
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: string index {index} outside the table of {}",
+                p.string_table.len()
+            )
+        })
+        .clone()
+}
+
+#[test]
+fn pprof_decodes_with_consistent_ids_and_the_known_estimate() {
+    let known = known();
+    let p = decode(&known.profile);
+
+    assert_eq!(
+        p.string_table.first().map(String::as_str),
+        Some(""),
+        "string 0 is the empty string"
+    );
+    let types: Vec<(String, String)> = p
+        .sample_type
+        .iter()
+        .map(|t| {
+            (
+                string(&p, t.r#type, "sample type"),
+                string(&p, t.unit, "sample unit"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("live_bytes", "bytes"),
+        ("live_blocks", "count"),
+        ("allocated_bytes", "bytes"),
+        ("allocated_blocks", "count"),
+    ]
+    .iter()
+    .map(|&(t, u)| (t.to_string(), u.to_string()))
+    .collect();
+    assert_eq!(types, expected);
+    assert_eq!(p.period, RATE as i64, "the period is the sampling rate");
+    let period_type = p.period_type.as_ref().expect("a period type");
+    assert_eq!(
+        (
+            string(&p, period_type.r#type, "period type"),
+            string(&p, period_type.unit, "period unit")
+        ),
+        ("space".to_string(), "bytes".to_string())
+    );
+    assert_eq!(
+        string(&p, p.default_sample_type, "default sample type"),
+        "live_bytes"
+    );
+
+    // Every id is defined once, and every reference lands on one.
+    let mappings: HashSet<u64> = p.mapping.iter().map(|m| m.id).collect();
+    let mut functions: HashMap<u64, String> = HashMap::new();
+    for f in &p.function {
+        assert_ne!(f.id, 0, "function ids start at 1");
+        let name = string(&p, f.name, "function name");
+        string(&p, f.system_name, "function system name");
+        string(&p, f.filename, "function file");
+        assert!(
+            functions.insert(f.id, name).is_none(),
+            "function {} twice",
+            f.id
+        );
+    }
+    let mut locations: HashMap<u64, &proto::Location> = HashMap::new();
+    for l in &p.location {
+        assert_ne!(l.id, 0, "location ids start at 1");
+        assert!(
+            l.mapping_id == 0 || mappings.contains(&l.mapping_id),
+            "location {} names mapping {}, which is not there",
+            l.id,
+            l.mapping_id
+        );
+        assert!(!l.line.is_empty(), "location {} has no line", l.id);
+        for line in &l.line {
+            assert!(
+                functions.contains_key(&line.function_id),
+                "location {} names function {}, which is not there",
+                l.id,
+                line.function_id
+            );
+        }
+        assert!(
+            locations.insert(l.id, l).is_none(),
+            "location {} twice",
+            l.id
+        );
+    }
+    let location_names = |l: &proto::Location| -> Vec<&str> {
+        l.line
+            .iter()
+            .map(|line| functions[&line.function_id].as_str())
+            .collect()
+    };
+
+    let scope_key = p
+        .string_table
+        .iter()
+        .position(|s| s == "scope")
+        .expect("the label key `scope` is in the table") as i64;
+    let mut sums = [0i64; 4];
+    let mut known_site_in_scope = false;
+    for sample in &p.sample {
+        assert_eq!(sample.value.len(), 4, "one value per sample type");
+        assert!(!sample.location_id.is_empty(), "a sample without locations");
+        for id in &sample.location_id {
+            assert!(
+                locations.contains_key(id),
+                "a sample names location {id}, which is not there"
+            );
+        }
+        let scopes: Vec<String> = sample
+            .label
+            .iter()
+            .filter(|l| l.key == scope_key)
+            .map(|l| string(&p, l.str, "scope label"))
+            .collect();
+        let [scope] = scopes.as_slice() else {
+            panic!("a sample with scope labels {scopes:?}: one was expected");
+        };
+        // The outermost location (the last: pprof lists a stack leaf first) is the scope.
+        let outermost = locations[sample.location_id.last().unwrap()];
+        assert_eq!(
+            location_names(outermost),
+            vec![format!("[scope {scope}]").as_str()],
+            "the outermost frame of a sample in {scope:?}"
+        );
+        if scope == SCOPE {
+            for (sum, v) in sums.iter_mut().zip(&sample.value) {
+                *sum += v;
+            }
+            known_site_in_scope |= sample.location_id.iter().any(|id| {
+                location_names(locations[id])
+                    .iter()
+                    .any(|name| name.ends_with("pprof_known_site"))
+            });
+        }
+    }
+    assert!(
+        known_site_in_scope,
+        "no sample of {SCOPE:?} passes through pprof_known_site: {:?}",
+        functions.values().collect::<Vec<_>>()
+    );
+
+    // The values are the profile's own estimates, and they estimate the workload.
+    let scope = known.profile.scope(SCOPE).expect("the workload's scope");
+    assert_eq!(
+        sums,
+        [
+            scope.live.bytes as i64,
+            scope.live.blocks as i64,
+            scope.allocated.bytes as i64,
+            scope.allocated.blocks as i64
+        ]
+    );
+    let live = sums[0] as f64;
+    let truth = TOTAL as f64;
+    assert!(
+        (live - truth).abs() <= 0.4 * truth,
+        "{SCOPE:?} estimates {live} live bytes for {truth} ({} samples)",
+        scope.live.samples
+    );
+}
+
+#[test]
+fn folded_lines_are_frames_and_a_value() {
+    let folded = known().profile.to_folded(ProfileValue::LiveBytes);
+    let mut in_scope = 0u64;
+    for line in folded.lines() {
+        let (frames, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("{line:?} has no value"));
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("{line:?}: the value is not an integer: {e}"));
+        assert!(
+            frames.split(';').all(|f| !f.is_empty()),
+            "{line:?} has an empty frame"
+        );
+        if frames.starts_with(&format!("{SCOPE};")) {
+            in_scope += value;
+        }
+    }
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.starts_with(&format!("{SCOPE};")) && l.contains("pprof_known_site")),
+        "no folded line of {SCOPE:?} through pprof_known_site:\n{folded}"
+    );
+    assert_eq!(
+        in_scope,
+        known().profile.scope(SCOPE).unwrap().live.bytes,
+        "the folded lines of {SCOPE:?} add up to its live bytes"
+    );
+}
+
+/// A folder of its own under the target's scratch space, emptied first.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("memledger-pprof-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn go_is_installed() -> bool {
+    Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn go_tool_pprof_reads_the_profile() {
+    if !go_is_installed() {
+        if std::env::var_os("MEMLEDGER_REQUIRE_GO").is_some() {
+            panic!("MEMLEDGER_REQUIRE_GO is set but `go version` does not run (no go on PATH)");
+        }
+        println!("go not found: go tool pprof check skipped");
+        return;
+    }
+    let dir = temp_dir("go");
+    let file = dir.join("heap.pb.gz");
+    std::fs::write(&file, known().profile.to_pprof()).unwrap();
+    // Go's caches and pprof's own files go into the folder, and nothing is fetched: the tool
+    // is part of the toolchain and reads a local file.
+    let output = Command::new("go")
+        .args(["tool", "pprof", "-top", "-sample_index=live_bytes"])
+        .arg(&file)
+        .env("HOME", &dir)
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("PPROF_TMPDIR", dir.join("pprof"))
+        .output()
+        .expect("go tool pprof runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "go tool pprof failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    println!("{stdout}");
+    assert!(
+        stdout.contains("pprof_known_site"),
+        "go tool pprof -top does not list pprof_known_site:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("[scope {SCOPE}]")),
+        "go tool pprof -top does not list the scope's frame:\n{stdout}\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
