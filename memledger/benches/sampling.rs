@@ -40,6 +40,10 @@ fn churn(c: &mut Criterion) {
         let mut churn = Churn::new(&support::LEDGER_ARENAS, &layouts, 0);
         group.bench_function(name, |b| b.iter(|| churn.step()));
         drop(black_box(churn));
+        eprintln!(
+            "{name}: stacks walked by (the unwinder, learnt frame sizes, frame pointers) {:?}",
+            memledger::sampling::usage().walks
+        );
     }
     set_rate(0);
     group.finish();
@@ -60,8 +64,9 @@ fn churn_loop(spec: &str) {
     let usage = memledger::sampling::usage();
     drop(churn);
     eprintln!(
-        "rate {rate}: {} live samples, {} stacks, {} dropped, {} table bytes",
-        usage.live_samples, usage.stacks, usage.dropped_samples, usage.table_bytes
+        "rate {rate}: {} live samples, {} stacks, {} dropped, {} table bytes; walks (unwinder, \
+         learnt, frame pointers) {:?}",
+        usage.live_samples, usage.stacks, usage.dropped_samples, usage.table_bytes, usage.walks
     );
 }
 

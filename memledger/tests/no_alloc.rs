@@ -51,7 +51,11 @@ fn booking_allocates_nothing() {
         churn(100_000);
         drop(guard);
         let snap = memledger::snapshot();
-        assert_eq!(snap.own().allocations, before + snapshot_cost, "at rate {rate}");
+        assert_eq!(
+            snap.own().allocations,
+            before + snapshot_cost,
+            "at rate {rate}"
+        );
         let churned = snap.scope("churn").unwrap();
         assert_eq!(churned.live_bytes, 0);
         assert!(churned.allocations > 50_000);

@@ -19,7 +19,9 @@ fn low_rate() {
     memledger::sampling::set_rate(memledger::sampling::MIN_RATE).unwrap();
 }
 
-exactness_suite!("sampled", { low_rate(); });
+exactness_suite!("sampled", {
+    low_rate();
+});
 
 #[test]
 fn random_programs_keep_exact_books_while_sampled() {
@@ -111,7 +113,10 @@ fn growing_buffers_are_sampled_by_their_growth() {
     // probability 1 - exp(-128): all of them, with weights of 1 (and perhaps the vector that
     // holds them, 1.5 KiB).
     assert!((64..=65).contains(&samples), "{samples} samples");
-    assert!(estimate.abs_diff(truth) <= truth / 100, "{estimate} against {truth}");
+    assert!(
+        estimate.abs_diff(truth) <= truth / 100,
+        "{estimate} against {truth}"
+    );
     drop(kept);
     assert_eq!(live_samples(scope), 0);
     assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, 0);
@@ -137,7 +142,11 @@ fn sampled_blocks_resize_exactly() {
     }
     let mut expected: u64 = blocks.iter().map(|(_, l)| l.size() as u64).sum();
     for (i, (p, layout)) in blocks.iter_mut().enumerate() {
-        let new = if i % 2 == 0 { layout.size() / 3 } else { layout.size() * 3 };
+        let new = if i % 2 == 0 {
+            layout.size() / 3
+        } else {
+            layout.size() * 3
+        };
         // SAFETY:
         // - a live block of `layout`, a valid new size at its alignment.
         let q = unsafe { realloc(*p, *layout, new) };
@@ -149,7 +158,10 @@ fn sampled_blocks_resize_exactly() {
         *p = q;
         *layout = Layout::from_size_align(new, 16).unwrap();
     }
-    assert_eq!(memledger::snapshot().scope(scope).unwrap().live_bytes, expected);
+    assert_eq!(
+        memledger::snapshot().scope(scope).unwrap().live_bytes,
+        expected
+    );
     assert!(live_samples(scope) > 500);
     for (p, layout) in blocks {
         // SAFETY:
@@ -164,7 +176,10 @@ fn sampled_blocks_resize_exactly() {
 fn bad_rates_are_errors_that_say_what_to_do() {
     let err = memledger::sampling::set_rate(10).unwrap_err();
     assert_eq!(err, memledger::Error::SampleRate { rate: 10 });
-    assert!(err.to_string().contains("set 0 to switch sampling off"), "{err}");
+    assert!(
+        err.to_string().contains("set 0 to switch sampling off"),
+        "{err}"
+    );
     assert!(memledger::sampling::set_rate(u64::MAX).is_err());
     assert!(memledger::sampling::set_rate(memledger::sampling::MAX_RATE + 1).is_err());
     // The other tests of this file run at the lowest rate meanwhile: only it is set here.
@@ -177,10 +192,17 @@ fn the_crates_own_scope_is_never_sampled() {
     low_rate();
     let _ = memledger::snapshot();
     let sites = memledger::sampling::sites();
-    assert!(sites.sites.iter().all(|s| !s.scope.starts_with(memledger::OWN_SCOPE)));
+    assert!(sites
+        .sites
+        .iter()
+        .all(|s| !s.scope.starts_with(memledger::OWN_SCOPE)));
     assert!(sites.usage.table_bytes > 0);
     let own = memledger::snapshot().own().live_bytes;
-    assert!(own >= sites.usage.table_bytes, "{own} < {}", sites.usage.table_bytes);
+    assert!(
+        own >= sites.usage.table_bytes,
+        "{own} < {}",
+        sites.usage.table_bytes
+    );
 }
 
 /// The reserved id that sampled blocks carry cannot be entered by name: its paths make scopes of
@@ -208,7 +230,10 @@ fn the_sampled_blocks_id_cannot_be_entered() {
         // The reserved entry, and the one the path made, under another path.
         assert!(scopes.len() >= 2);
         assert_eq!(
-            scopes.iter().filter(|s| s.path == "<memledger>/<sampled>/").count(),
+            scopes
+                .iter()
+                .filter(|s| s.path == "<memledger>/<sampled>/")
+                .count(),
             1
         );
         for scope in scopes {
@@ -224,11 +249,19 @@ fn the_sampled_blocks_id_cannot_be_entered() {
 fn first_allocations_are_sampled() {
     low_rate();
     let blocks: Vec<Vec<u8>> = (0..50)
-        .map(|i| memledger::in_scope(&format!("sampled_first/{i}"), || black_box(vec![1u8; 8 << 20])))
+        .map(|i| {
+            memledger::in_scope(&format!("sampled_first/{i}"), || {
+                black_box(vec![1u8; 8 << 20])
+            })
+        })
         .collect();
     let sites = memledger::sampling::sites();
     let sampled = (0..50)
-        .filter(|i| sites.scope(&format!("sampled_first/{i}")).any(|s| s.live.samples == 1))
+        .filter(|i| {
+            sites
+                .scope(&format!("sampled_first/{i}"))
+                .any(|s| s.live.samples == 1)
+        })
         .count();
     assert_eq!(sampled, 50);
     drop(blocks);

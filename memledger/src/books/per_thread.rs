@@ -462,9 +462,12 @@ pub(crate) fn book_cold<A: GlobalAlloc>(inner: &A, scope: ScopeId, op: Op) {
 #[inline]
 pub(crate) fn sample_due<A: GlobalAlloc>(inner: &A, scope: ScopeId, size: u64) -> bool {
     match slab_for_cold(inner) {
-        Some(slab) => {
-            crate::sampling::due(&slab.sampling, slab.counter(usize::from(scope)), scope, size)
-        }
+        Some(slab) => crate::sampling::due(
+            &slab.sampling,
+            slab.counter(usize::from(scope)),
+            scope,
+            size,
+        ),
         None => false,
     }
 }

@@ -189,7 +189,6 @@ pub(crate) unsafe fn read_sample_index(ptr: *const u8, size: usize) -> u32 {
     // - the caller's guarantee: the index lies past the trailer, written by `write_sampled`,
     //   which exposed the whole block's provenance.
     unsafe {
-        (trailer(ptr, size).cast::<u8>().wrapping_add(TRAILER_SIZE) as *const u32)
-            .read_unaligned()
+        (trailer(ptr, size).cast::<u8>().wrapping_add(TRAILER_SIZE) as *const u32).read_unaligned()
     }
 }

@@ -14,7 +14,8 @@
 //!   addresses). A table keyed by return address keeps that size, so the next walk through known
 //!   call sites is two loads per frame. A walk that meets an unknown return address goes to the
 //!   unwinder, which learns it; one capture in 64 goes to the unwinder anyway, and a return
-//!   address seen with two sizes (a frame realigned or sized at run time) is never trusted again.
+//!   address seen with two sizes (a frame realigned or sized at run time) is never trusted again:
+//!   the learnt walk stops there and marks the stack cut.
 //! - **Frame pointers**: a few instructions per frame, right only where every frame keeps its
 //!   frame pointer. Rust's standard library is built with them; a program's own crates only with
 //!   `-C force-frame-pointers=yes`, where the build script makes it the default.
@@ -421,7 +422,10 @@ mod direct {
                 }
                 let size = entry & 0xffff;
                 if size == VARIES {
-                    return false;
+                    // A frame realigned or sized at run time: the stack is cut above it rather
+                    // than walked by the unwinder every time.
+                    out.truncated = true;
+                    return true;
                 }
                 if size == OUTERMOST {
                     return true;

@@ -93,7 +93,8 @@ const BLOCK_SCALE: f64 = 1024.0;
 type LiveChunk = [LiveSlot; LIVE_CHUNK];
 type StackChunk = [StackEntry; STACK_CHUNK];
 
-static LIVE: [AtomicPtr<LiveChunk>; LIVE_CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; LIVE_CHUNKS];
+static LIVE: [AtomicPtr<LiveChunk>; LIVE_CHUNKS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; LIVE_CHUNKS];
 /// Records handed out so far from fresh chunks.
 static LIVE_FRESH: AtomicU32 = AtomicU32::new(0);
 /// Head of the free stack: `tag << 32 | (index + 1)`, or a tag and 0 when empty.
@@ -377,7 +378,8 @@ pub(crate) fn resize(index: u32, new_size: u64, probability_of: impl FnOnce(u64)
     write_record(slot, |s| {
         s.size.store(new_size, Ordering::Relaxed);
         s.brought_in.store(brought_in, Ordering::Relaxed);
-        s.probability.store(probability.to_bits(), Ordering::Relaxed);
+        s.probability
+            .store(probability.to_bits(), Ordering::Relaxed);
     });
 }
 

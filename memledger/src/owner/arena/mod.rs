@@ -280,7 +280,9 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
     // leave the arenas to the program's scopes.
     if scope == crate::books::id::OWN_SCOPE_ID
         || scope == crate::books::id::SAMPLED_SCOPE_ID
-        || slot >= max.min(MAX_ARENAS) || !reserve_region() {
+        || slot >= max.min(MAX_ARENAS)
+        || !reserve_region()
+    {
         entry.store(NO_ARENA, Ordering::Release);
         return None;
     }
