@@ -672,7 +672,10 @@ fn main() {
         )
     });
     if let Err(e) = written {
-        fail(format!("cannot write the profile to {}: {e}", options.out.display()));
+        fail(format!(
+            "cannot write the profile to {}: {e}",
+            options.out.display()
+        ));
     }
 
     let recording = memledger_monitor::Recording::open(&recording_path)

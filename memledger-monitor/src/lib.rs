@@ -50,10 +50,10 @@ mod budget;
 mod error;
 mod growth;
 mod history;
-#[cfg(feature = "profile")]
-mod profile;
 #[cfg(feature = "serde")]
 mod json;
+#[cfg(feature = "profile")]
+mod profile;
 mod reconcile;
 #[cfg(feature = "serde")]
 mod recording;
@@ -64,12 +64,12 @@ pub use crate::budget::{Budget, BudgetBuilder, BudgetError, Level, Limit, ScopeB
 pub use crate::error::Error;
 pub use crate::growth::{growth_rate, GrowthRate, LeakDetection, LeakSite, SuspectedLeak};
 pub use crate::history::{HistoryEntry, ScopeSample};
+#[cfg(feature = "serde")]
+pub use crate::json::{from_json, to_json};
 #[cfg(feature = "profile")]
 pub use crate::profile::{
     profile, Estimate, Frame, Profile, ProfileUsage, ProfileValue, ScopeProfile, Site,
 };
-#[cfg(feature = "serde")]
-pub use crate::json::{from_json, to_json};
 pub use crate::reconcile::allocator::{AllocatorStats, AllocatorStatsUnavailable};
 pub use crate::reconcile::process::{physical_memory, CgroupMemory, ProcessMemory, ReadError};
 pub use crate::reconcile::{

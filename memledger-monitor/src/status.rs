@@ -341,13 +341,7 @@ fn leak_sites(sites: &[crate::growth::LeakSite]) -> String {
     }
     let named: Vec<String> = sites
         .iter()
-        .map(|s| {
-            format!(
-                "{} +{}",
-                s.site,
-                human_bytes(s.growth_bytes.max(0) as u64)
-            )
-        })
+        .map(|s| format!("{} +{}", s.site, human_bytes(s.growth_bytes.max(0) as u64)))
         .collect();
     format!("; growing at: {}", named.join(", "))
 }

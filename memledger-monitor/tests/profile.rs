@@ -193,7 +193,10 @@ fn estimates_per_site_fall_within_the_derived_bound() {
         estimates.push(estimate as f64);
     }
     // The ratio 1 : 2 : 4 shows through.
-    assert!(estimates[0] < estimates[1] && estimates[1] < estimates[2], "{estimates:?}");
+    assert!(
+        estimates[0] < estimates[1] && estimates[1] < estimates[2],
+        "{estimates:?}"
+    );
 
     // Every sample of the freed halves is gone: what is live is only what the threads kept.
     let books = memledger::snapshot();
@@ -212,7 +215,10 @@ fn estimates_per_site_fall_within_the_derived_bound() {
     let left: u64 = after
         .scope(SCOPE)
         .map_or(0, |s| s.sites.iter().map(|site| site.live.samples).sum());
-    assert_eq!(left, 0, "samples left after every block was freed:\n{after}");
+    assert_eq!(
+        left, 0,
+        "samples left after every block was freed:\n{after}"
+    );
     assert_eq!(memledger::snapshot().scope(SCOPE).unwrap().live_bytes, 0);
     // What the sites allocated stays, and growth against the first profile shows the frees.
     let since = after.since(&profile);

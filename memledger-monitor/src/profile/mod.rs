@@ -117,31 +117,63 @@ impl Site {
 
 /// The library frames a site's label looks past.
 fn is_library_frame(function: &str) -> bool {
-    // `<&mut alloc::string::String as core::fmt::Write>::write_fmt` is the library's too.
-    let mut f = function;
+    // `<&mut alloc::string::String as core::fmt::Write>::write_fmt` and
+    // `<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem` are the library's too: a
+    // library trait implemented for a library or primitive type.
+    if let Some((ty, rest)) = function
+        .strip_prefix('<')
+        .and_then(|f| f.split_once(" as "))
+    {
+        let ty = bare(ty);
+        let primitive = ty.starts_with(['[', '(']) || ty.chars().all(|c| c.is_ascii_alphanumeric());
+        return (primitive || is_library_path(ty)) && is_library_path(bare(rest));
+    }
+    is_library_path(bare(function))
+}
+
+/// `path` without leading `<`, references, pointers, `mut`, `const` and `dyn`.
+fn bare(mut path: &str) -> &str {
     loop {
-        let trimmed = f
+        let trimmed = path
             .trim_start_matches(['<', '&', '*'])
             .trim_start_matches("mut ")
             .trim_start_matches("const ")
             .trim_start_matches("dyn ");
-        if trimmed == f {
-            break;
+        if trimmed == path {
+            return path;
         }
-        f = trimmed;
+        path = trimmed;
     }
-    [
-        "alloc::",
-        "core::",
-        "std::",
-        "hashbrown::",
-        "<alloc::",
-        "<core::",
-        "<std::",
-        "<hashbrown::",
-    ]
-    .iter()
-    .any(|p| f.starts_with(p.trim_start_matches('<')))
+}
+
+fn is_library_path(path: &str) -> bool {
+    ["alloc::", "core::", "std::", "hashbrown::"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn library_frames_are_told_apart() {
+        for f in [
+            "alloc::raw_vec::finish_grow",
+            "<alloc::vec::Vec<T> as core::clone::Clone>::clone",
+            "<&mut alloc::string::String as core::fmt::Write>::write_fmt",
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+            "<[u8] as alloc::slice::hack::ConvertVec>::to_vec",
+        ] {
+            assert!(super::is_library_frame(f), "{f}");
+        }
+        for f in [
+            "demo::Service::log_query",
+            "<demo::Index as core::fmt::Display>::fmt",
+            "<alloc::string::String as demo::Render>::render",
+            "stdlib_like::alloc",
+        ] {
+            assert!(!super::is_library_frame(f), "{f}");
+        }
+    }
 }
 
 /// The sites of one scope.

@@ -154,7 +154,10 @@ impl SamplerBuilder {
         if self.queue == 0 {
             return Err(invalid("queue", "must hold at least one event"));
         }
-        if self.profile_every.is_some_and(|every| every < self.interval) {
+        if self
+            .profile_every
+            .is_some_and(|every| every < self.interval)
+        {
             return Err(invalid(
                 "profile_every",
                 "must be at least one interval: a profile is taken on a tick",

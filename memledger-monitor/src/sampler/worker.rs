@@ -256,8 +256,8 @@ impl Worker {
             .is_some_and(|every| last.is_none_or(|t| uptime.saturating_sub(t) >= every));
         let new_leak = leaks.iter().any(|l| !self.suspected.contains(&l.path));
         // Kept trimmed: a whole profile holds every stack ever sampled, each with its frames.
-        let taken =
-            (periodic || new_leak).then(|| Arc::new(crate::profile::profile().trimmed(PROFILE_SITES)));
+        let taken = (periodic || new_leak)
+            .then(|| Arc::new(crate::profile::profile().trimmed(PROFILE_SITES)));
         if let Some(p) = &taken {
             if self.profiles.len() == KEPT_PROFILES {
                 self.profiles.pop_front();
