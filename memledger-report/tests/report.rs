@@ -1072,6 +1072,38 @@ fn one_profile_has_no_growth_and_none_says_how_to_get_one() {
     assert!(!html.contains("class=\"flame-scope\""));
 }
 
+/// Writes `html` as a page in a new folder `name` and dumps its DOM from headless Chromium after
+/// the page's own check (`#check`) ran: the folder, the page's URL and the DOM.
+fn checked_dom(chromium: &Path, name: &str, html: &str) -> (PathBuf, String, String) {
+    let dir = temp_dir(name);
+    let page = dir.join("report.html");
+    std::fs::write(&page, html).unwrap();
+    let url = format!("file://{}", page.display());
+    let dom = run_chromium(
+        chromium,
+        &dir,
+        &format!("{url}#check"),
+        &["--dump-dom".to_string()],
+    );
+    (dir, url, dom)
+}
+
+/// Chromium for a browser test: `None` (the test is skipped, and says so) if it is not
+/// installed, a panic if `MEMLEDGER_REQUIRE_BROWSER` asks for it.
+fn required_chromium() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        if std::env::var_os("MEMLEDGER_REQUIRE_BROWSER").is_some() {
+            panic!(
+                "MEMLEDGER_REQUIRE_BROWSER is set but chromium is not installed \
+                 (looked for /usr/bin/chromium and chromium on PATH)"
+            );
+        }
+        println!("chromium not found: browser check skipped");
+    }
+    found
+}
+
 /// Chromium, if it is installed.
 fn chromium() -> Option<PathBuf> {
     let fixed = Path::new("/usr/bin/chromium");
@@ -1184,30 +1216,13 @@ fn close(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
 
 #[test]
 fn the_page_runs_in_a_browser() {
-    let Some(chromium) = chromium() else {
-        if std::env::var_os("MEMLEDGER_REQUIRE_BROWSER").is_some() {
-            panic!(
-                "MEMLEDGER_REQUIRE_BROWSER is set but chromium is not installed \
-                 (looked for /usr/bin/chromium and chromium on PATH)"
-            );
-        }
-        println!("chromium not found: browser check skipped");
+    let Some(chromium) = required_chromium() else {
         return;
     };
     let started = Instant::now();
-    let dir = temp_dir("browser");
-    let page = dir.join("report.html");
-    std::fs::write(&page, render_html(&recorded().1)).unwrap();
-
+    let (dir, url, dom) = checked_dom(&chromium, "browser", &render_html(&recorded().1));
     // The script ran to its end without an error, and drew the tooltip and the highlight when
     // the page moved the cursor (`#check`).
-    let url = format!("file://{}", page.display());
-    let dom = run_chromium(
-        &chromium,
-        &dir,
-        &format!("{url}#check"),
-        &["--dump-dom".to_string()],
-    );
     assert!(
         dom.contains("<svg id=\"chart\""),
         "the page loaded: {dom:.300}"
@@ -1279,30 +1294,13 @@ fn the_page_runs_in_a_browser() {
 
 #[test]
 fn flame_graphs_run_in_a_browser() {
-    let Some(chromium) = chromium() else {
-        if std::env::var_os("MEMLEDGER_REQUIRE_BROWSER").is_some() {
-            panic!(
-                "MEMLEDGER_REQUIRE_BROWSER is set but chromium is not installed \
-                 (looked for /usr/bin/chromium and chromium on PATH)"
-            );
-        }
-        println!("chromium not found: browser check skipped");
+    let Some(chromium) = required_chromium() else {
         return;
     };
-    let dir = temp_dir("browser-flame");
-    let page = dir.join("report.html");
     let html = render_html(&profiled_recording());
-    std::fs::write(&page, &html).unwrap();
-    let url = format!("file://{}", page.display());
-
+    let (dir, url, dom) = checked_dom(&chromium, "browser-flame", &html);
     // The script ran to its end without an error, and the browser built every flame graph,
     // each box with its tooltip.
-    let dom = run_chromium(
-        &chromium,
-        &dir,
-        &format!("{url}#check"),
-        &["--dump-dom".to_string()],
-    );
     let body = between(&dom, "<body", ">");
     assert!(
         !body.contains("data-errors"),

@@ -321,13 +321,8 @@ impl<A: GlobalAlloc> Ledger<A> {
         }
         let delta = (new as i64).wrapping_sub(layout.size() as i64);
         let growth = delta.max(0) as u64;
-        let reserved = if growth > 0 {
-            let Ok(reserved) = per_thread::reserve(owner, growth) else {
-                return ptr::null_mut();
-            };
-            reserved
-        } else {
-            None
+        let Ok(reserved) = Self::reserve_growth(owner, growth) else {
+            return ptr::null_mut();
         };
         let block = if growth > 0 && per_thread::sample_due(inner, owner, growth) {
             // SAFETY:
@@ -342,13 +337,28 @@ impl<A: GlobalAlloc> Ledger<A> {
             }
             return block;
         }
+        Self::book_growth(inner, owner, delta, growth, reserved);
+        block
+    }
+
+    /// Reserves `growth` bytes of `owner` if it has an enforced limit (`Ok(None)` if it has none or
+    /// nothing grows); `Err` if the limit refuses them.
+    fn reserve_growth(owner: ScopeId, growth: u64) -> Result<Option<i64>, per_thread::Refused> {
+        if growth == 0 {
+            return Ok(None);
+        }
+        per_thread::reserve(owner, growth)
+    }
+
+    /// Books a resize by `delta` of a block of `owner` on the cold path, its `growth` reserved
+    /// first if `reserved` holds the scope's new total.
+    fn book_growth(inner: &A, owner: ScopeId, delta: i64, growth: u64, reserved: Option<i64>) {
         match reserved {
             Some(total) => {
                 per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
             }
             None => per_thread::book_cold(inner, owner, Op::Realloc(delta)),
         }
-        block
     }
 
     /// Moves the block `ptr` of `layout` owned by `owner`, whose growth to `new` bytes reached its
@@ -410,13 +420,8 @@ impl<A: GlobalAlloc> Ledger<A> {
         let owner = sampling::owner(index).unwrap_or(id::ROOT_SCOPE_ID);
         let delta = (new as i64).wrapping_sub(layout.size() as i64);
         let growth = delta.max(0) as u64;
-        let reserved = if growth > 0 {
-            let Ok(reserved) = per_thread::reserve(owner, growth) else {
-                return ptr::null_mut();
-            };
-            reserved
-        } else {
-            None
+        let Ok(reserved) = Self::reserve_growth(owner, growth) else {
+            return ptr::null_mut();
         };
         // SAFETY:
         // - the block was allocated by `inner` with its sampled outer layout (checked when it was
@@ -435,12 +440,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         // - `block` holds `new` bytes, the trailer and the index.
         unsafe { trailer::write_sampled(block, new, index) };
         sampling::resize(index, new as u64);
-        match reserved {
-            Some(total) => {
-                per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
-            }
-            None => per_thread::book_cold(inner, owner, Op::Realloc(delta)),
-        }
+        Self::book_growth(inner, owner, delta, growth, reserved);
         block
     }
 
