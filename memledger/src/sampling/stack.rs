@@ -348,8 +348,25 @@ mod direct {
     static CAPTURES: AtomicU64 = AtomicU64::new(0);
     const CHECK_EVERY: u64 = 64;
 
-    fn slot(ip: usize) -> &'static AtomicU64 {
-        &SIZES[(ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) % SLOTS]
+    /// Slots an address may take: four in a row from its hash, so that a few return addresses
+    /// with the same hash do not push each other out.
+    const WAYS: usize = 4;
+
+    /// The first of `ip`'s slots.
+    fn first_slot(ip: usize) -> usize {
+        // splitmix64's finaliser: nearby addresses scatter.
+        let mut z = ip as u64;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as usize % SLOTS
+    }
+
+    /// The slot holding `ip`'s entry, if any.
+    fn find(ip: usize) -> Option<u64> {
+        let first = first_slot(ip);
+        (0..WAYS)
+            .map(|i| SIZES[(first + i) % SLOTS].load(Ordering::Relaxed))
+            .find(|entry| entry >> 16 == ip as u64)
     }
 
     /// Keeps the size of the frame whose return address is `ip` (`outermost` for the last
@@ -365,8 +382,15 @@ mod direct {
         } else {
             size as u64
         };
-        let slot = slot(ip);
         // Relaxed: each slot is one word, read and written whole; a lost update is learnt again.
+        let first = first_slot(ip);
+        let slots = (0..WAYS).map(|i| &SIZES[(first + i) % SLOTS]);
+        // Its own slot if it has one, else an empty one, else the first (the oldest stays out).
+        let slot = slots
+            .clone()
+            .find(|s| s.load(Ordering::Relaxed) >> 16 == ip as u64)
+            .or_else(|| slots.clone().find(|s| s.load(Ordering::Relaxed) == 0))
+            .unwrap_or(&SIZES[first]);
         let old = slot.load(Ordering::Relaxed);
         let new = if old >> 16 == ip as u64 && old & 0xffff != size {
             (ip as u64) << 16 | VARIES
@@ -416,10 +440,9 @@ mod direct {
                 if !out.push(ip) {
                     return true;
                 }
-                let entry = slot(ip).load(Ordering::Relaxed);
-                if ip >> 48 != 0 || entry >> 16 != ip as u64 {
+                let Some(entry) = find(ip).filter(|_| ip >> 48 == 0) else {
                     return false;
-                }
+                };
                 let size = entry & 0xffff;
                 if size == VARIES {
                     // A frame realigned or sized at run time: the stack is cut above it rather
