@@ -327,7 +327,11 @@ impl<A: GlobalAlloc> Ledger<A> {
         let block = if growth > 0 && per_thread::sample_due(inner, owner, growth) {
             // SAFETY:
             // - the caller's guarantee.
-            unsafe { Self::move_to_sample(inner, owner, ptr, layout, new) }.unwrap_or_else(resize)
+            match unsafe { Self::move_to_sample(inner, owner, ptr, layout, new) } {
+                Some(block) if !block.is_null() => block,
+                // Not kept, or no room for the sampled block: the ordinary resize may still work.
+                _ => resize(),
+            }
         } else {
             resize()
         };

@@ -290,3 +290,69 @@ fn failed_allocations_are_not_counted() {
         .sum();
     assert_eq!(allocated, 0);
 }
+
+/// A handler running on an alternate signal stack samples its allocations without reading past
+/// that stack: the direct walks see that the stack pointer is off the thread's stack and leave
+/// the walk to the unwinder. (The signal is raised by the thread itself, between allocations,
+/// so that the inner allocator is never interrupted.)
+#[cfg(target_os = "linux")]
+#[test]
+fn allocations_on_an_alternate_signal_stack_are_sampled_safely() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FREED: AtomicU64 = AtomicU64::new(0);
+
+    extern "C" fn handler(_: libc::c_int) {
+        let _g = memledger::scope!("sampled_signal");
+        for _ in 0..64 {
+            drop(black_box(vec![7u8; 8192]));
+            FREED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    low_rate();
+    let stack = vec![0u8; 256 * 1024];
+    // SAFETY:
+    // - the alternate stack lives until it is switched off below; the handler only allocates
+    //   and frees, on the thread that raised the signal, between that thread's allocations.
+    unsafe {
+        let alt = libc::stack_t {
+            ss_sp: stack.as_ptr() as *mut libc::c_void,
+            ss_flags: 0,
+            ss_size: stack.len(),
+        };
+        let mut old: libc::stack_t = std::mem::zeroed();
+        assert_eq!(libc::sigaltstack(&alt, &mut old), 0);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_ONSTACK;
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+            0
+        );
+        for _ in 0..20 {
+            assert_eq!(libc::raise(libc::SIGUSR2), 0);
+        }
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        assert_eq!(libc::sigaltstack(&off, std::ptr::null_mut()), 0);
+    }
+    drop(stack);
+    assert_eq!(FREED.load(Ordering::Relaxed), 20 * 64);
+    let allocated: u64 = memledger::sampling::sites()
+        .scope("sampled_signal")
+        .map(|s| s.allocated.samples)
+        .sum();
+    // 1,280 blocks of 8 KiB at one sample per KiB: every one is sampled.
+    assert!(allocated > 1_000, "{allocated} samples");
+    assert_eq!(
+        memledger::snapshot()
+            .scope("sampled_signal")
+            .unwrap()
+            .live_bytes,
+        0
+    );
+    assert_eq!(live_samples("sampled_signal"), 0);
+}

@@ -73,7 +73,8 @@ pub struct Site {
     /// frames, `__rust_alloc` and `alloc::alloc` are left out). Empty for samples whose stack
     /// found no room in the tables.
     pub frames: Vec<Frame>,
-    /// The stack was deeper than [`memledger::sampling::MAX_DEPTH`] and was cut.
+    /// The stack was cut: deeper than [`memledger::sampling::MAX_DEPTH`], or at a frame whose
+    /// size varies between calls, or not kept (no frames).
     pub truncated: bool,
     /// What the site's live sampled blocks stand for.
     pub live: Estimate,

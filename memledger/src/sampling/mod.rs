@@ -300,7 +300,8 @@ pub struct Site {
     /// Return addresses, innermost first, beginning in the allocator (the frames of
     /// `__rust_alloc` and the ledger); empty for the samples whose stack found no room.
     pub frames: Vec<usize>,
-    /// The stack was deeper than [`MAX_DEPTH`] and was cut (or was not kept).
+    /// The stack was cut: deeper than [`MAX_DEPTH`], or stopped at a frame whose size varies
+    /// between calls (see [`StackWalk`]), or not kept at all (no frames).
     pub truncated: bool,
     /// What the site's live sampled blocks stand for.
     pub live: Estimate,

@@ -20,10 +20,12 @@
 //!   frame pointer. Rust's standard library is built with them; a program's own crates only with
 //!   `-C force-frame-pointers=yes`, where the build script makes it the default.
 //!
-//! The last two read nothing outside the calling thread's live stack (between its stack pointer
-//! and the top of its stack, as glibc knows it), so a wrong frame size or a frame without a frame
-//! pointer can only cut or garble a stack, never fault; where the top of the stack is not known,
-//! they leave it to the unwinder.
+//! The last two read nothing outside the calling thread's live stack: between its stack pointer
+//! and the top of its stack, with the thread's bounds from glibc (`pthread_getattr_np`, asked once
+//! per thread), and only when the stack pointer lies within them. So a wrong frame size or a frame
+//! without a frame pointer can only cut or garble a stack, never fault; on an alternate signal
+//! stack, a coroutine's or a segmented stack, or where glibc does not tell, they leave the walk to
+//! the unwinder. A frame interrupted by a signal is never walked by size.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -145,7 +147,7 @@ fn unwind(sp: usize, out: &mut Captured) {
             trace: extern "C" fn(*mut UnwindContext, *mut c_void) -> c_int,
             arg: *mut c_void,
         ) -> c_int;
-        fn _Unwind_GetIP(context: *mut UnwindContext) -> usize;
+        fn _Unwind_GetIPInfo(context: *mut UnwindContext, ip_before_insn: *mut c_int) -> usize;
         fn _Unwind_GetCFA(context: *mut UnwindContext) -> usize;
     }
 
@@ -166,9 +168,17 @@ fn unwind(sp: usize, out: &mut Captured) {
         let walk = unsafe { &mut *arg.cast::<Walk<'_>>() };
         // Each frame as the unwinder gives it: its return address (into its caller) and its
         // canonical frame address (its caller's stack pointer at the call).
+        // `signal` is set for a frame interrupted by a signal.
+        let mut signal: c_int = 0;
         // SAFETY:
-        // - `context` is the unwinder's context for the current frame, valid during this call.
-        let (ip, cfa) = unsafe { (_Unwind_GetIP(context), _Unwind_GetCFA(context)) };
+        // - `context` is the unwinder's context for the current frame, valid during this call;
+        //   `signal` is a writable `int`.
+        let (ip, cfa) = unsafe {
+            (
+                _Unwind_GetIPInfo(context, &mut signal),
+                _Unwind_GetCFA(context),
+            )
+        };
         if ip == 0 {
             return STOP;
         }
@@ -190,9 +200,14 @@ fn unwind(sp: usize, out: &mut Captured) {
             // `capture`'s own frame: its size from its stack pointer.
             None => direct::learn_capture_frame(cfa.wrapping_sub(walk.sp)),
             // The size of the frame the last return address leads into.
-            Some((previous_ip, previous_cfa)) if previous_ip != 0 => {
-                direct::learn(previous_ip, cfa.wrapping_sub(previous_cfa), false)
-            }
+            // A frame interrupted by a signal has no return address below its canonical frame
+            // address: the frame that leads into it is never walked by size.
+            Some((previous_ip, previous_cfa)) if previous_ip != 0 => direct::learn(
+                previous_ip,
+                cfa.wrapping_sub(previous_cfa),
+                false,
+                signal != 0,
+            ),
             Some(_) => {}
         }
         walk.previous = Some((ip, cfa));
@@ -218,7 +233,7 @@ fn unwind(sp: usize, out: &mut Captured) {
     }
     // The last return address leads into the outermost frame: a walk that reaches it stops.
     if let Some((ip, _)) = state.previous.filter(|(ip, _)| *ip != 0) {
-        direct::learn(ip, 0, true);
+        direct::learn(ip, 0, true, false);
     }
 }
 
@@ -234,33 +249,47 @@ fn unwind(_sp: usize, _out: &mut Captured) {}
     not(miri)
 ))]
 mod direct {
+    use core::cell::Cell;
     use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     use super::Captured;
 
-    extern "C" {
-        /// The top of the main thread's stack, as glibc's loader found it.
-        static __libc_stack_end: *const core::ffi::c_void;
+    std::thread_local! {
+        /// The calling thread's stack, `[low, high)`, as glibc reports it; `(0, 0)` until the
+        /// thread's first sample asks. A `const` thread-local without a destructor, readable to
+        /// the end of the thread.
+        static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     }
 
-    /// Stacks deeper than this are not believed: a bound on the span between the stack pointer
-    /// and the top.
-    const MAX_STACK: usize = 1 << 30;
-
-    /// The top of the calling thread's stack, given its stack pointer `sp`; `None` if unknown.
-    fn top(sp: usize) -> Option<usize> {
+    /// The calling thread's stack bounds from glibc (`pthread_getattr_np`, which reads the main
+    /// thread's from `/proc/self/maps` and allocates with the C library's `malloc`, never
+    /// through the Rust global allocator); `None` if glibc does not tell.
+    fn ask_bounds() -> Option<(usize, usize)> {
+        let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
         // SAFETY:
-        // - a glibc variable, set before `main` and never written again.
-        let main_top = unsafe { __libc_stack_end } as usize;
-        if main_top > sp && main_top - sp < MAX_STACK {
-            return Some(main_top);
+        // - `attr` is written by `pthread_getattr_np` before it is read, and destroyed once.
+        unsafe {
+            if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+                return None;
+            }
+            let mut base = core::ptr::null_mut();
+            let mut size = 0;
+            let got = libc::pthread_attr_getstack(attr.as_ptr(), &mut base, &mut size);
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
+            (got == 0 && size != 0).then(|| (base as usize, (base as usize).wrapping_add(size)))
         }
-        // glibc keeps a thread's descriptor at the top of the stack block it maps for the thread
-        // (or that the caller gave it), right above the stack.
-        // SAFETY:
-        // - `pthread_self` has no preconditions.
-        let descriptor = unsafe { libc::pthread_self() } as usize;
-        (descriptor > sp && descriptor - sp < MAX_STACK).then_some(descriptor)
+    }
+
+    /// The top of the calling thread's stack if `sp` lies on it; `None` otherwise (an alternate
+    /// signal stack, a stack of a coroutine or a segmented stack, bounds glibc does not know), and
+    /// the caller leaves the walk to the unwinder.
+    fn top(sp: usize) -> Option<usize> {
+        let (mut low, mut high) = BOUNDS.try_with(Cell::get).ok()?;
+        if high == 0 {
+            (low, high) = ask_bounds()?;
+            let _ = BOUNDS.try_with(|b| b.set((low, high)));
+        }
+        (low <= sp && sp < high).then_some(high)
     }
 
     /// The caller's stack pointer.
@@ -330,7 +359,8 @@ mod direct {
             }
             fp = next;
         }
-        true
+        // No frame at all: not a frame pointer there; the unwinder walks instead.
+        out.depth > 0
     }
 
     /// Slots of the table of frame sizes: 32 KiB.
@@ -370,35 +400,46 @@ mod direct {
     }
 
     /// Keeps the size of the frame whose return address is `ip` (`outermost` for the last
-    /// frame of a walk).
-    pub(super) fn learn(ip: usize, size: usize, outermost: bool) {
+    /// frame of a walk; `varies` for a frame never to be trusted, such as a signal frame's).
+    pub(super) fn learn(ip: usize, size: usize, outermost: bool, varies: bool) {
         if ip >> 48 != 0 {
             return;
         }
-        let size = if outermost {
+        let size = if varies {
+            VARIES
+        } else if outermost {
             OUTERMOST
         } else if size == 0 || size >= OUTERMOST as usize || size % 8 != 0 {
             VARIES
         } else {
             size as u64
         };
-        // Relaxed: each slot is one word, read and written whole; a lost update is learnt again.
         let first = first_slot(ip);
         let slots = (0..WAYS).map(|i| &SIZES[(first + i) % SLOTS]);
-        // Its own slot if it has one, else an empty one, else the first (the oldest stays out).
-        let slot = slots
+        // Relaxed: each slot is one word, read and written whole. Its own slot if it has one,
+        // else an empty one, else one that does not say "varies" (which is never pushed out).
+        let Some(slot) = slots
             .clone()
             .find(|s| s.load(Ordering::Relaxed) >> 16 == ip as u64)
             .or_else(|| slots.clone().find(|s| s.load(Ordering::Relaxed) == 0))
-            .unwrap_or(&SIZES[first]);
+            .or_else(|| {
+                slots
+                    .clone()
+                    .find(|s| s.load(Ordering::Relaxed) & 0xffff != VARIES)
+            })
+        else {
+            return;
+        };
         let old = slot.load(Ordering::Relaxed);
-        let new = if old >> 16 == ip as u64 && old & 0xffff != size {
+        let new = if old >> 16 == ip as u64 && (old & 0xffff == VARIES || old & 0xffff != size) {
             (ip as u64) << 16 | VARIES
         } else {
             (ip as u64) << 16 | size
         };
+        // A lost exchange is a concurrent learning of the same slot: the next walk learns again,
+        // and "varies" stays once it is there.
         if new != old {
-            slot.store(new, Ordering::Relaxed);
+            let _ = slot.compare_exchange(old, new, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -483,7 +524,7 @@ mod direct {
     }
 
     #[allow(dead_code)]
-    pub(super) fn learn(_ip: usize, _size: usize, _outermost: bool) {}
+    pub(super) fn learn(_ip: usize, _size: usize, _outermost: bool, _varies: bool) {}
 
     #[allow(dead_code)]
     pub(super) fn learn_capture_frame(_size: usize) {}
