@@ -6,7 +6,9 @@
 //! which `loom/build.rs` sets:
 //!
 //! - `memledger/src/books/cells.rs`: the per-thread counter cells, their budgets and refills,
-//!   publishing and peaks, mode changes, enforced reservations, and the slab list;
+//!   publishing and peaks, mode changes and enforced reservations;
+//! - `memledger/src/books/slab.rs`: a thread's slab of cells and the list of every slab, with no
+//!   per-thread parts beside the cells (`Slab<()>`);
 //! - `memledger/src/books/callsite.rs`: the packed cache of a `scope!` call site;
 //! - `memledger-monitor/src/sampler/handoff.rs`: the sampler's drop-oldest hand-off to a
 //!   subscriber's queue.
@@ -36,6 +38,9 @@ mod id {
 #[path = "../../memledger/src/books/cells.rs"]
 mod cells;
 
+#[path = "../../memledger/src/books/slab.rs"]
+mod slab;
+
 #[path = "../../memledger/src/books/callsite.rs"]
 mod callsite;
 
@@ -51,20 +56,9 @@ mod books {
     pub(crate) use super::{callsite, cells, id};
 }
 
-/// What each counter slab carries for the owner strategy: nothing, as without the arenas.
-mod owner {
-    #[derive(Default)]
-    pub(crate) struct ThreadTables;
-}
-
-/// What each counter slab carries for the sampling of allocation sites: nothing here.
-mod sampling {
-    #[derive(Default)]
-    pub(crate) struct ThreadSampling;
-}
-
 use atomic::Ordering;
-use cells::{Counter, Op, ScopeSlot, Slab, SlabList, Totals, GRANT, PUBLISH_THRESHOLD};
+use cells::{Counter, Op, ScopeSlot, Totals, GRANT, PUBLISH_THRESHOLD};
+use slab::{Slab, SlabList};
 
 /// A block size past the grant: every booking of it takes the cold path and publishes.
 const BIG: u64 = GRANT + 1;
@@ -319,25 +313,25 @@ fn slabs_change_hands_without_losing_bookings() {
     // minutes).
     model_bounded(2, || {
         let slots: &'static [ScopeSlot] = Box::leak(Box::new([ScopeSlot::new()]));
-        let list: &'static SlabList = Box::leak(Box::new(SlabList::new()));
+        let list: &'static SlabList<()> = Box::leak(Box::new(SlabList::new()));
         // Scheduling points for the reader, as in `a_reader_never_sees_torn_cells`.
         let progress: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
         let worker = move || {
             let slab = list.take_free().unwrap_or_else(|| {
-                let raw = Box::into_raw(Slab::boxed());
+                let raw = Box::into_raw(Slab::<()>::boxed());
                 // SAFETY:
                 // - a fresh, empty slab, leaked: never freed or moved.
                 unsafe { list.push(raw) }
             });
             slab.touch(0);
-            book(slab.counter(0), &slots[0], Op::Alloc(10));
+            book(slab.cell(0), &slots[0], Op::Alloc(10));
             progress.fetch_add(1, Ordering::Relaxed);
             slab.release(slots);
         };
         let threads: Vec<_> = (0..2).map(|_| thread::spawn(worker)).collect();
         progress.load(Ordering::Relaxed);
         let mut during = Totals::default();
-        list.for_each(|slab| slab.for_each_counter(1, |_, c| c.add_to(&mut during)));
+        list.for_each(|slab| slab.for_each_cell(1, |_, c| c.add_to(&mut during)));
         assert!(during.allocs <= 2 && during.bytes_in <= 20);
         for t in threads {
             t.join().unwrap();
@@ -347,7 +341,7 @@ fn slabs_change_hands_without_losing_bookings() {
         list.for_each(|slab| {
             slabs += 1;
             assert!(!slab.in_use());
-            slab.for_each_counter(1, |_, c| c.add_to(&mut after));
+            slab.for_each_cell(1, |_, c| c.add_to(&mut after));
         });
         assert!((1..=2).contains(&slabs));
         assert_eq!((after.allocs, after.bytes_in), (2, 20));

@@ -130,22 +130,27 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod books;
-mod fmt;
+mod error;
 mod future;
 mod ledger;
 mod limit;
 mod measure;
 mod owner;
+mod registry;
 pub mod sampling;
 mod scope;
 mod snapshot;
 mod sys;
+mod thread;
+mod units;
 
 pub use crate::books::id::{MAX_SCOPES, OVERFLOW_SCOPE, OWN_SCOPE, UNSCOPED};
+pub use crate::error::Error;
 pub use crate::future::{InScope, ScopeExt};
 pub use crate::ledger::{Ledger, TrailerOnly};
-pub use crate::limit::{limit_scope, Error};
+pub use crate::limit::limit_scope;
 pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
+pub use crate::units::HumanBytes;
 
 /// The scope arenas of `Ledger<Jemalloc>` (feature `arenas`, Linux): where blocks of up to 16 KiB
 /// and larger blocks that fill their size class live, and what they hold.
@@ -166,20 +171,20 @@ pub use crate::measure::{measure, Footprint, Measured, ScopeFootprint};
 /// # Limits
 ///
 /// - At most `max_arenas` arenas (64 unless [`Ledger::with_arena_limits`] says otherwise, at most
-///   [`MAX_ARENAS`](arenas::MAX_ARENAS)); the unscoped root usually takes the first. A scope that asks after them keeps
-///   the trailer for its blocks (the trailer's memory cost, still exact). The crate's own scope
-///   never has one.
+///   [`MAX_ARENAS`](arenas::MAX_ARENAS)); the unscoped root usually takes the first. A scope that
+///   asks after them keeps the trailer for its blocks (the trailer's memory cost, still exact). The
+///   crate's own scope never has one.
 /// - At most `thread_caches` explicit jemalloc caches per thread (default 8); past them a thread
 ///   allocates and frees in further arenas without a cache (exact, slower). Tables of caches are
 ///   reused by later threads, so their number is bounded by the threads alive at once.
-/// - Each thread's front cache of freed arena blocks holds at most [`FRONT_BYTES`](arenas::FRONT_BYTES), counted in
-///   size classes, of blocks up to 16 KiB; past that a free goes to jemalloc. It is emptied when
-///   the thread exits.
-/// - The arenas' memory comes from one reservation of [`REGION_SIZE`](arenas::REGION_SIZE) of address space
-///   (`MAP_NORESERVE`, so only used pages cost memory), or of a quarter, a sixteenth... down to
-///   4 GiB where the system refuses more. If none can be reserved (a strict overcommit policy, an
-///   address-space limit), every block takes the trailer; once the reservation is used up, new
-///   blocks take the trailer too.
+/// - Each thread's front cache of freed arena blocks holds at most
+///   [`FRONT_BYTES`](arenas::FRONT_BYTES), counted in size classes, of blocks up to 16 KiB; past
+///   that a free goes to jemalloc. It is emptied when the thread exits.
+/// - The arenas' memory comes from one reservation of [`REGION_SIZE`](arenas::REGION_SIZE) of
+///   address space (`MAP_NORESERVE`, so only used pages cost memory), or of a quarter, a
+///   sixteenth... down to 4 GiB where the system refuses more. If none can be reserved (a strict
+///   overcommit policy, an address-space limit), every block takes the trailer; once the
+///   reservation is used up, new blocks take the trailer too.
 /// - Arenas are never destroyed: an idle arena keeps its metadata and the retained address space
 ///   of its peak. Its dirty pages go back to the kernel on jemalloc's schedule (`dirty_decay_ms`,
 ///   10 s by default) even when nothing allocates from it any more: while any thread allocates,
@@ -196,7 +201,7 @@ pub mod arenas {
     /// What the arenas hold: arenas, caches, thread tables, chunks, live blocks and the front
     /// caches' bytes.
     pub fn usage() -> ArenaUsage {
-        crate::owner::arena::usage()
+        crate::owner::arena::usage(crate::thread::slab::for_each_arenas)
     }
 
     /// Every arena made so far, with the scope it serves and jemalloc's index for it
@@ -204,7 +209,7 @@ pub mod arenas {
     /// statistics for each: they cover the scope's arena blocks only, since its blocks with a
     /// trailer live in jemalloc's ordinary arenas.
     pub fn list() -> Vec<ScopeArenaIndex> {
-        crate::owner::arena::scope_arena_indexes()
+        crate::owner::arena::list()
     }
 }
 pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard, ScopeHandle};
@@ -221,22 +226,24 @@ pub use tikv_jemallocator::Jemalloc;
 /// go ahead unguarded.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::books::registry::CallSite;
-    pub use crate::fmt::{human_bytes, percent};
-    pub use crate::limit::{override_limit, release_limits};
+    // Support for the crate's macros.
+    pub use crate::scope::CallSite;
+
+    // Figures for people, in one form for every crate.
+    pub use crate::units::{human_bytes, percent};
+
+    // Paths and scopes, for the integrations.
+    pub use crate::books::id::normalize;
     pub use crate::measure::in_subtree;
-    pub use crate::snapshot::normalize;
+
+    // Control of the books, for the monitor's samplers and the criterion measurements.
+    pub use crate::limit::{override_limit, release_limits};
+
+    // The fork gate, for every crate that keeps a lock or a thread.
     pub use crate::sys::fork::{gate as fork_gate, join_unless_forked, Gate as ForkGate};
 
     /// Bytes a block's trailer takes.
     pub const TRAILER_SIZE: usize = crate::owner::trailer::TRAILER_SIZE;
-
-    /// Gives the calling thread's counter slab back, exactly as thread-local teardown does; the
-    /// thread then books through the shared per-scope atomics. Lets tests reach that path
-    /// deterministically, since the order of thread-local destructors is the platform's.
-    pub fn release_thread_slab() {
-        crate::books::per_thread::release_thread_slab();
-    }
 
     /// Enters the crate's own scope ([`OWN_SCOPE`](crate::OWN_SCOPE)), where the crates beside
     /// it book their bookkeeping too.
@@ -247,31 +254,42 @@ pub mod __private {
     /// Restarts the peak of `scope` at its live bytes (see [`measure`](crate::measure) for its
     /// exactness). Cold: never on the allocation path.
     pub fn restart_peak(scope: crate::ScopeHandle) {
-        crate::books::per_thread::restart_peak(scope.id());
+        crate::thread::cold::restart_peak(scope.id());
     }
 
     /// Address space mapped for the threads' counter slabs (0 where they come from the inner
-    /// allocator); only the pages threads wrote are resident.
+    /// allocator); only the pages threads wrote are resident. For the reconciliation.
     pub fn mapped_slab_bytes() -> u64 {
-        crate::books::per_thread::mapped_bytes()
+        crate::thread::slab::mapped_bytes()
     }
 
     /// Live blocks that carry no trailer (the arenas' blocks, and blocks the books could not
-    /// tag).
+    /// tag). For the reconciliation.
     pub fn blocks_without_trailer() -> u64 {
-        crate::books::per_thread::untagged_blocks() + crate::owner::arena::live_blocks()
+        crate::books::shared::untagged_blocks()
+            + crate::owner::arena::live_blocks(crate::thread::slab::for_each_arenas)
     }
 
     /// jemalloc's index of every scope arena made so far, without their scopes' paths (which take
-    /// the registry's lock). Empty without the `arenas` feature.
-    pub fn scope_arena_indexes() -> Vec<u32> {
+    /// the registry's lock). Empty without the `arenas` feature. For the reconciliation.
+    pub fn arena_indexes() -> Vec<u32> {
         crate::owner::arena::indexes()
     }
 
     /// Every scope arena made so far: the scope's path and jemalloc's index of the arena. Empty
-    /// without the `arenas` feature.
+    /// without the `arenas` feature. For the reconciliation.
     pub fn scope_arenas() -> Vec<(String, u32)> {
-        crate::owner::arena::scope_arenas()
+        crate::owner::arena::list()
+            .into_iter()
+            .map(|arena| (arena.scope, arena.jemalloc_index))
+            .collect()
+    }
+
+    /// Gives the calling thread's counter slab back, exactly as thread-local teardown does; the
+    /// thread then books through the shared per-scope atomics. Lets tests reach that path
+    /// deterministically, since the order of thread-local destructors is the platform's.
+    pub fn release_thread_slab() {
+        crate::thread::slab::release_thread_slab();
     }
 }
 

@@ -1,62 +1,13 @@
 //! Enforced scope limits: [`limit_scope`], and the limits samplers' enforced budgets lay over a
 //! scope's own while they run.
 
-use core::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::books::id::ScopeId;
-use crate::books::{per_thread, registry};
-
-/// What went wrong setting a scope's limit (the allocation path never returns errors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// A scope could not be registered: the table of [`MAX_SCOPES`](crate::MAX_SCOPES) ids is
-    /// full.
-    ScopeTableFull {
-        /// The scope's path.
-        path: String,
-    },
-    /// A scope limit was asked for, but the crate was built without the `enforce` feature.
-    EnforcementNotBuilt,
-    /// A sampling rate outside [`MIN_RATE`](crate::sampling::MIN_RATE) to
-    /// [`MAX_RATE`](crate::sampling::MAX_RATE) (0, which switches sampling off, excepted).
-    SampleRate {
-        /// The rate asked for, in bytes.
-        rate: u64,
-    },
-    /// Sampling was asked for, but the crate was built without the `sampling` feature.
-    SamplingNotBuilt,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::ScopeTableFull { path } => write!(
-                f,
-                "cannot register scope {path:?}: all {} scope ids are taken",
-                crate::MAX_SCOPES
-            ),
-            Error::EnforcementNotBuilt => f.write_str(
-                "scope limits need the `enforce` feature: \
-                 memledger = { version = \"0.1\", features = [\"enforce\"] }",
-            ),
-            Error::SampleRate { rate } => write!(
-                f,
-                "a sampling rate of {rate} bytes is outside {} to {} bytes: set 0 to switch \
-                 sampling off, or a mean number of bytes between samples (512 KiB by default)",
-                crate::sampling::MIN_RATE,
-                crate::sampling::MAX_RATE
-            ),
-            Error::SamplingNotBuilt => f.write_str(
-                "sampled allocation sites need the `sampling` feature: \
-                 memledger = { version = \"0.1\", features = [\"sampling\"] }",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
+use crate::books::shared;
+use crate::error::Error;
+use crate::registry;
+use crate::thread::cold;
 
 /// Enforces a hard limit on the live bytes of the scope at `path` (registering it if needed), or
 /// lifts it with `None`. Needs the `enforce` feature (otherwise an
@@ -95,7 +46,7 @@ impl std::error::Error for Error {}
 pub fn limit_scope(path: &str, limit: Option<u64>) -> Result<(), Error> {
     let id = resolve_for_limit(path)?;
     let (_gate, mut overrides) = lock_overrides();
-    per_thread::set_limit(id, limit);
+    cold::set_limit(id, limit);
     // While samplers hold the scope, this is also the limit it returns to when they stop.
     if let Some(base) = overrides.bases.iter_mut().find(|(scope, _)| *scope == id) {
         base.1 = limit;
@@ -142,11 +93,11 @@ pub fn override_limit(sampler: u64, path: &str, limit: u64) -> Result<(), Error>
     let id = resolve_for_limit(path)?;
     let (_gate, mut overrides) = lock_overrides();
     if !overrides.bases.iter().any(|(scope, _)| *scope == id) {
-        let (own, _) = per_thread::limit(id);
+        let (own, _) = shared::limit(id);
         overrides.bases.push((id, own));
     }
     overrides.entries.push((id, sampler, limit));
-    per_thread::set_limit(id, Some(limit));
+    cold::set_limit(id, Some(limit));
     Ok(())
 }
 
@@ -174,6 +125,6 @@ pub fn release_limits(sampler: u64) {
                 at.and_then(|at| overrides.bases.swap_remove(at).1)
             }
         };
-        per_thread::set_limit(scope, limit);
+        cold::set_limit(scope, limit);
     }
 }

@@ -2,11 +2,12 @@
 
 use core::fmt;
 
-use crate::books::id::ScopeId;
-use crate::books::per_thread;
-use crate::fmt::human_bytes;
+use crate::books::id::{normalize, ScopeId};
+use crate::books::shared;
 use crate::scope::ScopeHandle;
-use crate::snapshot::{normalize, snapshot, ScopeStats, Snapshot};
+use crate::snapshot::{snapshot, ScopeStats, Snapshot};
+use crate::thread::cold;
+use crate::units::human_bytes;
 
 /// What one scope did during a measurement (see [`measure`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -229,11 +230,11 @@ pub fn measure<R>(name: &str, f: impl FnOnce() -> R) -> Measured<R> {
     };
     let measured = subtree(&before);
     let already_exact: Vec<ScopeId> = (measured.iter().copied())
-        .filter(|&id| per_thread::exact(id))
+        .filter(|&id| shared::exact(id))
         .collect();
     for &id in &measured {
-        per_thread::set_exact(id, true);
-        per_thread::restart_peak(id);
+        cold::set_exact(id, true);
+        cold::restart_peak(id);
     }
     let value = handle.in_scope(f);
     let after = snapshot();
@@ -247,10 +248,10 @@ pub fn measure<R>(name: &str, f: impl FnOnce() -> R) -> Measured<R> {
             let path = &after.scopes()[usize::from(id)].path;
             let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
             (after.scopes().iter().position(|s| s.path == parent))
-                .is_some_and(|parent| per_thread::exact(parent as ScopeId))
+                .is_some_and(|parent| shared::exact(parent as ScopeId))
         };
         if !exact {
-            per_thread::set_exact(id, false);
+            cold::set_exact(id, false);
         }
     }
     Measured {

@@ -2,9 +2,12 @@
 
 use core::marker::PhantomData;
 
+use crate::books::callsite;
 use crate::books::id::{self, ScopeId};
-use crate::books::per_thread;
-use crate::books::registry::{self, CallSite};
+use crate::registry;
+use crate::sys::atomic::AtomicU32;
+use crate::thread::cold;
+use crate::thread::state::{self, current_scope as current_scope_id, GuardPlace};
 
 /// Books the current thread's allocations to a scope until dropped, then restores the scope that
 /// was current before.
@@ -33,7 +36,7 @@ use crate::books::registry::{self, CallSite};
 pub struct ScopeGuard {
     previous: ScopeId,
     /// Where the guard sits among this thread's guards.
-    slot: per_thread::GuardSlot,
+    place: GuardPlace,
     /// `*const ()` makes the guard `!Send` and `!Sync`.
     _not_send: PhantomData<*const ()>,
 }
@@ -41,10 +44,10 @@ pub struct ScopeGuard {
 impl ScopeGuard {
     #[inline]
     fn set(scope: ScopeId) -> ScopeGuard {
-        let (previous, slot) = per_thread::enter_guard(scope);
+        let (previous, place) = state::enter_guard(scope);
         ScopeGuard {
             previous,
-            slot,
+            place,
             _not_send: PhantomData,
         }
     }
@@ -58,7 +61,7 @@ impl ScopeGuard {
 impl Drop for ScopeGuard {
     #[inline]
     fn drop(&mut self) {
-        per_thread::leave_guard(self.previous, self.slot);
+        state::leave_guard(self.previous, self.place);
     }
 }
 
@@ -76,7 +79,7 @@ impl Drop for ScopeGuard {
 /// # drop(index);
 /// ```
 pub fn enter(name: &str) -> ScopeGuard {
-    let parent = per_thread::current_scope();
+    let parent = current_scope_id();
     let child = registry::with_registry(|registry| registry.resolve(parent, name));
     ScopeGuard::set(child)
 }
@@ -133,7 +136,7 @@ impl ScopeHandle {
     /// The scope current on this thread.
     pub fn current() -> ScopeHandle {
         ScopeHandle {
-            id: per_thread::current_scope(),
+            id: current_scope_id(),
         }
     }
 
@@ -175,11 +178,11 @@ impl ScopeHandle {
     /// In exact mode every allocation, free and resize booked to the scope is published to its
     /// shared total as it happens, instead of once per 64 KiB of a thread's traffic, so the scope's
     /// [`peak_bytes`](crate::ScopeStats::peak_bytes) is exact however many threads book to it.
-    /// Each operation then takes the books' cold path: about 120 more instructions and two atomic
-    /// read-modify-writes on a line the scope's threads share (a 64-byte alloc+free pair runs 367
-    /// instructions under callgrind against 123 outside exact mode). Scopes registered under an exact scope start
-    /// exact. [`measure`](crate::measure) puts the scopes it measures in exact mode while it
-    /// runs.
+    /// Each operation then takes the books' cold path: a few hundred more instructions and two
+    /// atomic read-modify-writes on a line the scope's threads share (`BENCHMARKS.md` has the
+    /// figures, from the `arena_paths` bench's `pair64_exact` loop). Scopes registered under an
+    /// exact scope start exact. [`measure`](crate::measure) puts the scopes it measures in exact
+    /// mode while it runs.
     ///
     /// A thread that booked to the scope before holds up to
     /// [`Snapshot::PEAK_RESOLUTION_PER_THREAD`](crate::Snapshot::PEAK_RESOLUTION_PER_THREAD)
@@ -203,17 +206,12 @@ impl ScopeHandle {
     /// # }
     /// ```
     pub fn set_exact(self, exact: bool) {
-        per_thread::set_exact(self.id, exact);
+        cold::set_exact(self.id, exact);
     }
 
     /// Whether this scope is in exact mode (see [`Self::set_exact`]).
     pub fn is_exact(self) -> bool {
-        per_thread::exact(self.id)
-    }
-
-    #[allow(dead_code)] // Used by the arenas only.
-    pub(crate) fn from_id(id: ScopeId) -> ScopeHandle {
-        ScopeHandle { id }
+        crate::books::shared::exact(self.id)
     }
 
     pub(crate) fn id(self) -> ScopeId {
@@ -222,28 +220,58 @@ impl ScopeHandle {
 
     /// The scope's path (`""` for the unscoped root).
     pub fn path(self) -> String {
-        registry::with_registry(|registry| {
-            let scopes = registry.scopes();
-            let mut segments = Vec::new();
-            let mut cursor = self.id;
-            while cursor != id::ROOT_SCOPE_ID {
-                let meta = &scopes[usize::from(cursor)];
-                segments.push(&*meta.name);
-                cursor = meta.parent;
-            }
-            segments.reverse();
-            segments.join("/")
-        })
+        registry::with_registry(|registry| registry.path(self.id))
     }
 }
 
+/// A `scope!` call site: its name and a cache of the last (parent → child) it resolved, in the
+/// packed form of [`crate::books::callsite`].
+///
+/// Not public API; used by the `scope!` macro.
 #[doc(hidden)]
+pub struct CallSite {
+    name: &'static str,
+    /// The last (parent → child) resolved: see [`crate::books::callsite`].
+    cache: AtomicU32,
+}
+
 impl CallSite {
+    /// A call site for `name`.
+    pub const fn new(name: &'static str) -> Self {
+        CallSite {
+            name,
+            cache: AtomicU32::new(0),
+        }
+    }
+
     /// Enters this call site's scope under the current scope.
     #[inline]
     pub fn enter(&'static self) -> ScopeGuard {
-        let parent = per_thread::current_scope();
+        let parent = current_scope_id();
         ScopeGuard::set(self.resolve(parent))
+    }
+
+    /// The child of `parent` named by this call site.
+    #[inline]
+    fn resolve(&self, parent: ScopeId) -> ScopeId {
+        match callsite::lookup(&self.cache, parent) {
+            Some((child, refusal)) => {
+                if refusal {
+                    registry::count_refusal();
+                }
+                child
+            }
+            None => self.resolve_slow(parent),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve_slow(&self, parent: ScopeId) -> ScopeId {
+        let (child, refused) =
+            registry::with_registry(|registry| registry.resolve_counting(parent, self.name));
+        callsite::store(&self.cache, parent, child, refused);
+        child
     }
 }
 

@@ -2,12 +2,14 @@
 
 use core::fmt;
 
+use crate::books::cells::{Totals, GRANT, PEAK_RESOLUTION};
 #[cfg(doc)]
 use crate::books::id::OWN_SCOPE;
-use crate::books::id::{self, ScopeId, OVERFLOW_SCOPE, UNSCOPED};
-use crate::books::per_thread::{self, GRANT, PEAK_RESOLUTION};
-use crate::books::registry;
-use crate::fmt::human_bytes;
+use crate::books::id::{self, normalize, ScopeId, OVERFLOW_SCOPE, UNSCOPED};
+use crate::books::shared;
+use crate::registry;
+use crate::thread::slab::read_totals;
+use crate::units::human_bytes;
 
 /// What one scope holds and has done, as of a [`Snapshot`].
 ///
@@ -202,20 +204,15 @@ pub fn snapshot() -> Snapshot {
     registry::with_registry(|registry| {
         let metas = registry.scopes();
         let n = metas.len();
-        let mut totals = vec![per_thread::Totals::default(); n];
-        let usage = per_thread::read_totals(n, &mut totals);
+        let mut paths = registry.paths().into_iter();
+        let mut totals = vec![Totals::default(); n];
+        let usage = read_totals(n, &mut totals);
         let mut scopes: Vec<ScopeStats> = Vec::with_capacity(n);
         let mut parents = Vec::with_capacity(n);
         let mut clamped = Vec::new();
         for (id, (meta, total)) in metas.iter().zip(&totals).enumerate() {
             let parent = usize::from(meta.parent);
-            let path = if id == 0 {
-                String::new()
-            } else if parent == 0 {
-                meta.name.to_string()
-            } else {
-                format!("{}/{}", scopes[parent].path, meta.name)
-            };
+            let path = paths.next().unwrap_or_default();
             let live = total.bytes_in.wrapping_sub(total.bytes_out) as i64;
             // Below zero only while threads run: a free read before the allocation it frees. At
             // quiescence it would be a booking bug, so it is counted, not only hidden.
@@ -225,7 +222,7 @@ pub fn snapshot() -> Snapshot {
             let live_bytes = live.max(0) as u64;
             let peak_bytes = (total.peak.max(0) as u64).max(live_bytes);
             // Ids below `MAX_SCOPES` fit a tag.
-            let (limit_bytes, refused_allocations) = per_thread::limit(id as ScopeId);
+            let (limit_bytes, refused_allocations) = shared::limit(id as ScopeId);
             scopes.push(ScopeStats {
                 path,
                 name: meta.name.to_string(),
@@ -360,14 +357,6 @@ impl Snapshot {
     /// How far below the true high-water mark the peak of a scope that one thread books to may
     /// read (64 KiB; never above it). Zero in exact mode.
     pub const PEAK_RESOLUTION_ONE_THREAD: u64 = GRANT;
-}
-
-/// `path` with empty segments dropped (`"/a//b/"` is `"a/b"`), as scope paths are kept.
-pub fn normalize(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// A table of every scope with activity, indented by depth, with live and peak bytes, their share

@@ -24,7 +24,7 @@ pub(super) fn read() -> Vec<ScopeArena> {
 /// jemalloc's decay curve go back to the kernel. One `mallctl` ("arena.<MALLCTL_ARENAS_ALL>"
 /// stands for all); nothing without scope arenas.
 pub(crate) fn decay() {
-    if !memledger::__private::scope_arena_indexes().is_empty() {
+    if !memledger::__private::arena_indexes().is_empty() {
         imp::decay(4096);
     }
 }

@@ -146,8 +146,8 @@ impl Shared {
     }
 }
 
-/// The shared state, locked, behind the fork gate (see [`crate::fork`]): a child of `fork` never
-/// finds it locked by a thread it does not have.
+/// The shared state, locked, behind the fork gate (`memledger::__private::fork_gate`): a child of
+/// `fork` never finds it locked by a thread it does not have.
 struct Locked<'a> {
     // Unlocked before the gate is left: fields drop in order.
     state: MutexGuard<'a, State>,

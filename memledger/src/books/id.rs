@@ -62,3 +62,11 @@ pub(crate) const fn tag(scope: ScopeId) -> Tag {
 pub(crate) const fn scope_of(tag: Tag) -> ScopeId {
     tag >> TAG_SHIFT
 }
+
+/// `path` with empty segments dropped (`"/a//b/"` is `"a/b"`), as scope paths are kept.
+pub fn normalize(path: &str) -> String {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -18,7 +18,7 @@ use core::alloc::GlobalAlloc;
 use core::ptr;
 
 use crate::books::id::ScopeId;
-use crate::books::per_thread;
+use crate::books::shared::{alloc_zeroed_internal, dealloc_internal};
 use crate::sampling::stack::{Captured, MAX_DEPTH};
 // The tables are static and touched only on sampled operations: core's atomics, never loom's.
 use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ pub(crate) struct LiveRecord {
 
 /// One sampled block's record.
 #[repr(C)]
-struct LiveSlot {
+struct LiveEntry {
     /// Even while stable, odd while its holder writes it.
     seq: AtomicU64,
     /// `scope | stack << 16 | 1 << 63` while the record is live; 0 when free.
@@ -90,7 +90,7 @@ struct StackEntry {
 /// Fixed-point scale of block estimates.
 const BLOCK_SCALE: f64 = 1024.0;
 
-type LiveChunk = [LiveSlot; LIVE_CHUNK];
+type LiveChunk = [LiveEntry; LIVE_CHUNK];
 type StackChunk = [StackEntry; STACK_CHUNK];
 
 static LIVE: [AtomicPtr<LiveChunk>; LIVE_CHUNKS] =
@@ -119,7 +119,7 @@ fn chunk<T, A: GlobalAlloc>(chunks: &[AtomicPtr<T>], k: usize, inner: &A) -> Opt
     // Acquire: the chunk's zeroed memory is seen before it is used.
     let mut p = slot.load(Ordering::Acquire);
     if p.is_null() {
-        let fresh = per_thread::alloc_zeroed_internal::<T, A>(inner)?;
+        let fresh = alloc_zeroed_internal::<T, A>(inner)?;
         match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 TABLE_BYTES.fetch_add(core::mem::size_of::<T>() as u64, Ordering::Relaxed);
@@ -130,7 +130,7 @@ fn chunk<T, A: GlobalAlloc>(chunks: &[AtomicPtr<T>], k: usize, inner: &A) -> Opt
                 // SAFETY:
                 // - `fresh` came from `alloc_zeroed_internal::<T, A>(inner)` and the failed
                 //   exchange published it nowhere.
-                unsafe { per_thread::dealloc_internal::<T, A>(inner, fresh) };
+                unsafe { dealloc_internal::<T, A>(inner, fresh) };
                 p = theirs;
             }
         }
@@ -149,7 +149,7 @@ fn existing<T>(chunks: &[AtomicPtr<T>], k: usize) -> Option<&'static T> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-fn live_slot(index: u32) -> Option<&'static LiveSlot> {
+fn live_entry(index: u32) -> Option<&'static LiveEntry> {
     let i = index as usize;
     existing(&LIVE, i / LIVE_CHUNK).map(|c| &c[i % LIVE_CHUNK])
 }
@@ -162,7 +162,7 @@ fn take_record<A: GlobalAlloc>(inner: &A) -> Option<u32> {
         if top == 0 {
             break;
         }
-        let next = live_slot(top - 1)?.next_free.load(Ordering::Relaxed);
+        let next = live_entry(top - 1)?.next_free.load(Ordering::Relaxed);
         let new = ((head >> 32).wrapping_add(1) << 32) | u64::from(next);
         match LIVE_FREE.compare_exchange_weak(head, new, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return Some(top - 1),
@@ -179,10 +179,11 @@ fn take_record<A: GlobalAlloc>(inner: &A) -> Option<u32> {
 }
 
 /// Puts a record back on the free stack.
-fn give_back(index: u32, slot: &LiveSlot) {
+fn give_back(index: u32, entry: &LiveEntry) {
     let mut head = LIVE_FREE.load(Ordering::Relaxed);
     loop {
-        slot.next_free
+        entry
+            .next_free
             .store((head & 0xffff_ffff) as u32, Ordering::Relaxed);
         let new = ((head >> 32).wrapping_add(1) << 32) | u64::from(index + 1);
         // Release: the record's last writes and its `next_free` are seen by the next taker.
@@ -194,13 +195,13 @@ fn give_back(index: u32, slot: &LiveSlot) {
 }
 
 /// Writes a record as its only writer, under its sequence count.
-fn write_record(slot: &LiveSlot, f: impl FnOnce(&LiveSlot)) {
-    let seq = slot.seq.load(Ordering::Relaxed);
-    slot.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+fn write_record(entry: &LiveEntry, f: impl FnOnce(&LiveEntry)) {
+    let seq = entry.seq.load(Ordering::Relaxed);
+    entry.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
     // Release fence: a reader that sees any of the writes below also sees the odd count.
     fence(Ordering::Release);
-    f(slot);
-    slot.seq.store(seq.wrapping_add(2), Ordering::Release);
+    f(entry);
+    entry.seq.store(seq.wrapping_add(2), Ordering::Release);
 }
 
 fn hash_stack(scope: ScopeId, stack: &Captured) -> u64 {
@@ -291,6 +292,9 @@ fn find_or_add_stack<A: GlobalAlloc>(inner: &A, scope: ScopeId, stack: &Captured
 /// at the stack `capture` gives (called only once a record is taken, so that a full table costs
 /// no walk); the index of its live record, or `None` if none is free (the sample is dropped and
 /// counted).
+// Always inlined into `sampling::record`, its one caller: the stack walk that `capture` makes
+// starts below it, so a frame of its own would be one more frame to walk on every sample.
+#[inline(always)]
 pub(crate) fn record<A: GlobalAlloc>(
     inner: &A,
     scope: ScopeId,
@@ -303,10 +307,10 @@ pub(crate) fn record<A: GlobalAlloc>(
         return None;
     };
     // A record handed out lies in a chunk that exists.
-    let slot = live_slot(index)?;
+    let entry = live_entry(index)?;
     let stack = capture();
     let stack_index = find_or_add_stack(inner, scope, &stack);
-    write_record(slot, |s| {
+    write_record(entry, |s| {
         s.site.store(
             u64::from(scope) | u64::from(stack_index) << 16 | LIVE_BIT,
             Ordering::Relaxed,
@@ -323,12 +327,12 @@ pub(crate) fn record<A: GlobalAlloc>(
 /// The block of the record at `index` exists: what it stands for counts in its site's (or its
 /// scope's unknown sites') allocations. Only the thread that took the record calls it.
 pub(crate) fn commit(index: u32) {
-    let Some(slot) = live_slot(index) else {
+    let Some(record) = live_entry(index) else {
         return;
     };
-    let site = slot.site.load(Ordering::Relaxed);
-    let size = slot.size.load(Ordering::Relaxed);
-    let probability = f64::from_bits(slot.probability.load(Ordering::Relaxed));
+    let site = record.site.load(Ordering::Relaxed);
+    let size = record.size.load(Ordering::Relaxed);
+    let probability = f64::from_bits(record.probability.load(Ordering::Relaxed));
     let scope = (site & 0xffff) as ScopeId;
     match stack_entry(((site >> 16) & 0xffff_ffff) as u32) {
         Some(entry) => {
@@ -346,36 +350,36 @@ pub(crate) fn commit(index: u32) {
 
 /// Removes the record at `index` of a block being freed; its owner.
 pub(crate) fn forget(index: u32) -> Option<ScopeId> {
-    let slot = live_slot(index)?;
-    let site = slot.site.load(Ordering::Relaxed);
+    let entry = live_entry(index)?;
+    let site = entry.site.load(Ordering::Relaxed);
     if site & LIVE_BIT == 0 {
         return None;
     }
-    write_record(slot, |s| s.site.store(0, Ordering::Relaxed));
+    write_record(entry, |s| s.site.store(0, Ordering::Relaxed));
     LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
-    give_back(index, slot);
+    give_back(index, entry);
     Some((site & 0xffff) as ScopeId)
 }
 
 /// The owner of the live record at `index`.
 pub(crate) fn owner(index: u32) -> Option<ScopeId> {
-    let site = live_slot(index)?.site.load(Ordering::Relaxed);
+    let site = live_entry(index)?.site.load(Ordering::Relaxed);
     (site & LIVE_BIT != 0).then_some((site & 0xffff) as ScopeId)
 }
 
 /// A sampled block resized to `new_size`: its record follows, its probability recomputed for
 /// the bytes it brought in (`probability_of` of them).
 pub(crate) fn resize(index: u32, new_size: u64, probability_of: impl FnOnce(u64) -> f64) {
-    let Some(slot) = live_slot(index) else {
+    let Some(entry) = live_entry(index) else {
         return;
     };
-    let old = slot.size.load(Ordering::Relaxed);
-    let brought_in = slot
+    let old = entry.size.load(Ordering::Relaxed);
+    let brought_in = entry
         .brought_in
         .load(Ordering::Relaxed)
         .saturating_add(new_size.saturating_sub(old));
     let probability = probability_of(brought_in);
-    write_record(slot, |s| {
+    write_record(entry, |s| {
         s.size.store(new_size, Ordering::Relaxed);
         s.brought_in.store(brought_in, Ordering::Relaxed);
         s.probability
@@ -480,21 +484,21 @@ pub(crate) fn live_records() -> Vec<LiveRecord> {
     let fresh = (LIVE_FRESH.load(Ordering::Relaxed) as usize).min(LIVE_LIMIT);
     let mut out = Vec::with_capacity(LIVE_COUNT.load(Ordering::Relaxed) as usize + 16);
     for i in 0..fresh {
-        let Some(slot) = live_slot(i as u32) else {
+        let Some(entry) = live_entry(i as u32) else {
             continue;
         };
         for _ in 0..4 {
-            let before = slot.seq.load(Ordering::Acquire);
+            let before = entry.seq.load(Ordering::Acquire);
             if before & 1 == 1 {
                 core::hint::spin_loop();
                 continue;
             }
-            let site = slot.site.load(Ordering::Relaxed);
-            let size = slot.size.load(Ordering::Relaxed);
-            let probability = f64::from_bits(slot.probability.load(Ordering::Relaxed));
+            let site = entry.site.load(Ordering::Relaxed);
+            let size = entry.size.load(Ordering::Relaxed);
+            let probability = f64::from_bits(entry.probability.load(Ordering::Relaxed));
             // Acquire fence: the loads above are done before the count is read again.
             fence(Ordering::Acquire);
-            if slot.seq.load(Ordering::Relaxed) != before {
+            if entry.seq.load(Ordering::Relaxed) != before {
                 continue;
             }
             if site & LIVE_BIT != 0 && probability > 0.0 {

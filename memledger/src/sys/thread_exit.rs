@@ -1,4 +1,6 @@
-//! Giving a thread's counter slab back when the thread exits.
+//! Running a function when a thread exits, after its thread-local destructors: how the
+//! composition point (`crate::thread`) gives a thread's slab back. The function is passed in, so
+//! that this layer calls nothing above it.
 //!
 //! On Unix this is a pthread key whose destructor runs after every thread-local destructor
 //! (glibc runs `thread_local!` destructors first, then key destructors), also for threads made by
@@ -11,11 +13,10 @@
 //! already have been reset, so the slab would not be found), it is a `thread_local!` with a
 //! destructor.
 
-/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread
-/// exits. Returns `false` when that cannot be arranged; the caller then gives the slab back at
-/// once.
+/// Arranges for `release` to run when the calling thread exits. Returns `false` when that cannot
+/// be arranged; the caller then releases at once.
 #[cfg(all(unix, not(target_vendor = "apple")))]
-pub(crate) fn arrange_release() -> bool {
+pub(crate) fn arrange_release(release: fn()) -> bool {
     use core::ffi::c_void;
 
     use crate::sys::atomic::{AtomicUsize, Ordering};
@@ -24,8 +25,14 @@ pub(crate) fn arrange_release() -> bool {
     const UNSET: usize = usize::MAX;
     static KEY: AtomicUsize = AtomicUsize::new(UNSET);
 
-    unsafe extern "C" fn on_thread_exit(_slab: *mut c_void) {
-        crate::books::per_thread::release_thread_slab();
+    /// The key's destructor: its value is the function to run.
+    unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
+        // SAFETY:
+        // - the key's value is only ever set below, to a `fn()` cast to a pointer; on the
+        //   platforms of this arm a function pointer and a data pointer have the same size and
+        //   representation (POSIX requires it of `dlsym`), so the cast back gives that function.
+        let release = unsafe { core::mem::transmute::<*mut c_void, fn()>(value) };
+        release();
     }
 
     // Acquire: pairs with the AcqRel exchange that published the key.
@@ -49,30 +56,35 @@ pub(crate) fn arrange_release() -> bool {
             }
         };
     }
-    // Any non-null value makes the destructor run; the slab itself is found through the
-    // thread-local state, which `release_thread_slab` also marks as released.
-    let value = core::ptr::NonNull::<c_void>::dangling().as_ptr();
+    // The value is the function to run: non-null, so the destructor runs, and handed back to it.
+    let value = release as *mut c_void;
     // SAFETY:
     // - `key` was returned by `pthread_key_create` and is never deleted once published.
     unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, value) == 0 }
 }
 
-/// Arranges for [`crate::books::per_thread::release_thread_slab`] to run when the calling thread
-/// exits. Returns `false` when that cannot be arranged; the caller then gives the slab back at
-/// once.
+/// Arranges for `release` to run when the calling thread exits. Returns `false` when that cannot
+/// be arranged; the caller then releases at once.
 #[cfg(not(all(unix, not(target_vendor = "apple"))))]
-pub(crate) fn arrange_release() -> bool {
-    struct SlabOwner;
+pub(crate) fn arrange_release(release: fn()) -> bool {
+    use core::cell::Cell;
 
-    impl Drop for SlabOwner {
+    /// Runs the function it holds when the thread's thread-locals are destroyed.
+    struct OnExit(Cell<Option<fn()>>);
+
+    impl Drop for OnExit {
         fn drop(&mut self) {
-            crate::books::per_thread::release_thread_slab();
+            if let Some(release) = self.0.take() {
+                release();
+            }
         }
     }
 
     std::thread_local! {
-        static OWNER: SlabOwner = const { SlabOwner };
+        static ON_EXIT: OnExit = const { OnExit(Cell::new(None)) };
     }
 
-    OWNER.try_with(|_| ()).is_ok()
+    ON_EXIT
+        .try_with(|on_exit| on_exit.0.set(Some(release)))
+        .is_ok()
 }

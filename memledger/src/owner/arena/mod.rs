@@ -11,14 +11,18 @@
 //! Here: the arena table (scope → arena → jemalloc's index), making arenas, and allocating,
 //! freeing and resizing arena blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
 //! go to an arena), `region.rs` (the reserved region, its chunks and the extent hooks), `thread.rs`
-//! (each thread's explicit caches and front cache) and `ledger.rs` (the arena path of `Ledger`, the
-//! `GlobalAlloc`).
+//! (each thread's explicit caches and front cache) and `usage.rs` (what the arenas hold, for
+//! readers). The arena path of `Ledger`, the `GlobalAlloc`, is `crate::ledger::arena`.
+//!
+//! Every function that uses a thread's caches takes them as a parameter (`Option<&ThreadArenas>`:
+//! `None` for a thread without a slab); the thread's state (`crate::thread`) and the ledger pass
+//! them down, and nothing here reads a thread-local.
 //!
 //! # Where arena memory lives
 //!
 //! The arenas get their memory from this module's extent hooks, which carve it out of one region of
-//! address space reserved at the first arena's creation (up to [`REGION_SIZE`], `MAP_NORESERVE`: only
-//! the pages jemalloc touches become resident). The region is cut into chunks of
+//! address space reserved at the first arena's creation (up to [`REGION_SIZE`], `MAP_NORESERVE`:
+//! only the pages jemalloc touches become resident). The region is cut into chunks of
 //! [`CHUNK_SIZE`], and each chunk serves one arena only; a table with one byte per chunk names the
 //! arena. So a free tells an arena block from a trailer block with one subtraction and one
 //! comparison, and finds its owner with two loads: no hashing, no lock.
@@ -50,7 +54,6 @@ use core::ptr;
 use core::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use std::sync::Mutex;
 
 use tikv_jemalloc_sys as ffi;
 
@@ -60,17 +63,19 @@ type CBool = bool;
 use crate::books::id::{ScopeId, MAX_SCOPES};
 
 mod class;
-pub(crate) mod ledger;
 mod region;
 mod thread;
+mod usage;
 
-pub(crate) use class::{arena_class, bin_size, BIG, BINS, ROW_BINS};
+pub(crate) use class::{arena_class, bin_size, BIG};
 pub(crate) use region::region_offset;
-use region::*;
+use region::{chunk_row, reserve_region, HOOKS, PENDING};
 pub use region::{CHUNK_SIZE, REGION_SIZE};
 pub use thread::FRONT_BYTES;
-use thread::*;
+use thread::{count, tcache_flag, TCACHE_LIMIT};
 pub(crate) use thread::{release_thread, Front, ThreadArenas, COLD_FRONT};
+pub(crate) use usage::{indexes, list, live_blocks, usage};
+pub use usage::{ArenaUsage, ScopeArenaIndex};
 
 /// Whether `A` is jemalloc, over which a ledger may keep scope arenas. Folded at compile time.
 #[inline(always)]
@@ -136,18 +141,15 @@ static NEXT_DECAY_NS: AtomicU64 = AtomicU64::new(0);
 /// that arena, so a scope arena that its threads stopped using would keep the pages of its last
 /// burst for as long as the process lives, while the process's other threads keep allocating.
 /// jemalloc's automatic arenas starve the same way once the scope arenas and the threads' front
-/// caches take most of the traffic: a burst's pages freed into arena 0 would stay there. The
-/// books' cold path runs on every thread that allocates, so it drives the decay of all arenas on
-/// jemalloc's own schedule (`dirty_decay_ms`, 10 s by default) without a sampler. One relaxed load and store of a
-/// per-thread count per refill; a clock read every [`REFILLS_PER_LOOK`] refills.
+/// caches take most of the traffic: a burst's pages freed into arena 0 would stay there. The books'
+/// cold path runs on every thread that allocates, so it drives the decay of all arenas on
+/// jemalloc's own schedule (`dirty_decay_ms`, 10 s by default) without a sampler. One relaxed load
+/// and store of a per-thread count per refill; a clock read every [`REFILLS_PER_LOOK`] refills.
 #[inline]
-pub(crate) fn after_refill() {
-    let Some(table) = table() else {
-        return;
-    };
+pub(crate) fn after_refill(arenas: &ThreadArenas) {
     // Relaxed load and store: only the holder of the table writes it.
-    let refills = table.refills.load(Ordering::Relaxed).wrapping_add(1);
-    table.refills.store(refills, Ordering::Relaxed);
+    let refills = arenas.refills.load(Ordering::Relaxed).wrapping_add(1);
+    arenas.refills.store(refills, Ordering::Relaxed);
     if refills % REFILLS_PER_LOOK == 0 && ARENAS.load(Ordering::Relaxed) != 0 {
         decay_idle_arenas();
     }
@@ -228,12 +230,12 @@ fn decay(index: u32) {
 
 /// The scope owning the arena block at `offset` and the arena's row (`1 + slot`).
 #[inline(always)]
-pub(crate) fn owner(offset: usize) -> (ScopeId, usize) {
+pub(crate) fn block_owner(offset: usize) -> (ScopeId, usize) {
     let row = chunk_row(offset);
     (ROW_SCOPE[row % 256].load(Ordering::Relaxed), row)
 }
 
-/// The slot of the arena in `row` (see [`owner`]).
+/// The slot of the arena in `row` (see [`block_owner`]).
 #[inline(always)]
 pub(crate) fn slot_of_row(row: usize) -> usize {
     row.wrapping_sub(1) % MAX_ARENAS
@@ -316,21 +318,27 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
     Some(slot)
 }
 
-/// Allocates `size` bytes in the arena of `slot` (a block of that arena: see [`arena_class`]) with `mallocx`,
-/// with this thread's explicit cache for it; null if jemalloc fails. Counts the block as a live
-/// arena block. (The front cache was tried first: see [`Front::pop`].)
+/// Allocates `size` bytes in the arena of `slot` (a block of that arena: see [`arena_class`])
+/// with `mallocx`, with the explicit cache of the thread whose caches are `arenas`; null if
+/// jemalloc fails. Counts the block as a live arena block. (The front cache was tried first: see
+/// [`Front::pop`].)
 #[inline(always)]
-pub(crate) fn allocate(slot: usize, size: usize, zero: bool, max_tcaches: usize) -> *mut u8 {
-    let table = table();
+pub(crate) fn allocate(
+    arenas: Option<&ThreadArenas>,
+    slot: usize,
+    size: usize,
+    zero: bool,
+    max_tcaches: usize,
+) -> *mut u8 {
     let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
-        | tcache_flag(table, slot, max_tcaches, true)
+        | tcache_flag(arenas, slot, max_tcaches, true)
         | if zero { ffi::MALLOCX_ZERO } else { 0 };
     // SAFETY:
     // - `size` is non-zero (a `GlobalAlloc` is never asked for zero bytes); the flags name an
     //   arena made with "arenas.create" and a cache made by this thread's table (or none).
     let block = unsafe { ffi::mallocx(size, flags) }.cast::<u8>();
     if !block.is_null() {
-        count(table, 1);
+        count(arenas, 1);
     }
     block
 }
@@ -349,20 +357,26 @@ fn align_flag(size: usize, align: usize) -> i32 {
 }
 
 /// Frees the arena block `ptr` of `size` bytes at `align` of the arena in `slot` with `sdallocx`,
-/// with this thread's explicit cache for it. (The front cache was tried first: see
-/// [`Front::push`].)
+/// with the explicit cache for it of the thread whose caches are `arenas`. (The front cache was
+/// tried first: see [`Front::push`].)
 ///
 /// # Safety
 ///
-/// - `ptr` is a live block of that arena, allocated or last resized for `size` bytes at `align`.
+/// - `ptr` is a live block of that arena, allocated or last resized for `size` bytes at `align`;
+/// - `arenas` are the calling thread's caches (or `None`).
 #[inline(always)]
-pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: usize) {
-    let table = table();
-    count(table, -1);
+pub(crate) unsafe fn deallocate(
+    arenas: Option<&ThreadArenas>,
+    ptr: *mut u8,
+    slot: usize,
+    size: usize,
+    align: usize,
+) {
+    count(arenas, -1);
     // A thread that frees into an arena it never allocated from makes its cache for it too (up to
     // the limit): without one, every free would take the arena's bin lock.
     let limit = TCACHE_LIMIT.load(Ordering::Relaxed);
-    let flags = tcache_flag(table, slot, limit, true) | align_flag(size, align);
+    let flags = tcache_flag(arenas, slot, limit, true) | align_flag(size, align);
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
     unsafe { ffi::sdallocx(ptr.cast(), size, flags) }
@@ -374,16 +388,22 @@ pub(crate) unsafe fn deallocate(ptr: *mut u8, slot: usize, size: usize, align: u
 ///
 /// # Safety
 ///
-/// - `ptr` is a live block of the ledger, allocated or last resized for `size` bytes at `align`.
-pub(crate) unsafe fn free_if_arena_block(ptr: *mut u8, size: usize, align: usize) -> bool {
+/// - `ptr` is a live block of the ledger, allocated or last resized for `size` bytes at `align`;
+/// - `arenas` are the calling thread's caches (or `None`).
+pub(crate) unsafe fn free_if_arena_block(
+    arenas: Option<&ThreadArenas>,
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+) -> bool {
     let Some(offset) = region_offset(ptr) else {
         return false;
     };
-    let (_, row) = owner(offset);
+    let (_, row) = block_owner(offset);
     // SAFETY:
     // - in the region: an arena block of the arena in `row`, by the caller's guarantee live and
-    //   of `size` bytes at `align`.
-    unsafe { deallocate(ptr, slot_of_row(row), size, align) };
+    //   of `size` bytes at `align`; the caller's caches.
+    unsafe { deallocate(arenas, ptr, slot_of_row(row), size, align) };
     true
 }
 
@@ -395,27 +415,28 @@ pub(crate) unsafe fn free_if_arena_block(ptr: *mut u8, size: usize, align: usize
 /// # Safety
 ///
 /// - `ptr` is a live block of that arena, allocated or last resized for `size` bytes at `align`,
-///   in bin `class` (neither 0 nor [`BIG`]).
-#[cold]
-#[inline(never)]
+///   in bin `class` (neither 0 nor [`BIG`]);
+/// - `arenas` are the calling thread's caches (or `None`).
+#[inline]
 pub(crate) unsafe fn free_past_a_full_cache(
+    arenas: Option<&ThreadArenas>,
     ptr: *mut u8,
     row: usize,
     size: usize,
     align: usize,
     class: usize,
 ) {
-    if let Some(table) = table() {
-        table.make_room();
+    if let Some(arenas) = arenas {
+        arenas.make_room();
         // SAFETY:
-        // - the caller's guarantee; the cache is the holder's own.
-        if unsafe { table.front().push(row, class, bin_size(class), ptr) } {
+        // - the caller's guarantee; the cache is the caller's own.
+        if unsafe { arenas.front().push(row, class, bin_size(class), ptr) } {
             return;
         }
     }
     // SAFETY:
     // - the caller's guarantee.
-    unsafe { deallocate(ptr, slot_of_row(row), size, align) }
+    unsafe { deallocate(arenas, ptr, slot_of_row(row), size, align) }
 }
 
 /// Resizes the arena block `ptr` of the arena in `slot` to `new_size` bytes at `align`, in the
@@ -423,112 +444,19 @@ pub(crate) unsafe fn free_past_a_full_cache(
 ///
 /// # Safety
 ///
-/// - `ptr` is a live block of that arena; `new_size` is non-zero.
+/// - `ptr` is a live block of that arena; `new_size` is non-zero;
+/// - `arenas` are the calling thread's caches (or `None`).
 pub(crate) unsafe fn reallocate(
+    arenas: Option<&ThreadArenas>,
     ptr: *mut u8,
     slot: usize,
     new_size: usize,
     align: usize,
 ) -> *mut u8 {
-    let table = table();
     let flags = ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
-        | tcache_flag(table, slot, 0, false)
+        | tcache_flag(arenas, slot, 0, false)
         | align_flag(new_size, align);
     // SAFETY:
     // - the caller's guarantee; the flags as in `allocate`.
     unsafe { ffi::rallocx(ptr.cast(), new_size, flags) }.cast::<u8>()
-}
-
-/// Live blocks in the arenas (they carry no trailer).
-pub(crate) fn live_blocks() -> u64 {
-    let mut live = SHARED_LIVE.load(Ordering::Relaxed);
-    crate::books::per_thread::for_each_thread_tables(|table| live += table.front.live());
-    live.max(0) as u64
-}
-
-/// What the arenas hold and cost, for the reconciliation and the tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ArenaUsage {
-    /// Arenas made.
-    pub arenas: usize,
-    /// Explicit thread caches made, over all threads.
-    pub thread_caches: usize,
-    /// Thread tables made: one per counter slab, so at most the largest number of threads alive
-    /// at once.
-    pub thread_tables: usize,
-    /// Chunks of `memledger::arenas::CHUNK_SIZE` handed to arenas (address space, not memory).
-    pub chunks: usize,
-    /// Live blocks held in the arenas.
-    pub live_blocks: u64,
-    /// Bytes of freed arena blocks held in the threads' front caches, over all threads: at most
-    /// `memledger::arenas::FRONT_BYTES` per thread table.
-    pub front_cache_bytes: usize,
-    /// Address space reserved for the arenas once the first arena is made:
-    /// `memledger::arenas::REGION_SIZE`, or less where the system allows less.
-    pub reserved_bytes: usize,
-}
-
-/// Counts what the arenas hold.
-pub(crate) fn usage() -> ArenaUsage {
-    let mut tables = 0;
-    let mut front_cache_bytes = 0;
-    crate::books::per_thread::for_each_thread_tables(|table| {
-        tables += 1;
-        front_cache_bytes += table.front.held_bytes();
-    });
-    ArenaUsage {
-        arenas: ARENAS.load(Ordering::Relaxed),
-        thread_caches: TCACHES.load(Ordering::Relaxed),
-        thread_tables: tables,
-        chunks: CHUNKS_USED.load(Ordering::Relaxed),
-        live_blocks: live_blocks(),
-        front_cache_bytes,
-        reserved_bytes: reserved_bytes(),
-    }
-}
-
-/// The arenas made so far: slot, jemalloc's index, and the scope served.
-pub(crate) fn arenas() -> Vec<(usize, u32, ScopeId)> {
-    (0..ARENAS.load(Ordering::Acquire).min(MAX_ARENAS))
-        .map(|slot| {
-            (
-                slot,
-                ARENA_INDEX[slot].load(Ordering::Relaxed),
-                ROW_SCOPE[slot + 1].load(Ordering::Relaxed),
-            )
-        })
-        .collect()
-}
-
-/// Every arena made so far: the scope it serves and jemalloc's index for it.
-pub(crate) fn scope_arenas() -> Vec<(String, u32)> {
-    scope_arena_indexes()
-        .into_iter()
-        .map(|a| (a.scope, a.jemalloc_index))
-        .collect()
-}
-
-/// jemalloc's index of every arena made so far, without resolving the scopes' paths.
-pub(crate) fn indexes() -> Vec<u32> {
-    arenas().into_iter().map(|(_, index, _)| index).collect()
-}
-
-/// [`scope_arenas`], as `memledger::arenas::list` gives it.
-pub(crate) fn scope_arena_indexes() -> Vec<ScopeArenaIndex> {
-    arenas()
-        .into_iter()
-        .map(|(_, index, scope)| ScopeArenaIndex {
-            scope: crate::scope::ScopeHandle::from_id(scope).path(),
-            jemalloc_index: index,
-        })
-        .collect()
-}
-
-/// Which jemalloc arena holds the arena blocks of which scope (see `memledger::arenas::list`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScopeArenaIndex {
-    /// The scope's path.
-    pub scope: String,
-    /// jemalloc's index of the arena (`stats.arenas.<i>`).
-    pub jemalloc_index: u32,
 }

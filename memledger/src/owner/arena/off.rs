@@ -1,5 +1,5 @@
-//! Stands in for the arenas where they are not built (feature `arenas` off, or not 64-bit Linux): no
-//! thread tables, no arena blocks, no arenas.
+//! Stands in for the arenas where they are not built (feature `arenas` off, or not 64-bit Linux):
+//! no thread tables, no arena blocks, no arenas.
 
 /// A thread's arena tables: nothing to keep.
 #[derive(Default)]
@@ -26,22 +26,30 @@ impl ThreadArenas {
 
 /// Drives the decay of the scope arenas from the books' cold path: there are none.
 #[inline(always)]
-pub(crate) fn after_refill() {}
+pub(crate) fn after_refill(_arenas: &ThreadArenas) {}
 
 /// Frees `ptr` if it is an arena block: there are none.
 ///
 /// # Safety
 ///
 /// - none: nothing is done.
-pub(crate) unsafe fn free_if_arena_block(_ptr: *mut u8, _size: usize, _align: usize) -> bool {
+pub(crate) unsafe fn free_if_arena_block(
+    _arenas: Option<&ThreadArenas>,
+    _ptr: *mut u8,
+    _size: usize,
+    _align: usize,
+) -> bool {
     false
 }
 
-/// Gives this thread's tables back at thread exit: there are none.
-pub(crate) fn release_thread() {}
+/// Gives the exiting thread's tables back: there are none.
+pub(crate) fn release_thread(_arenas: &ThreadArenas) {}
+
+/// How readers are handed every thread's tables (see the arenas' `usage.rs`).
+pub(crate) type EachTable<'a> = &'a mut dyn FnMut(&ThreadArenas);
 
 /// Live blocks in the arenas: none.
-pub(crate) fn live_blocks() -> u64 {
+pub(crate) fn live_blocks(_for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
     0
 }
 
@@ -50,8 +58,16 @@ pub(crate) fn indexes() -> Vec<u32> {
     Vec::new()
 }
 
-/// Every arena made so far, with the scope it serves and jemalloc's index for it: none.
-pub(crate) fn scope_arenas() -> Vec<(String, u32)> {
+/// Which arena holds which scope's blocks: none are made here.
+pub(crate) struct ScopeArenaIndex {
+    /// The scope's path.
+    pub scope: String,
+    /// jemalloc's index of the arena.
+    pub jemalloc_index: u32,
+}
+
+/// Every arena made so far: none.
+pub(crate) fn list() -> Vec<ScopeArenaIndex> {
     Vec::new()
 }
 
@@ -60,37 +76,4 @@ pub(crate) fn scope_arenas() -> Vec<(String, u32)> {
 #[allow(clippy::extra_unused_type_parameters)] // The same signature as with the arenas.
 pub(crate) fn is_jemalloc<A: 'static>() -> bool {
     false
-}
-
-/// The arena path of the ledger, never taken here ([`is_jemalloc`] is false): the trailer path.
-impl<A: core::alloc::GlobalAlloc> crate::ledger::Ledger<A> {
-    #[inline(always)]
-    pub(crate) fn arena_alloc(&self, layout: core::alloc::Layout, zero: bool) -> *mut u8 {
-        self.trailer_alloc(layout, zero)
-    }
-
-    /// # Safety
-    ///
-    /// - as for [`core::alloc::GlobalAlloc::dealloc`].
-    #[inline(always)]
-    pub(crate) unsafe fn arena_dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
-        // SAFETY:
-        // - the caller's guarantee: every block is a trailer block here.
-        unsafe { self.trailer_dealloc(ptr, layout) }
-    }
-
-    /// # Safety
-    ///
-    /// - as for [`core::alloc::GlobalAlloc::realloc`].
-    #[inline(always)]
-    pub(crate) unsafe fn arena_realloc(
-        &self,
-        ptr: *mut u8,
-        layout: core::alloc::Layout,
-        new_size: usize,
-    ) -> *mut u8 {
-        // SAFETY:
-        // - the caller's guarantee: every block is a trailer block here.
-        unsafe { self.trailer_realloc(ptr, layout, new_size) }
-    }
 }

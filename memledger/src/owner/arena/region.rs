@@ -1,7 +1,14 @@
 //! The arenas' address space: one region reserved once, handed to arenas in chunks by jemalloc's
 //! extent hooks, and the table that names the arena of every chunk.
 
-use super::*;
+use core::ffi::{c_uint, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use tikv_jemalloc_sys as ffi;
+
+use super::{CBool, INDEX_SLOT, MAX_ARENAS};
 
 /// Address space reserved for all arenas together: 1 TiB.
 pub const REGION_SIZE: usize = 1 << 40;

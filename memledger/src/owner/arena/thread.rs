@@ -1,11 +1,21 @@
 //! Each thread's tables for the arenas: its explicit caches, its count of live arena blocks and
-//! its front cache of freed blocks, carried in its counter slab.
+//! its front cache of freed blocks, carried in its counter slab as its part of the arenas
+//! (`crate::thread::ThreadParts`).
 
-use super::*;
+use core::ffi::{c_char, c_uint, c_void};
+use core::ptr;
+use core::sync::atomic::{
+    AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+
+use tikv_jemalloc_sys as ffi;
+
+use super::class::{bin_size, BINS, ROW_BINS};
+use super::{slot_of_row, ARENAS, MAX_ARENAS, SHARED_LIVE, TCACHES};
 
 /// A thread's explicit caches, one per arena, and its front cache of freed arena blocks.
 ///
-/// Part of the thread's counter slab ([`crate::books::cells::Slab`]), so it is never freed and
+/// Part of the thread's counter slab ([`crate::books::slab::Slab`]), so it is never freed and
 /// passes to the next thread with the slab; a thread that exits flushes its caches first. All zeros
 /// are an empty table whose front cache takes nothing ([`ThreadArenas::init`] gives it room).
 pub(crate) struct ThreadArenas {
@@ -236,18 +246,9 @@ impl ThreadArenas {
 
 pub(super) const NO_TCACHE: u16 = u16::MAX;
 
-/// This thread's table, if it holds a counter slab (whose release at thread exit is arranged).
-#[inline(always)]
-pub(super) fn table() -> Option<&'static ThreadArenas> {
-    crate::books::per_thread::thread_tables()
-}
-
-/// Gives this thread's table back at thread exit: its caches are flushed (their blocks go back to
-/// their arenas) and kept for the next thread.
-pub(crate) fn release_thread() {
-    let Some(table) = table() else {
-        return;
-    };
+/// Gives the exiting thread's table back: its caches are flushed (their blocks go back to their
+/// arenas) and kept for the next thread. By the holder only, as it gives the table up.
+pub(crate) fn release_thread(table: &ThreadArenas) {
     let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
     table.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE);
     for tcache in &table.tcaches {
@@ -342,6 +343,7 @@ pub(super) fn count(table: Option<&ThreadArenas>, delta: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::owner::arena::class::arena_class;
 
     /// A block of jemalloc's for the cache to hold (any arena: the tests only push, pop and
     /// flush).

@@ -1,6 +1,27 @@
 //! How the crate writes figures for people: bytes with a binary unit, shares in percent. One
 //! place, so that a snapshot, a footprint, a status and a report say `12.5 MiB` alike.
 
+use core::fmt;
+
+/// A byte count written with a binary unit, as every figure of the crate is: `512 B`,
+/// `12.5 MiB`. Width and alignment apply (`{:>10}`).
+///
+/// ```
+/// use memledger::HumanBytes;
+///
+/// assert_eq!(HumanBytes(512).to_string(), "512 B");
+/// assert_eq!(HumanBytes(13_107_200).to_string(), "12.5 MiB");
+/// assert_eq!(format!("[{:>9}]", HumanBytes(2048)), "[  2.0 KiB]");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HumanBytes(pub u64);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&human_bytes(self.0))
+    }
+}
+
 /// Formats a byte count with a binary unit (`12.5 MiB`).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -1,12 +1,32 @@
-//! The wrapper allocator.
+//! The wrapper allocator: `Ledger<A>`, its trailer path (here) and its arena path (`arena.rs`).
+//!
+//! The top of the allocation path: it looks the thread's cell up in the thread-local state
+//! ([`crate::thread::state`]), books against it, and calls the owner mechanism and the inner
+//! allocator; the cold paths ([`crate::thread::cold`]) book exactly and run each per-thread
+//! part's work. Nothing below calls back up.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
+use crate::books::cells::{Op, Refused};
 use crate::books::id::{self, ScopeId, Tag};
-use crate::books::per_thread::{self, Op};
+use crate::books::shared::{reserve, unreserve};
 use crate::owner::{arena, trailer};
 use crate::sampling;
+use crate::thread::cold::{book_cold, book_reserved, sample_due, undo_alloc};
+use crate::thread::state;
+
+#[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
+mod arena_path;
+#[cfg(not(all(feature = "arenas", target_os = "linux", target_pointer_width = "64")))]
+#[path = "arena_off.rs"]
+mod arena_path;
+
+/// This thread's part of the scope arenas, if it holds a slab: what the arenas' calls take.
+#[inline(always)]
+fn thread_arenas() -> Option<&'static arena::ThreadArenas> {
+    state::parts().map(|parts| &parts.arenas)
+}
 
 /// A global allocator that books every block to the scope that allocated it, then forwards to
 /// `A` (jemalloc, the system allocator, or any other [`GlobalAlloc`]).
@@ -57,12 +77,12 @@ use crate::sampling;
 #[derive(Debug, Clone, Copy)]
 pub struct Ledger<A> {
     pub(crate) inner: A,
-    pub(crate) owners: Owners,
+    pub(crate) arena_limits: ArenaLimits,
 }
 
-/// How a ledger keeps owners: whether it may use scope arenas, and their limits.
+/// The limits of a ledger's scope arenas (used only where it keeps them).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Owners {
+pub(crate) struct ArenaLimits {
     /// At most this many arenas.
     pub(crate) max_arenas: u8,
     /// At most this many explicit jemalloc caches per thread.
@@ -82,7 +102,7 @@ impl<A> Ledger<A> {
     pub const fn new(inner: A) -> Self {
         Ledger {
             inner,
-            owners: Owners {
+            arena_limits: ArenaLimits {
                 max_arenas: 64,
                 thread_caches: 8,
             },
@@ -93,8 +113,8 @@ impl<A> Ledger<A> {
     /// and `thread_caches` explicit jemalloc caches per thread (capped at 255). Only a ledger over
     /// jemalloc with the `arenas` feature on Linux makes arenas; elsewhere this changes nothing.
     pub const fn with_arena_limits(mut self, max_arenas: usize, thread_caches: usize) -> Self {
-        self.owners.max_arenas = if max_arenas < 254 { max_arenas } else { 254 } as u8;
-        self.owners.thread_caches = if thread_caches < 255 {
+        self.arena_limits.max_arenas = if max_arenas < 254 { max_arenas } else { 254 } as u8;
+        self.arena_limits.thread_caches = if thread_caches < 255 {
             thread_caches
         } else {
             255
@@ -180,7 +200,7 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[inline(always)]
     fn alloc_tagged(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
         let size = layout.size();
-        let (cell, _) = per_thread::current();
+        let (cell, _) = state::current();
         if !cell.try_grow(size as u64) {
             return self.alloc_cold(layout, allocate);
         }
@@ -196,11 +216,11 @@ impl<A: GlobalAlloc> Ledger<A> {
         // that did would only have the undo land on the current scope's cell: a miscount, never
         // an unsound access (cells are atomics, and the static cold table's marks stay zero).
         if block.is_null() {
-            return per_thread::undo_alloc(size);
+            return undo_alloc(size);
         }
         // SAFETY:
         // - `allocate` returned a block of `outer.size() == layout.size() + TRAILER_SIZE` bytes.
-        unsafe { trailer::write(block, size, per_thread::current_tag()) };
+        unsafe { trailer::write(block, size, state::current_tag()) };
         block
     }
 
@@ -211,14 +231,14 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[cold]
     #[inline(never)]
     fn alloc_cold(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
-        let scope = per_thread::current_scope();
+        let scope = state::current_scope();
         let size = layout.size() as u64;
         let Some(plain) = trailer::outer_layout(layout.size(), layout.align()) else {
             return ptr::null_mut();
         };
         let sampled = trailer::sampled_outer_layout(layout.size(), layout.align());
         let sample = match sampled {
-            Some(_) if per_thread::sample_due(&self.inner, scope, size) => {
+            Some(_) if sample_due(&self.inner, scope, size) => {
                 sampling::record(&self.inner, scope, size)
             }
             _ => None,
@@ -232,23 +252,21 @@ impl<A: GlobalAlloc> Ledger<A> {
                 sampling::forget(index);
             }
         };
-        let Ok(reserved) = per_thread::reserve(scope, size) else {
+        let Ok(reserved) = reserve(scope, size) else {
             forget();
             return ptr::null_mut();
         };
         let block = allocate(outer);
         if block.is_null() {
             if reserved.is_some() {
-                per_thread::unreserve(scope, size);
+                unreserve(scope, size);
             }
             forget();
             return block;
         }
         match reserved {
-            Some(total) => {
-                per_thread::book_reserved(&self.inner, scope, Op::Alloc(size), size, total)
-            }
-            None => per_thread::book_cold(&self.inner, scope, Op::Alloc(size)),
+            Some(total) => book_reserved(&self.inner, scope, Op::Alloc(size), size, total),
+            None => book_cold(&self.inner, scope, Op::Alloc(size)),
         }
         match sample {
             Some(index) => {
@@ -281,7 +299,7 @@ impl<A: GlobalAlloc> Ledger<A> {
     ) -> *mut u8 {
         // Sizes of live blocks are at most `isize::MAX`, so the difference fits an `i64`.
         let delta = (new as i64).wrapping_sub(layout.size() as i64);
-        let cell = per_thread::cell_of(owner);
+        let cell = state::cell_of(owner);
         if !cell.try_resize(delta) {
             // SAFETY:
             // - the caller's guarantee: a live block of this ledger of `layout`.
@@ -324,7 +342,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         let Ok(reserved) = Self::reserve_growth(owner, growth) else {
             return ptr::null_mut();
         };
-        let block = if growth > 0 && per_thread::sample_due(inner, owner, growth) {
+        let block = if growth > 0 && sample_due(inner, owner, growth) {
             // SAFETY:
             // - the caller's guarantee.
             match unsafe { Self::move_to_sample(inner, owner, ptr, layout, new) } {
@@ -337,7 +355,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         };
         if block.is_null() {
             if reserved.is_some() {
-                per_thread::unreserve(owner, growth);
+                unreserve(owner, growth);
             }
             return block;
         }
@@ -347,21 +365,19 @@ impl<A: GlobalAlloc> Ledger<A> {
 
     /// Reserves `growth` bytes of `owner` if it has an enforced limit (`Ok(None)` if it has none or
     /// nothing grows); `Err` if the limit refuses them.
-    fn reserve_growth(owner: ScopeId, growth: u64) -> Result<Option<i64>, per_thread::Refused> {
+    fn reserve_growth(owner: ScopeId, growth: u64) -> Result<Option<i64>, Refused> {
         if growth == 0 {
             return Ok(None);
         }
-        per_thread::reserve(owner, growth)
+        reserve(owner, growth)
     }
 
     /// Books a resize by `delta` of a block of `owner` on the cold path, its `growth` reserved
     /// first if `reserved` holds the scope's new total.
     fn book_growth(inner: &A, owner: ScopeId, delta: i64, growth: u64, reserved: Option<i64>) {
         match reserved {
-            Some(total) => {
-                per_thread::book_reserved(inner, owner, Op::Realloc(delta), growth, total)
-            }
-            None => per_thread::book_cold(inner, owner, Op::Realloc(delta)),
+            Some(total) => book_reserved(inner, owner, Op::Realloc(delta), growth, total),
+            None => book_cold(inner, owner, Op::Realloc(delta)),
         }
     }
 
@@ -399,7 +415,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         unsafe {
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new));
             trailer::write_sampled(block, new, index);
-            if !arena::free_if_arena_block(ptr, layout.size(), layout.align()) {
+            if !arena::free_if_arena_block(thread_arenas(), ptr, layout.size(), layout.align()) {
                 let old = trailer::existing_outer_layout(layout.size(), layout.align());
                 inner.dealloc(trailer::whole_block(ptr), old);
             }
@@ -421,7 +437,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         // SAFETY:
         // - the caller's guarantee: a live sampled block, whose index follows its trailer.
         let index = unsafe { trailer::read_sample_index(ptr, layout.size()) };
-        let owner = sampling::owner(index).unwrap_or(id::ROOT_SCOPE_ID);
+        let owner = sampling::owner_of(index).unwrap_or(id::ROOT_SCOPE_ID);
         let delta = (new as i64).wrapping_sub(layout.size() as i64);
         let growth = delta.max(0) as u64;
         let Ok(reserved) = Self::reserve_growth(owner, growth) else {
@@ -436,7 +452,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         };
         if block.is_null() {
             if reserved.is_some() {
-                per_thread::unreserve(owner, growth);
+                unreserve(owner, growth);
             }
             return block;
         }
@@ -463,7 +479,7 @@ impl<A: GlobalAlloc> Ledger<A> {
             // - the caller's guarantee; the trailer says the block is sampled.
             return unsafe { self.dealloc_sampled(ptr, layout) };
         }
-        per_thread::book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
+        book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
         // SAFETY:
         // - the caller's guarantee: a live trailer block of `layout`, whose outer layout was
         //   valid when it was made.
@@ -487,7 +503,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         // - the caller's guarantee: the index follows the trailer.
         let index = unsafe { trailer::read_sample_index(ptr, layout.size()) };
         let owner = sampling::forget(index).unwrap_or(id::ROOT_SCOPE_ID);
-        per_thread::book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
+        book_cold(&self.inner, owner, Op::Dealloc(layout.size() as u64));
         // SAFETY:
         // - the block was allocated by `inner` with its sampled outer layout, checked then.
         unsafe {
@@ -591,7 +607,7 @@ impl<A: GlobalAlloc> Ledger<A> {
                 trailer::existing_outer_layout(layout.size(), layout.align()),
             )
         };
-        let cell = per_thread::cell_of_tag(tag);
+        let cell = state::cell_of_tag(tag);
         if !cell.try_shrink(layout.size() as u64) {
             // SAFETY:
             // - the caller's guarantee, passed on.

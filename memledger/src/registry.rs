@@ -1,19 +1,21 @@
-//! The scope registry: names and parents of scope ids, and the call-site caches of `scope!`.
+//! The scope registry: names and parents of scope ids, and their paths.
 //!
 //! Registration is the cold path: it takes a mutex and may allocate (those allocations are booked
-//! to the crate's own scope). The hot path never touches the registry; it only reads the current
-//! scope id from a thread-local.
+//! to the crate's own scope, which the registry enters on the calling thread). The hot path never
+//! touches the registry; it only reads the current scope id from a thread-local. A new id needs
+//! only its shared slot (no cell has booked to it yet), so the registry sits above the thread
+//! state and below everything that names scopes: scopes, snapshots, sampled sites.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::books::callsite;
 use crate::books::id::{
     ScopeId, MAX_SCOPES, OVERFLOW_SCOPE, OVERFLOW_SCOPE_ID, OWN_SCOPE, OWN_SCOPE_ID, ROOT_SCOPE_ID,
     SAMPLED_SCOPE, SAMPLED_SCOPE_ID, UNSCOPED,
 };
-use crate::books::per_thread;
-use crate::sys::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::books::shared;
+use crate::sys::atomic::{AtomicU64, Ordering};
+use crate::thread::state::set_current_scope;
 
 /// Name and parent of one scope id.
 pub(crate) struct ScopeMeta {
@@ -35,7 +37,7 @@ static REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `f` with the registry locked and every allocation booked to the crate's own scope.
 pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R {
-    let previous = per_thread::set_current_scope(OWN_SCOPE_ID);
+    let previous = set_current_scope(OWN_SCOPE_ID);
     let gate = crate::sys::fork::gate();
     let mut guard = lock();
     let registry = guard.get_or_insert_with(|| {
@@ -53,13 +55,13 @@ pub(crate) fn with_registry<R>(f: impl FnOnce(&mut RegistryView<'_>) -> R) -> R 
         debug_assert_eq!(sampled, SAMPLED_SCOPE_ID);
         // Nothing is ever booked to it; should anything try, exact mode keeps its cells without
         // a budget, so that a sampled block's free always reaches the cold path.
-        per_thread::set_exact(SAMPLED_SCOPE_ID, true);
+        shared::set_new_scope_exact(SAMPLED_SCOPE_ID);
         registry
     });
     let result = f(&mut RegistryView { registry });
     drop(guard);
     drop(gate);
-    per_thread::set_current_scope(previous);
+    set_current_scope(previous);
     result
 }
 
@@ -84,8 +86,8 @@ impl Registry {
             .insert(Box::from(name), id);
         // A scope registered under an exact one is exact too, so that a measurement's nested
         // scopes are.
-        if per_thread::exact(parent) {
-            per_thread::set_exact(id, true);
+        if shared::exact(parent) {
+            shared::set_new_scope_exact(id);
         }
         id
     }
@@ -104,7 +106,7 @@ impl RegistryView<'_> {
     }
 
     /// As [`Self::resolve`], and whether the entry was refused for lack of room (and counted).
-    fn resolve_counting(&mut self, parent: ScopeId, path: &str) -> (ScopeId, bool) {
+    pub(crate) fn resolve_counting(&mut self, parent: ScopeId, path: &str) -> (ScopeId, bool) {
         let mut id = parent;
         let mut refused = false;
         for segment in path.split('/').filter(|s| !s.is_empty()) {
@@ -151,6 +153,37 @@ impl RegistryView<'_> {
     pub(crate) fn scopes(&self) -> &[ScopeMeta] {
         &self.registry.scopes
     }
+
+    /// The path of every scope, indexed by id (`""` for the unscoped root).
+    pub(crate) fn paths(&self) -> Vec<String> {
+        let metas = self.scopes();
+        let mut paths: Vec<String> = Vec::with_capacity(metas.len());
+        for (id, meta) in metas.iter().enumerate() {
+            let parent = usize::from(meta.parent);
+            paths.push(if id == 0 {
+                String::new()
+            } else if parent == 0 {
+                meta.name.to_string()
+            } else {
+                format!("{}/{}", paths[parent], meta.name)
+            });
+        }
+        paths
+    }
+
+    /// The path of the scope `id` (`""` for the unscoped root).
+    pub(crate) fn path(&self, id: ScopeId) -> String {
+        let scopes = self.scopes();
+        let mut segments = Vec::new();
+        let mut cursor = id;
+        while cursor != ROOT_SCOPE_ID {
+            let meta = &scopes[usize::from(cursor)];
+            segments.push(&*meta.name);
+            cursor = meta.parent;
+        }
+        segments.reverse();
+        segments.join("/")
+    }
 }
 
 /// Scope entries refused because the table was full.
@@ -158,47 +191,8 @@ pub(crate) fn refused() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
 
-/// A `scope!` call site: its name and a cache of the last (parent → child) it resolved.
-///
-/// Not public API; used by the `scope!` macro.
-#[doc(hidden)]
-pub struct CallSite {
-    name: &'static str,
-    /// The last (parent → child) resolved: see [`crate::books::callsite`].
-    cache: AtomicU32,
-}
-
-impl CallSite {
-    /// A call site for `name`.
-    pub const fn new(name: &'static str) -> Self {
-        CallSite {
-            name,
-            cache: AtomicU32::new(0),
-        }
-    }
-
-    /// The child of `parent` named by this call site.
-    #[inline]
-    pub(crate) fn resolve(&self, parent: ScopeId) -> ScopeId {
-        match callsite::lookup(&self.cache, parent) {
-            Some((child, refusal)) => {
-                if refusal {
-                    // Counted without the registry's lock: the table never empties, so the entry
-                    // is refused again.
-                    REFUSED.fetch_add(1, Ordering::Relaxed);
-                }
-                child
-            }
-            None => self.resolve_slow(parent),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn resolve_slow(&self, parent: ScopeId) -> ScopeId {
-        let (child, refused) =
-            with_registry(|registry| registry.resolve_counting(parent, self.name));
-        callsite::store(&self.cache, parent, child, refused);
-        child
-    }
+/// Counts one more entry refused for lack of room, without the lock: for a call site whose cached
+/// entry was refused before (the table never empties, so it is refused again).
+pub(crate) fn count_refusal() {
+    REFUSED.fetch_add(1, Ordering::Relaxed);
 }

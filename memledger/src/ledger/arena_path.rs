@@ -16,8 +16,8 @@
 //!   trailer.
 //!
 //! Every class up to 16 KiB goes to the arena, not only the full ones that a trailer would cost
-//! memory: one test and no trailer on the common path measured 141 instructions per step of the
-//! small-size churn against 171 with the trailer kept for the blocks that have room for it.
+//! memory: one test and no trailer on the common path costs fewer instructions per step of the
+//! small-size churn than the trailer kept for the blocks that have room for it (`BENCHMARKS.md`).
 //!
 //! As on the trailer path, the booking comes first and every cold exit finishes the operation
 //! itself.
@@ -27,11 +27,15 @@ use core::ptr;
 
 use tikv_jemallocator::Jemalloc;
 
+use super::thread_arenas;
+use crate::books::cells::Op;
 use crate::books::id::ScopeId;
-use crate::books::per_thread::{self, Op};
+use crate::books::shared;
 use crate::ledger::Ledger;
 use crate::owner::arena::{self, arena_class, bin_size, BIG};
 use crate::owner::trailer;
+use crate::thread::cold::{book_cold, on_realloc, sample_due};
+use crate::thread::state;
 
 /// Called only where [`Ledger::uses_arenas`] holds, so `A` is `Jemalloc`: the trailer blocks that
 /// these methods make or free directly use `Jemalloc`, the same allocator as `self.inner`.
@@ -45,7 +49,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         if class == 0 {
             return self.trailer_alloc(layout, zero);
         }
-        let (cell, scope, front) = per_thread::current_front();
+        let (cell, scope, front) = state::current_front();
         let row = arena::row_of(scope);
         // A scope that cannot have an arena (past the limit, the crate's own) takes the trailer
         // at once.
@@ -70,6 +74,14 @@ impl<A: GlobalAlloc> Ledger<A> {
         self.arena_alloc_miss(layout, zero)
     }
 
+    /// Allocates `size` bytes in the arena of `slot` with this thread's caches, within this
+    /// ledger's limit of caches per thread (see [`arena::allocate`]).
+    #[inline]
+    fn allocate_in(&self, slot: usize, size: usize, zero: bool) -> *mut u8 {
+        let thread_caches = usize::from(self.arena_limits.thread_caches);
+        arena::allocate(thread_arenas(), slot, size, zero, thread_caches)
+    }
+
     /// [`Self::arena_alloc`] past the front cache, the thread's budget already taken for the
     /// block: `mallocx` in the scope's arena, or the trailer path (with the budget given back) if
     /// the scope has no arena or jemalloc failed.
@@ -77,9 +89,9 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[inline(never)]
     fn arena_alloc_miss(&self, layout: Layout, zero: bool) -> *mut u8 {
         let size = layout.size();
-        let (cell, scope) = per_thread::current();
-        if let Some(slot) = arena::arena_of(scope, usize::from(self.owners.max_arenas)) {
-            let block = arena::allocate(slot, size, zero, usize::from(self.owners.thread_caches));
+        let (cell, scope) = state::current();
+        if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
+            let block = self.allocate_in(slot, size, zero);
             if !block.is_null() {
                 cell.count_alloc();
                 return block;
@@ -97,14 +109,13 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[inline(never)]
     fn arena_alloc_cold(&self, layout: Layout, zero: bool) -> *mut u8 {
         let size = layout.size();
-        let scope = per_thread::current_scope();
+        let scope = state::current_scope();
         // A block to sample takes the trailer path, whose cold path records it.
-        if !per_thread::strict(scope) && !per_thread::sample_due(&Jemalloc, scope, size as u64) {
-            if let Some(slot) = arena::arena_of(scope, usize::from(self.owners.max_arenas)) {
-                let block =
-                    arena::allocate(slot, size, zero, usize::from(self.owners.thread_caches));
+        if !shared::slot(scope).strict() && !sample_due(&Jemalloc, scope, size as u64) {
+            if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
+                let block = self.allocate_in(slot, size, zero);
                 if !block.is_null() {
-                    per_thread::book_cold(&Jemalloc, scope, Op::Alloc(size as u64));
+                    book_cold(&Jemalloc, scope, Op::Alloc(size as u64));
                     return block;
                 }
             }
@@ -126,9 +137,9 @@ impl<A: GlobalAlloc> Ledger<A> {
             // - outside the region, a trailer block of this ledger.
             return unsafe { self.trailer_dealloc(ptr, layout) };
         };
-        let (owner, row) = arena::owner(offset);
+        let (owner, row) = arena::block_owner(offset);
         let size = layout.size();
-        let (cell, front) = per_thread::cell_and_front(owner);
+        let (cell, front) = state::cell_and_front(owner);
         if !cell.try_shrink(size as u64) {
             // SAFETY:
             // - in the region: an arena block of the arena in `row`, allocated or resized for
@@ -146,12 +157,20 @@ impl<A: GlobalAlloc> Ledger<A> {
             }
             // SAFETY:
             // - as above.
-            return unsafe { arena::free_past_a_full_cache(ptr, row, size, layout.align(), class) };
+            return unsafe { free_past_a_full_cache(ptr, row, size, layout.align(), class) };
         }
         // SAFETY:
         // - in the region: an arena block of the arena in `row`, allocated or resized for
         //   `layout`.
-        unsafe { arena::deallocate(ptr, arena::slot_of_row(row), size, layout.align()) }
+        unsafe {
+            arena::deallocate(
+                thread_arenas(),
+                ptr,
+                arena::slot_of_row(row),
+                size,
+                layout.align(),
+            )
+        }
     }
 
     /// [`Self::arena_dealloc`] when the thread's budget for the owner is spent: books the free on
@@ -164,10 +183,18 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[cold]
     #[inline(never)]
     unsafe fn arena_dealloc_cold(ptr: *mut u8, layout: Layout, owner: ScopeId, row: usize) {
-        per_thread::book_cold(&Jemalloc, owner, Op::Dealloc(layout.size() as u64));
+        book_cold(&Jemalloc, owner, Op::Dealloc(layout.size() as u64));
         // SAFETY:
         // - the caller's guarantee.
-        unsafe { arena::deallocate(ptr, arena::slot_of_row(row), layout.size(), layout.align()) }
+        unsafe {
+            arena::deallocate(
+                thread_arenas(),
+                ptr,
+                arena::slot_of_row(row),
+                layout.size(),
+                layout.align(),
+            )
+        }
     }
 
     /// Resizes a block: an arena block in its arena, a trailer block whose new size belongs in an
@@ -213,12 +240,13 @@ impl<A: GlobalAlloc> Ledger<A> {
         layout: Layout,
         new_size: usize,
     ) -> *mut u8 {
-        let (owner, row) = arena::owner(offset);
+        let (owner, row) = arena::block_owner(offset);
         let slot = arena::slot_of_row(row);
         Ledger::book_resize(&Jemalloc, owner, ptr, layout, new_size, || {
             // SAFETY:
             // - the caller's guarantee.
-            let block = unsafe { arena::reallocate(ptr, slot, new_size, layout.align()) };
+            let block =
+                unsafe { arena::reallocate(thread_arenas(), ptr, slot, new_size, layout.align()) };
             if !block.is_null() {
                 return block;
             }
@@ -259,7 +287,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         unsafe {
             trailer::write(block, new_size, trailer::tag(owner));
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
-            arena::deallocate(ptr, slot, layout.size(), layout.align());
+            arena::deallocate(thread_arenas(), ptr, slot, layout.size(), layout.align());
         }
         block
     }
@@ -276,24 +304,19 @@ impl<A: GlobalAlloc> Ledger<A> {
         let owner = unsafe { trailer::read(ptr, layout.size()) };
         // A scope with an enforced limit resizes through the trailer path, which reserves first;
         // a sampled block keeps its record there.
-        if owner == crate::books::id::SAMPLED_SCOPE_ID || per_thread::strict(owner) {
+        if owner == crate::books::id::SAMPLED_SCOPE_ID || shared::slot(owner).strict() {
             return ptr::null_mut();
         }
         // A growth that reaches the owner's sample point goes the trailer path's way too, where
         // the block moves into a sample.
         let growth = new_size.saturating_sub(layout.size()) as u64;
-        if growth > 0 && per_thread::sample_due(&Jemalloc, owner, growth) {
+        if growth > 0 && sample_due(&Jemalloc, owner, growth) {
             return ptr::null_mut();
         }
-        let Some(slot) = arena::arena_of(owner, usize::from(self.owners.max_arenas)) else {
+        let Some(slot) = arena::arena_of(owner, usize::from(self.arena_limits.max_arenas)) else {
             return ptr::null_mut();
         };
-        let block = arena::allocate(
-            slot,
-            new_size,
-            false,
-            usize::from(self.owners.thread_caches),
-        );
+        let block = self.allocate_in(slot, new_size, false);
         if block.is_null() {
             return block;
         }
@@ -305,7 +328,27 @@ impl<A: GlobalAlloc> Ledger<A> {
             let outer = trailer::existing_outer_layout(layout.size(), layout.align());
             self.inner.dealloc(trailer::whole_block(ptr), outer);
         }
-        per_thread::on_realloc(&Jemalloc, owner, layout.size(), new_size);
+        on_realloc(&Jemalloc, owner, layout.size(), new_size);
         block
     }
+}
+
+/// [`Ledger::arena_dealloc`] when the front cache is full: the thread's caches are looked up
+/// here, off the hot path, and the block goes to [`arena::free_past_a_full_cache`].
+///
+/// # Safety
+///
+/// - as for [`arena::free_past_a_full_cache`], with this thread's caches.
+#[cold]
+#[inline(never)]
+unsafe fn free_past_a_full_cache(
+    ptr: *mut u8,
+    row: usize,
+    size: usize,
+    align: usize,
+    class: usize,
+) {
+    // SAFETY:
+    // - the caller's guarantee; `thread_arenas` gives this thread's caches.
+    unsafe { arena::free_past_a_full_cache(thread_arenas(), ptr, row, size, align, class) }
 }
