@@ -357,7 +357,7 @@ impl LiveView {
                 text.push_str(&format!(
                     "  growing at {} (+{})\n",
                     site.site,
-                    memledger::__private::human_bytes(site.growth_bytes.max(0) as u64)
+                    memledger::HumanBytes(site.growth_bytes.max(0) as u64)
                 ));
             }
         }
@@ -657,7 +657,7 @@ fn main() {
         for site in log.sites.iter().take(3) {
             println!(
                 "  {:>10} in {:>6} blocks  {}",
-                memledger::__private::human_bytes(site.live.bytes),
+                memledger::HumanBytes(site.live.bytes),
                 site.live.blocks,
                 site.label()
             );
