@@ -8,8 +8,9 @@ use memledger::__private::human_bytes;
 use memledger::{OVERFLOW_SCOPE, OWN_SCOPE};
 use memledger_monitor::{GrowthRate, Sample};
 
+use crate::chart::Series;
 use crate::text::{human_duration, human_rate, scope_label, Esc};
-use crate::{Page, Series};
+use crate::Page;
 
 impl Page<'_> {
     /// The scopes of the last sample.
