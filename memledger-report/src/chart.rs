@@ -40,6 +40,10 @@ const MARGIN_R: f64 = 16.0;
 const MARGIN_T: f64 = 14.0;
 const MARGIN_B: f64 = 38.0;
 
+/// The plotting area inside the margins, in SVG units.
+const PLOT_W: f64 = CHART_W - MARGIN_L - MARGIN_R;
+const PLOT_H: f64 = CHART_H - MARGIN_T - MARGIN_B;
+
 /// One coloured band of the chart.
 pub(crate) struct Series {
     /// The scope's path, or `None` for the sum of the scopes without a colour of their own.
@@ -171,19 +175,7 @@ impl<'a> Page<'a> {
             .chain(rss.iter().flatten().copied())
             .fold(0.0f64, f64::max);
 
-        // The budget's limits, merged where they coincide.
-        let budget: Budget = last.status.budget;
-        let mut limits: Vec<(Vec<&str>, u64)> = Vec::new();
-        for (name, bytes) in [
-            ("soft", budget.soft),
-            ("prompt", budget.prompt),
-            ("hard", budget.hard),
-        ] {
-            match limits.iter_mut().find(|(_, b)| *b == bytes) {
-                Some((names, _)) => names.push(name),
-                None => limits.push((vec![name], bytes)),
-            }
-        }
+        let limits = budget_limits(last.status.budget);
         let near = |bytes: u64| bytes > 0 && (bytes as f64) <= data_max.max(1.0) * NEAR_LIMIT;
         let top = limits
             .iter()
@@ -191,6 +183,97 @@ impl<'a> Page<'a> {
             .map(|(_, b)| *b as f64)
             .fold(data_max, f64::max)
             .max(1024.0);
+        let plot = Plot::new(&times, top);
+
+        out.push_str("<section id=\"timeline\">\n<h2>Live bytes per scope</h2>\n");
+        out.push_str("<div class=\"chart-wrap\" id=\"chart-wrap\">\n");
+        writeln!(
+            out,
+            "<svg id=\"chart\" class=\"chart\" viewBox=\"0 0 {CHART_W} {CHART_H}\" \
+             role=\"img\" aria-label=\"Live bytes per scope over time\">"
+        )?;
+        plot.axes(out)?;
+        plot.areas(out, series, &stack)?;
+        let far = plot.limit_lines(out, &limits, near)?;
+        let rss_drawn = plot.rss_line(out, &rss)?;
+        writeln!(
+            out,
+            "<line id=\"cursor\" class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"{MARGIN_T}\" \
+             y2=\"{:.1}\" visibility=\"hidden\"/>",
+            MARGIN_T + PLOT_H
+        )?;
+        writeln!(
+            out,
+            "<rect class=\"frame\" x=\"{MARGIN_L}\" y=\"{MARGIN_T}\" width=\"{PLOT_W:.1}\" \
+             height=\"{PLOT_H:.1}\"/>"
+        )?;
+        out.push_str("</svg>\n<div id=\"tooltip\" class=\"tooltip\" hidden></div>\n</div>\n");
+
+        legend(out, series, rss_drawn)?;
+        if series.is_empty() {
+            out.push_str("<p class=\"note\">No scope held any bytes in this recording.</p>\n");
+        }
+        if !far.is_empty() {
+            writeln!(
+                out,
+                "<p class=\"note\">Budget: {}, off the chart (its top is {}).</p>",
+                Esc(&far.join(", ")),
+                byte_tick_label(plot.y_end, plot.y_unit)
+            )?;
+        }
+        if n < self.samples.len() {
+            writeln!(
+                out,
+                "<p class=\"note\">Drawn from {n} of the {} samples: each stretch of time \
+                 keeps its sample with the most live bytes.</p>",
+                self.samples.len()
+            )?;
+        }
+
+        plot.figures(out, &times, &rss, series)?;
+        out.push_str("</section>\n");
+        Ok(())
+    }
+}
+
+/// The budget's limits, merged where they coincide: their names and their bytes.
+fn budget_limits(budget: Budget) -> Vec<(Vec<&'static str>, u64)> {
+    let mut limits: Vec<(Vec<&str>, u64)> = Vec::new();
+    for (name, bytes) in [
+        ("soft", budget.soft),
+        ("prompt", budget.prompt),
+        ("hard", budget.hard),
+    ] {
+        match limits.iter_mut().find(|(_, b)| *b == bytes) {
+            Some((names, _)) => names.push(name),
+            None => limits.push((vec![name], bytes)),
+        }
+    }
+    limits
+}
+
+/// Where the chart draws: the scales of its two axes, and the points along the time axis.
+struct Plot {
+    /// The time at the left end of the axis (seconds since the sampler started).
+    t0: f64,
+    /// The seconds the time axis spans.
+    span: f64,
+    /// Whether there is no time between the points.
+    flat: bool,
+    /// The step between byte ticks, the index of their unit, and the top of the byte axis.
+    y_step: f64,
+    y_unit: usize,
+    y_end: f64,
+    /// The x of each point drawn.
+    xs: Vec<f64>,
+    /// The chart sample each point draws.
+    drawn: Vec<usize>,
+}
+
+impl Plot {
+    /// The axes for the chart samples at `times` and figures up to `top` bytes.
+    fn new(times: &[f64], top: f64) -> Plot {
+        let n = times.len();
         let (y_step, y_unit, y_end) = byte_ticks(top * 1.04);
 
         let (first, t1) = (
@@ -205,41 +288,56 @@ impl<'a> Page<'a> {
             first
         };
         let span = if flat { 1.0 } else { t1 - t0 };
-        let plot_w = CHART_W - MARGIN_L - MARGIN_R;
-        let plot_h = CHART_H - MARGIN_T - MARGIN_B;
-        let x_of = |t: f64| MARGIN_L + (t - t0) / span * plot_w;
-        let y_of = |v: f64| MARGIN_T + plot_h - (v / y_end).clamp(0.0, 1.05) * plot_h;
-        // The x of each point; with no time between the points, the last one fills the width.
-        let (xs, drawn): (Vec<f64>, Vec<usize>) = if flat {
-            (vec![MARGIN_L, MARGIN_L + plot_w], vec![n - 1, n - 1])
-        } else {
-            (times.iter().map(|&t| x_of(t)).collect(), (0..n).collect())
+        let mut plot = Plot {
+            t0,
+            span,
+            flat,
+            y_step,
+            y_unit,
+            y_end,
+            xs: Vec::new(),
+            drawn: Vec::new(),
         };
+        // The x of each point; with no time between the points, the last one fills the width.
+        (plot.xs, plot.drawn) = if flat {
+            (vec![MARGIN_L, MARGIN_L + PLOT_W], vec![n - 1, n - 1])
+        } else {
+            (
+                times.iter().map(|&t| plot.x_of(t)).collect(),
+                (0..n).collect(),
+            )
+        };
+        plot
+    }
 
-        out.push_str("<section id=\"timeline\">\n<h2>Live bytes per scope</h2>\n");
-        out.push_str("<div class=\"chart-wrap\" id=\"chart-wrap\">\n");
-        writeln!(
-            out,
-            "<svg id=\"chart\" class=\"chart\" viewBox=\"0 0 {CHART_W} {CHART_H}\" \
-             role=\"img\" aria-label=\"Live bytes per scope over time\">"
-        )?;
+    fn x_of(&self, t: f64) -> f64 {
+        MARGIN_L + (t - self.t0) / self.span * PLOT_W
+    }
+
+    fn y_of(&self, v: f64) -> f64 {
+        MARGIN_T + PLOT_H - (v / self.y_end).clamp(0.0, 1.05) * PLOT_H
+    }
+
+    /// The grid, the byte and time ticks, and the time axis's label.
+    fn axes(&self, out: &mut String) -> fmt::Result {
         // Grid and byte ticks.
         out.push_str("<g class=\"grid\">\n");
         let mut tick = 0.0;
-        while tick <= y_end + y_step * 0.001 {
-            let y = y_of(tick);
+        while tick <= self.y_end + self.y_step * 0.001 {
+            let y = self.y_of(tick);
             writeln!(
                 out,
                 "<line x1=\"{MARGIN_L}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/>\
                  <text class=\"ytick\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                MARGIN_L + plot_w,
+                MARGIN_L + PLOT_W,
                 MARGIN_L - 6.0,
                 y + 4.0,
-                byte_tick_label(tick, y_unit)
+                byte_tick_label(tick, self.y_unit)
             )?;
-            tick += y_step;
+            tick += self.y_step;
         }
         // Time ticks.
+        let (t0, span, flat) = (self.t0, self.span, self.flat);
         let t_step = time_step(span);
         let mut t = if flat {
             t0
@@ -249,16 +347,16 @@ impl<'a> Page<'a> {
         let mut ticks = 0;
         while t <= t0 + span + t_step * 0.001 && ticks < 100 {
             let x = if flat {
-                MARGIN_L + plot_w / 2.0
+                MARGIN_L + PLOT_W / 2.0
             } else {
-                x_of(t)
+                self.x_of(t)
             };
             writeln!(
                 out,
                 "<line class=\"xgrid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{MARGIN_T}\" \
                  y2=\"{:.1}\"/><text class=\"xtick\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
-                MARGIN_T + plot_h,
-                MARGIN_T + plot_h + 16.0,
+                MARGIN_T + PLOT_H,
+                MARGIN_T + PLOT_H + 16.0,
                 time_tick_label(t, t_step)
             )?;
             if flat {
@@ -271,25 +369,29 @@ impl<'a> Page<'a> {
             out,
             "<text class=\"axis-label\" x=\"{:.1}\" y=\"{:.1}\">time since the sampler \
              started</text>",
-            MARGIN_L + plot_w / 2.0,
+            MARGIN_L + PLOT_W / 2.0,
             CHART_H - 3.0
         )?;
         out.push_str("</g>\n");
+        Ok(())
+    }
 
-        // The stacked areas, the largest scope at the bottom.
+    /// The stacked areas, the largest scope at the bottom: each series between the tops of the
+    /// stack below it (`stack[k]`) and with it (`stack[k + 1]`).
+    fn areas(&self, out: &mut String, series: &[Series], stack: &[Vec<f64>]) -> fmt::Result {
         out.push_str("<g class=\"areas\">\n");
         for (k, s) in series.iter().enumerate() {
-            let mut d = String::with_capacity(drawn.len() * 24);
-            for (j, (&x, &i)) in xs.iter().zip(&drawn).enumerate() {
+            let mut d = String::with_capacity(self.drawn.len() * 24);
+            for (j, (&x, &i)) in self.xs.iter().zip(&self.drawn).enumerate() {
                 let _ = write!(
                     d,
                     "{}{x:.1} {:.1}",
                     if j == 0 { "M" } else { "L" },
-                    y_of(stack[k + 1][i])
+                    self.y_of(stack[k + 1][i])
                 );
             }
-            for (&x, &i) in xs.iter().zip(&drawn).rev() {
-                let _ = write!(d, "L{x:.1} {:.1}", y_of(stack[k][i]));
+            for (&x, &i) in self.xs.iter().zip(&self.drawn).rev() {
+                let _ = write!(d, "L{x:.1} {:.1}", self.y_of(stack[k][i]));
             }
             d.push('Z');
             let scope_attr = match &s.path {
@@ -305,21 +407,30 @@ impl<'a> Page<'a> {
             )?;
         }
         out.push_str("</g>\n");
+        Ok(())
+    }
 
-        // Budget limits within reach.
+    /// The budget's limits within reach (`near`) as dashed lines; the others, as text for a
+    /// note under the chart.
+    fn limit_lines(
+        &self,
+        out: &mut String,
+        limits: &[(Vec<&str>, u64)],
+        near: impl Fn(u64) -> bool,
+    ) -> Result<Vec<String>, fmt::Error> {
         let mut far = Vec::new();
-        for (names, bytes) in &limits {
+        for (names, bytes) in limits {
             let label = format!("{} limit", names.join(" = "));
             if near(*bytes) {
-                let y = y_of(*bytes as f64);
+                let y = self.y_of(*bytes as f64);
                 writeln!(
                     out,
                     "<g class=\"limit limit-{}\"><line x1=\"{MARGIN_L}\" x2=\"{:.1}\" \
                      y1=\"{y:.1}\" y2=\"{y:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\">{label} {}</text>\
                      </g>",
                     names.last().copied().unwrap_or("hard"),
-                    MARGIN_L + plot_w,
-                    MARGIN_L + plot_w - 4.0,
+                    MARGIN_L + PLOT_W,
+                    MARGIN_L + PLOT_W - 4.0,
                     y - 4.0,
                     human_bytes(*bytes)
                 )?;
@@ -327,11 +438,14 @@ impl<'a> Page<'a> {
                 far.push(format!("{label} {}", human_bytes(*bytes)));
             }
         }
+        Ok(far)
+    }
 
-        // The RSS on top.
+    /// The RSS on top, broken where a sample could not read it; whether any of it was drawn.
+    fn rss_line(&self, out: &mut String, rss: &[Option<f64>]) -> Result<bool, fmt::Error> {
         let mut d = String::new();
         let mut pen_down = false;
-        for (&x, &i) in xs.iter().zip(&drawn) {
+        for (&x, &i) in self.xs.iter().zip(&self.drawn) {
             match rss[i] {
                 Some(v) => {
                     // A line starts with a dot, so that a point between two unread samples
@@ -340,7 +454,7 @@ impl<'a> Page<'a> {
                         d,
                         "{}{x:.1} {:.1}{}",
                         if pen_down { "L" } else { "M" },
-                        y_of(v),
+                        self.y_of(v),
                         if pen_down { "" } else { "l0 0" }
                     );
                     pen_down = true;
@@ -354,60 +468,20 @@ impl<'a> Page<'a> {
                 "<path class=\"rss\" d=\"{d}\"><title>process RSS</title></path>"
             )?;
         }
-        writeln!(
-            out,
-            "<line id=\"cursor\" class=\"cursor\" x1=\"0\" x2=\"0\" y1=\"{MARGIN_T}\" \
-             y2=\"{:.1}\" visibility=\"hidden\"/>",
-            MARGIN_T + plot_h
-        )?;
-        writeln!(
-            out,
-            "<rect class=\"frame\" x=\"{MARGIN_L}\" y=\"{MARGIN_T}\" width=\"{plot_w:.1}\" \
-             height=\"{plot_h:.1}\"/>"
-        )?;
-        out.push_str("</svg>\n<div id=\"tooltip\" class=\"tooltip\" hidden></div>\n</div>\n");
+        Ok(!d.is_empty())
+    }
 
-        // The legend.
-        out.push_str("<ul class=\"legend\" id=\"legend\">\n");
-        for (k, s) in series.iter().enumerate() {
-            writeln!(
-                out,
-                "<li data-series=\"{k}\"><span class=\"swatch\" style=\"background:{}\"></span>\
-                 {} <span class=\"dim\">peak {}</span></li>",
-                s.color,
-                Esc(&s.label),
-                human_bytes(s.peak)
-            )?;
-        }
-        if !d.is_empty() {
-            out.push_str(
-                "<li class=\"rss-key\"><span class=\"swatch line\"></span>process RSS</li>\n",
-            );
-        }
-        out.push_str("</ul>\n");
-        if series.is_empty() {
-            out.push_str("<p class=\"note\">No scope held any bytes in this recording.</p>\n");
-        }
-        if !far.is_empty() {
-            writeln!(
-                out,
-                "<p class=\"note\">Budget: {}, off the chart (its top is {}).</p>",
-                Esc(&far.join(", ")),
-                byte_tick_label(y_end, y_unit)
-            )?;
-        }
-        if n < self.samples.len() {
-            writeln!(
-                out,
-                "<p class=\"note\">Drawn from {n} of the {} samples: each stretch of time \
-                 keeps its sample with the most live bytes.</p>",
-                self.samples.len()
-            )?;
-        }
-
-        // The figures for the cursor's tooltip.
+    /// The figures for the cursor's tooltip, as JSON for the page's script.
+    fn figures(
+        &self,
+        out: &mut String,
+        times: &[f64],
+        rss: &[Option<f64>],
+        series: &[Series],
+    ) -> fmt::Result {
+        let drawn = &self.drawn;
         out.push_str("<script type=\"application/json\" id=\"chart-data\">{\"x\":");
-        json_numbers(out, xs.iter().map(|&x| Some(x)));
+        json_numbers(out, self.xs.iter().map(|&x| Some(x)));
         out.push_str(",\"t\":");
         json_numbers(out, drawn.iter().map(|&i| Some(times[i])));
         out.push_str(",\"rss\":");
@@ -425,7 +499,27 @@ impl<'a> Page<'a> {
             json_numbers(out, drawn.iter().map(|&i| Some(s.values[i])));
             out.push('}');
         }
-        out.push_str("]}</script>\n</section>\n");
+        out.push_str("]}</script>\n");
         Ok(())
     }
+}
+
+/// The legend: each series' colour, label and peak, and the RSS's line where it is drawn.
+fn legend(out: &mut String, series: &[Series], rss_drawn: bool) -> fmt::Result {
+    out.push_str("<ul class=\"legend\" id=\"legend\">\n");
+    for (k, s) in series.iter().enumerate() {
+        writeln!(
+            out,
+            "<li data-series=\"{k}\"><span class=\"swatch\" style=\"background:{}\"></span>\
+             {} <span class=\"dim\">peak {}</span></li>",
+            s.color,
+            Esc(&s.label),
+            human_bytes(s.peak)
+        )?;
+    }
+    if rss_drawn {
+        out.push_str("<li class=\"rss-key\"><span class=\"swatch line\"></span>process RSS</li>\n");
+    }
+    out.push_str("</ul>\n");
+    Ok(())
 }
