@@ -7,8 +7,8 @@
 //! - [`Reconciliation::capture`] puts the ledger beside jemalloc's stats ([`AllocatorStats`]), the
 //!   process's RSS ([`ProcessMemory`]) and its cgroup ([`CgroupMemory`]), and names and sizes
 //!   every gap between those layers ([`GapKind`]); what nothing explains is shown as the
-//!   remainder. Under `Ledger<Jemalloc>` with scope arenas (the default on Linux) it also lists jemalloc's figures for each scope's
-//!   arena ([`ScopeArena`]).
+//!   remainder. Under `Ledger<Jemalloc>` with scope arenas (the default on Linux) it also lists
+//!   jemalloc's figures for each scope's arena ([`ScopeArena`]).
 //! - A [`Sampler`] does that on an interval in a background thread and streams [`Event`]s: each
 //!   tick's [`Sample`] (snapshot, reconciliation, growth rates, suspected leaks and a [`Status`]
 //!   against a [`Budget`]), level changes, suspected leaks and failed readings. It keeps a

@@ -10,7 +10,7 @@ use crate::sampling::point::{MAX_RATE, MIN_RATE};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// A scope could not be registered: the table of [`MAX_SCOPES`](crate::MAX_SCOPES) ids is
+    /// A scope could not be registered: the table of [`MAX_SCOPES`] ids is
     /// full.
     ScopeTableFull {
         /// The scope's path.
@@ -18,8 +18,8 @@ pub enum Error {
     },
     /// A scope limit was asked for, but the crate was built without the `enforce` feature.
     EnforcementNotBuilt,
-    /// A sampling rate outside [`MIN_RATE`](crate::sampling::MIN_RATE) to
-    /// [`MAX_RATE`](crate::sampling::MAX_RATE) (0, which switches sampling off, excepted).
+    /// A sampling rate outside [`MIN_RATE`] to
+    /// [`MAX_RATE`] (0, which switches sampling off, excepted).
     SampleRate {
         /// The rate asked for, in bytes.
         rate: u64,

@@ -194,14 +194,13 @@ pub use crate::units::HumanBytes;
 ///   its new blocks, as do layouts aligned to more than 16 (or to 16 below 16 bytes).
 #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
 pub mod arenas {
-    pub use crate::owner::arena::{
-        ArenaUsage, ScopeArenaIndex, CHUNK_SIZE, FRONT_BYTES, MAX_ARENAS, REGION_SIZE,
-    };
+    pub use crate::owner::arena::usage::{ArenaUsage, ScopeArenaIndex};
+    pub use crate::owner::arena::{CHUNK_SIZE, FRONT_BYTES, MAX_ARENAS, REGION_SIZE};
 
     /// What the arenas hold: arenas, caches, thread tables, chunks, live blocks and the front
     /// caches' bytes.
     pub fn usage() -> ArenaUsage {
-        crate::owner::arena::usage(crate::thread::slab::for_each_arenas)
+        crate::owner::arena::usage::usage(crate::thread::slab::for_each_arenas)
     }
 
     /// Every arena made so far, with the scope it serves and jemalloc's index for it
@@ -209,7 +208,7 @@ pub mod arenas {
     /// statistics for each: they cover the scope's arena blocks only, since its blocks with a
     /// trailer live in jemalloc's ordinary arenas.
     pub fn list() -> Vec<ScopeArenaIndex> {
-        crate::owner::arena::list()
+        crate::owner::arena::usage::list()
     }
 }
 pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard, ScopeHandle};
@@ -267,19 +266,19 @@ pub mod __private {
     /// tag). For the reconciliation.
     pub fn blocks_without_trailer() -> u64 {
         crate::books::shared::untagged_blocks()
-            + crate::owner::arena::live_blocks(crate::thread::slab::for_each_arenas)
+            + crate::owner::arena::usage::live_blocks(crate::thread::slab::for_each_arenas)
     }
 
     /// jemalloc's index of every scope arena made so far, without their scopes' paths (which take
     /// the registry's lock). Empty without the `arenas` feature. For the reconciliation.
     pub fn arena_indexes() -> Vec<u32> {
-        crate::owner::arena::indexes()
+        crate::owner::arena::usage::indexes()
     }
 
     /// Every scope arena made so far: the scope's path and jemalloc's index of the arena. Empty
     /// without the `arenas` feature. For the reconciliation.
     pub fn scope_arenas() -> Vec<(String, u32)> {
-        crate::owner::arena::list()
+        crate::owner::arena::usage::list()
             .into_iter()
             .map(|arena| (arena.scope, arena.jemalloc_index))
             .collect()

@@ -204,9 +204,9 @@ pub fn snapshot() -> Snapshot {
     registry::with_registry(|registry| {
         let metas = registry.scopes();
         let n = metas.len();
-        let mut paths = registry.paths().into_iter();
         let mut totals = vec![Totals::default(); n];
         let usage = read_totals(n, &mut totals);
+        let mut paths = registry.paths().into_iter();
         let mut scopes: Vec<ScopeStats> = Vec::with_capacity(n);
         let mut parents = Vec::with_capacity(n);
         let mut clamped = Vec::new();

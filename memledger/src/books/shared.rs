@@ -51,7 +51,7 @@ pub(crate) fn exact(scope: ScopeId) -> bool {
 }
 
 /// Puts a scope that no cell has booked to yet in exact mode: a new id, whose cells are all
-/// still empty, so that no thread needs telling. (`crate::thread::set_exact` changes the mode of
+/// still empty, so that no thread needs telling. (`crate::thread::cold::set_exact` changes the mode of
 /// a scope in use.)
 pub(crate) fn set_new_scope_exact(scope: ScopeId) {
     slot(scope).set_exact(true);
@@ -73,7 +73,7 @@ fn limited(scope: ScopeId) -> Option<&'static ScopeSlot> {
 /// Adds `bytes` to the shared total of `scope` if that keeps it within its enforced limit.
 ///
 /// `Ok(None)`: the scope has no limit, book as usual. `Ok(Some(total))`: the bytes were added,
-/// taking the total to `total`; book the operation with `crate::thread::book_reserved`, or give
+/// taking the total to `total`; book the operation with `crate::thread::cold::book_reserved`, or give
 /// the bytes back with [`unreserve`]. See [`ScopeSlot::reserve`].
 #[cold]
 #[inline(never)]

@@ -5,7 +5,7 @@
 //!
 //! - A block of up to 16 KiB, and a larger one that fills its size class (so that a trailer would
 //!   push it into the next class), lives in its scope's arena and carries nothing. An allocation
-//!   of up to 16 KiB pops a block from the thread's front cache ([`Front`]) when it has one of
+//!   of up to 16 KiB pops a block from the thread's front cache ([`Front`](arena::Front)) when it has one of
 //!   that class and arena, and otherwise calls `mallocx` with the thread's explicit cache for the
 //!   arena. A free finds the block in the arenas' address region (one subtraction and
 //!   comparison) and its owner in the chunk table (two loads), then pushes it on the front cache,

@@ -1,4 +1,4 @@
-//! The wrapper allocator: `Ledger<A>`, its trailer path (here) and its arena path (`arena.rs`).
+//! The wrapper allocator: `Ledger<A>`, its trailer path (here) and its arena path (`arena_path.rs`).
 //!
 //! The top of the allocation path: it looks the thread's cell up in the thread-local state
 //! ([`crate::thread::state`]), books against it, and calls the owner mechanism and the inner
@@ -525,7 +525,7 @@ impl<A: GlobalAlloc> Ledger<A> {
 //   block of the class (`arena::arena_class`); a resize in the arena passes the alignment flag
 //   where the new size needs it. The two kinds are told apart by address, as arena blocks lie in
 //   the arenas' reserved region, which jemalloc's other arenas never use (see
-//   `owner::arena::ledger`);
+//   `ledger::arena_path`);
 // - the booking never unwinds: the counter code contains no panicking operation and no
 //   allocation through the global allocator.
 // The methods are `inline(always)`: the booking is a few instructions around the inner call, and

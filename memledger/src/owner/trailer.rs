@@ -7,9 +7,9 @@
 //!
 //! Everything that knows where the trailer lives is in this module. The books do not depend on
 //! it: they take the owner as a [`ScopeId`] from whichever strategy found it. The other strategy,
-//! the arenas (`owner/arena/`), does reach into the books: its per-thread tables ride in each
-//! counter slab (`owner::ThreadTables` in `books::cells::Slab`), so that they pass to the next
-//! thread with the slab.
+//! the arenas (`owner/arena/`), keeps a part per thread (`ThreadArenas`), which the composition
+//! point (`crate::thread`) carries in each counter slab, so that it passes to the next thread
+//! with the slab.
 
 use core::alloc::Layout;
 

@@ -24,7 +24,7 @@
 //! sample is taken in the crate's own scope, while a sample is being recorded, or once a thread
 //! has given its counters back at exit.
 //!
-//! Symbols are not resolved here: [`sites`] gives return addresses, and
+//! Symbols are not resolved here: [`sites()`] gives return addresses, and
 //! `memledger_monitor::profile` resolves them (with a cache), exports pprof and folded stacks,
 //! and compares profiles.
 //!
@@ -68,9 +68,9 @@ pub use crate::sampling::table::{LIVE_LIMIT, STACK_LIMIT};
 ///
 /// # Errors
 ///
-/// - [`Error::SampleRate`](crate::Error::SampleRate) for a rate between 1 and [`MIN_RATE`] - 1
+/// - [`Error::SampleRate`] for a rate between 1 and [`MIN_RATE`] - 1
 ///   or above [`MAX_RATE`];
-/// - [`Error::SamplingNotBuilt`](crate::Error::SamplingNotBuilt) for a non-zero rate when the
+/// - [`Error::SamplingNotBuilt`] for a non-zero rate when the
 ///   crate was built without the `sampling` feature.
 pub fn set_rate(bytes: u64) -> Result<(), Error> {
     if bytes != 0 && !cfg!(feature = "sampling") {

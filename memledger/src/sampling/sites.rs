@@ -28,8 +28,8 @@ pub struct Site {
     /// Return addresses, innermost first, beginning in the allocator (the frames of
     /// `__rust_alloc` and the ledger); empty for the samples whose stack found no room.
     pub frames: Vec<usize>,
-    /// The stack was cut: deeper than [`MAX_DEPTH`], or stopped at a frame whose size varies
-    /// between calls (see [`StackWalk`]), or not kept at all (no frames).
+    /// The stack was cut: deeper than [`MAX_DEPTH`](super::MAX_DEPTH), or stopped at a frame whose size varies
+    /// between calls (see [`StackWalk`](super::StackWalk)), or not kept at all (no frames).
     pub truncated: bool,
     /// What the site's live sampled blocks stand for.
     pub live: Estimate,
@@ -47,13 +47,13 @@ pub struct SamplingUsage {
     pub live_samples: u64,
     /// Distinct (scope, stack) pairs kept.
     pub stacks: u64,
-    /// Samples not kept because all [`LIVE_LIMIT`] records were taken.
+    /// Samples not kept because all [`LIVE_LIMIT`](super::LIVE_LIMIT) records were taken.
     pub dropped_samples: u64,
     /// Bytes the tables hold, booked to the crate's own scope
     /// ([`OWN_SCOPE`](crate::OWN_SCOPE)).
     pub table_bytes: u64,
     /// Stacks captured by the unwinder, by frame sizes it taught, and by frame pointers (see
-    /// [`StackWalk`]): the unwinder costs about a hundred times more per frame.
+    /// [`StackWalk`](super::StackWalk)): the unwinder costs about a hundred times more per frame.
     pub walks: (u64, u64, u64),
 }
 

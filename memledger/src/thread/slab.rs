@@ -2,7 +2,6 @@
 //! when the thread exits, and the readers' walk over all of them.
 
 use core::alloc::GlobalAlloc;
-use core::ptr;
 
 use crate::books::cells::Totals;
 use crate::books::id::MAX_SCOPES;
@@ -21,7 +20,10 @@ static SLABS: SlabList<ThreadParts> = unsafe { zeroed() };
 #[cold]
 pub(crate) fn acquire<A: GlobalAlloc>(inner: &A) -> Option<&'static ThreadSlab> {
     let slab = SLABS.take_free().or_else(|| new_slab(inner))?;
-    if !state::hold(slab) {
+    // SAFETY:
+    // - `take_free` claimed the slab, or `push` gave a new one to this thread: nobody else holds
+    //   it.
+    if !unsafe { state::hold(slab) } {
         release(slab);
         return None;
     }
@@ -79,7 +81,7 @@ fn map_zeroed_slab() -> Option<*mut ThreadSlab> {
     //   memory; its pages read as zeros and are page-aligned (more than a slab needs).
     let base = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            core::ptr::null_mut(),
             length,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -111,7 +113,7 @@ pub(crate) fn for_each_parts(mut f: impl FnMut(&ThreadParts)) {
 }
 
 /// Calls `f` with the scope arenas' part of every slab ever made: how the arenas' readers walk
-/// the threads' tables (`crate::owner::arena::EachTable`).
+/// the threads' tables (`crate::owner::arena::usage::EachTable`).
 pub(crate) fn for_each_arenas(f: &mut dyn FnMut(&ThreadArenas)) {
     for_each_parts(|parts| f(&parts.arenas));
 }

@@ -174,7 +174,13 @@ pub(crate) fn never_held() -> bool {
 
 /// Points this thread's state at `slab`, which it now holds; `false` if the thread-local is gone
 /// (nothing changed).
-pub(crate) fn hold(slab: &'static ThreadSlab) -> bool {
+///
+/// # Safety
+///
+/// - the calling thread claimed `slab` (`SlabList::take_free` or `SlabList::push`) and no other
+///   thread holds it: from now on this thread's hot path writes its cells and its parts with
+///   plain stores.
+pub(crate) unsafe fn hold(slab: &'static ThreadSlab) -> bool {
     STATE
         .try_with(|s| {
             s.slab.set(slab);

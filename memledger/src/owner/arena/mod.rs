@@ -12,7 +12,8 @@
 //! freeing and resizing arena blocks. Beside it: `class.rs` (jemalloc's size classes, which blocks
 //! go to an arena), `region.rs` (the reserved region, its chunks and the extent hooks), `thread.rs`
 //! (each thread's explicit caches and front cache) and `usage.rs` (what the arenas hold, for
-//! readers). The arena path of `Ledger`, the `GlobalAlloc`, is `crate::ledger::arena`.
+//! readers; it sits above the thread state and the registry, so nothing here imports it). The arena
+//! path of `Ledger`, the `GlobalAlloc`, is `crate::ledger::arena_path`.
 //!
 //! Every function that uses a thread's caches takes them as a parameter (`Option<&ThreadArenas>`:
 //! `None` for a thread without a slab); the thread's state (`crate::thread`) and the ledger pass
@@ -65,7 +66,7 @@ use crate::books::id::{ScopeId, MAX_SCOPES};
 mod class;
 mod region;
 mod thread;
-mod usage;
+pub(crate) mod usage;
 
 pub(crate) use class::{arena_class, bin_size, BIG};
 pub(crate) use region::region_offset;
@@ -74,8 +75,6 @@ pub use region::{CHUNK_SIZE, REGION_SIZE};
 pub use thread::FRONT_BYTES;
 use thread::{count, tcache_flag, TCACHE_LIMIT};
 pub(crate) use thread::{release_thread, Front, ThreadArenas, COLD_FRONT};
-pub(crate) use usage::{indexes, list, live_blocks, usage};
-pub use usage::{ArenaUsage, ScopeArenaIndex};
 
 /// Whether `A` is jemalloc, over which a ledger may keep scope arenas. Folded at compile time.
 #[inline(always)]

@@ -45,35 +45,38 @@ pub(crate) unsafe fn free_if_arena_block(
 /// Gives the exiting thread's tables back: there are none.
 pub(crate) fn release_thread(_arenas: &ThreadArenas) {}
 
-/// How readers are handed every thread's tables (see the arenas' `usage.rs`).
-pub(crate) type EachTable<'a> = &'a mut dyn FnMut(&ThreadArenas);
-
-/// Live blocks in the arenas: none.
-pub(crate) fn live_blocks(_for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
-    0
-}
-
-/// jemalloc's index of every arena made so far: none.
-pub(crate) fn indexes() -> Vec<u32> {
-    Vec::new()
-}
-
-/// Which arena holds which scope's blocks: none are made here.
-pub(crate) struct ScopeArenaIndex {
-    /// The scope's path.
-    pub scope: String,
-    /// jemalloc's index of the arena.
-    pub jemalloc_index: u32,
-}
-
-/// Every arena made so far: none.
-pub(crate) fn list() -> Vec<ScopeArenaIndex> {
-    Vec::new()
-}
-
 /// Whether `A` is an allocator over which a ledger keeps scope arenas: none here.
 #[inline(always)]
 #[allow(clippy::extra_unused_type_parameters)] // The same signature as with the arenas.
 pub(crate) fn is_jemalloc<A: 'static>() -> bool {
     false
+}
+
+/// What the arenas hold, for readers: nothing.
+pub(crate) mod usage {
+    /// How readers are handed every thread's tables (see the arenas' `usage.rs`).
+    pub(crate) type EachTable<'a> = &'a mut dyn FnMut(&super::ThreadArenas);
+
+    /// Live blocks in the arenas: none.
+    pub(crate) fn live_blocks(_for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
+        0
+    }
+
+    /// jemalloc's index of every arena made so far: none.
+    pub(crate) fn indexes() -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Which arena holds which scope's blocks: none are made here.
+    pub(crate) struct ScopeArenaIndex {
+        /// The scope's path.
+        pub scope: String,
+        /// jemalloc's index of the arena.
+        pub jemalloc_index: u32,
+    }
+
+    /// Every arena made so far: none.
+    pub(crate) fn list() -> Vec<ScopeArenaIndex> {
+        Vec::new()
+    }
 }

@@ -60,7 +60,7 @@ pub(super) static CARVER: Mutex<Carver> = Mutex::new(Carver {
     free: [(0, 0); MAX_ARENAS],
 });
 
-/// Chunks handed out, for [`usage`] (read without the lock).
+/// Chunks handed out, for [`usage`](super::usage) (read without the lock).
 pub(super) static CHUNKS_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// The slot of the arena being made, whose hooks run before its index is known.

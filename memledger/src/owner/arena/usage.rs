@@ -83,15 +83,20 @@ pub(crate) fn indexes() -> Vec<u32> {
 /// `memledger::arenas::list` gives it.
 pub(crate) fn list() -> Vec<ScopeArenaIndex> {
     let arenas = arenas();
-    registry::with_registry(|registry| {
+    let paths: Vec<String> = registry::with_registry(|registry| {
         arenas
-            .into_iter()
-            .map(|(_, index, scope)| ScopeArenaIndex {
-                scope: registry.path(scope),
-                jemalloc_index: index,
-            })
+            .iter()
+            .map(|&(_, _, scope)| registry.path(scope))
             .collect()
-    })
+    });
+    arenas
+        .into_iter()
+        .zip(paths)
+        .map(|((_, index, _), scope)| ScopeArenaIndex {
+            scope,
+            jemalloc_index: index,
+        })
+        .collect()
 }
 
 /// Which jemalloc arena holds the arena blocks of which scope (see `memledger::arenas::list`).
