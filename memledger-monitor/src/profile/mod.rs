@@ -695,7 +695,11 @@ impl Profile {
     /// pyroscope and speedscope: sample types `live_bytes`, `live_blocks`, `allocated_bytes`
     /// and `allocated_blocks` (estimates, in bytes and counts), one sample per site, with the
     /// scope as the label `scope` and as the outermost frame (`[scope <path>]`), so that
-    /// `pprof -top` and flame graphs split by scope too.
+    /// `pprof -top` and flame graphs split by scope too. Function names drop generic arguments
+    /// and qualified paths' brackets, which pprof would cut out as C++ templates
+    /// (`alloc::vec::Vec as core::clone::Clone::clone`); system names are the whole demangled
+    /// names. The main binary is the first mapping; a build without line tables gets a comment
+    /// saying so.
     pub fn to_pprof(&self) -> Vec<u8> {
         pprof::encode(self)
     }

@@ -266,8 +266,7 @@ pub(crate) fn readable_name(full: &str) -> String {
     // arguments (dropped, with everything nested in them).
     let mut open: Vec<bool> = Vec::new();
     let mut dropped = 0usize;
-    let mut chars = full.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
+    for (at, c) in full.char_indices() {
         match c {
             '<' if dropped > 0 => {
                 open.push(false);
@@ -290,11 +289,8 @@ pub(crate) fn readable_name(full: &str) -> String {
                 }
             }
             // The arrow of `fn() -> T` closes nothing.
-            '>' if full[..at].ends_with('-') => {
-                if dropped == 0 {
-                    out.push(c);
-                }
-            }
+            '>' if full[..at].ends_with('-') && dropped == 0 => out.push(c),
+            '>' if full[..at].ends_with('-') => {}
             '>' => match open.pop() {
                 Some(true) => {}
                 Some(false) => dropped -= 1,
