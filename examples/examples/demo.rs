@@ -662,6 +662,9 @@ fn main() {
                 site.label()
             );
         }
+        if profile.missing_line_tables {
+            println!("  note: {}", memledger_monitor::LINE_TABLES_NOTE);
+        }
     }
     let pprof_path = options.out.join("profile.pb.gz");
     let folded_path = options.out.join("profile.folded");

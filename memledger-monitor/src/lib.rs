@@ -69,6 +69,7 @@ pub use crate::json::{from_json, to_json};
 #[cfg(feature = "profile")]
 pub use crate::profile::{
     profile, Estimate, Frame, Profile, ProfileUsage, ProfileValue, ScopeProfile, Site,
+    LINE_TABLES_NOTE, NO_PROGRAM_FRAME,
 };
 pub use crate::reconcile::allocator::{AllocatorStats, AllocatorStatsUnavailable};
 pub use crate::reconcile::process::{physical_memory, CgroupMemory, ProcessMemory, ReadError};

@@ -3,6 +3,11 @@
 //! The encoder writes the format by hand, so a wrong field number or a dangling id would go
 //! unnoticed by any test that only reads its own output.
 //!
+//! Names must reach people whole: pprof cuts `<...>` out of a name it takes for demangled C++,
+//! so each function's `name` is written without them and its `system_name` keeps the whole
+//! demangled name. A copy of this test binary stripped of its debug information stands for a
+//! release build without line tables, whose profile must say so and how to fix it.
+//!
 //! The workload is known: 16 MiB live in 8 KiB blocks, allocated in one scope from one function,
 //! sampled at 64 KiB. A block is sampled with probability `p = 1 - exp(-8192 / 65536)`, about
 //! 0.118, so some 240 samples are expected and the estimate's standard error is about 6 % of the
@@ -292,6 +297,82 @@ fn pprof_decodes_with_consistent_ids_and_the_known_estimate() {
             l.id
         );
     }
+    // Names: pprof shows `name`, which keeps a qualified path's type and trait without the
+    // brackets it would cut out; `system_name` is the whole demangled name the profile holds.
+    let demangled: HashSet<String> = known
+        .profile
+        .scopes
+        .iter()
+        .flat_map(|s| &s.sites)
+        .flat_map(|site| &site.frames)
+        .map(|f| f.function.to_string())
+        .collect();
+    let mut qualified = 0;
+    for f in &p.function {
+        let name = string(&p, f.name, "function name");
+        let system = string(&p, f.system_name, "function system name");
+        if system.is_empty() {
+            // The scope's frame and placeholders are no function of the binary.
+            assert!(name.starts_with(['[', '(']), "{name:?} has no system name");
+            continue;
+        }
+        assert!(
+            demangled.contains(&system),
+            "system name {system:?} is not a function of the profile"
+        );
+        assert!(
+            !name.contains(['<', '>']) || name.contains("->"),
+            "{name:?} (of {system:?}) has brackets pprof would cut out"
+        );
+        assert!(!name.starts_with("::"), "{name:?} lost its path");
+        if system.starts_with('<') && system.contains(" as ") {
+            qualified += 1;
+            let (ty, _) = system[1..].split_once(" as ").unwrap();
+            let ty = ty.split('<').next().unwrap();
+            assert!(
+                name.starts_with(ty) && name.contains(" as "),
+                "{name:?} lost the type or the trait of {system:?}"
+            );
+        }
+    }
+    assert!(
+        qualified > 0,
+        "no `<Type as Trait>::method` in the profile to check: {demangled:?}"
+    );
+
+    // The main binary is the first mapping, named, with its functions, files and lines given.
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    let main = p.mapping.first().expect("a mapping for the main binary");
+    assert_eq!(main.id, 1);
+    assert_eq!(string(&p, main.filename, "mapping file"), exe);
+    assert!(main.has_functions && main.has_filenames && main.has_line_numbers);
+    if cfg!(target_os = "linux") {
+        assert!(main.memory_start < main.memory_limit, "{main:?}");
+        let known_site = p
+            .location
+            .iter()
+            .filter(|l| {
+                l.line
+                    .iter()
+                    .any(|line| functions[&line.function_id].ends_with("pprof_known_site"))
+            })
+            .collect::<Vec<_>>();
+        assert!(!known_site.is_empty());
+        for l in known_site {
+            assert_eq!(
+                l.mapping_id, 1,
+                "a location of the binary's own code: {l:?}"
+            );
+            assert!((main.memory_start..main.memory_limit).contains(&l.address));
+        }
+    }
+    assert!(
+        p.comment.is_empty(),
+        "a note on a build with line tables: {:?}",
+        p.comment
+    );
+    assert!(!known.profile.missing_line_tables);
+
     let location_names = |l: &proto::Location| -> Vec<&str> {
         l.line
             .iter()
@@ -431,7 +512,13 @@ fn go_tool_pprof_reads_the_profile() {
     // Go's caches and pprof's own files go into the folder, and nothing is fetched: the tool
     // is part of the toolchain and reads a local file.
     let output = Command::new("go")
-        .args(["tool", "pprof", "-top", "-sample_index=live_bytes"])
+        .args([
+            "tool",
+            "pprof",
+            "-top",
+            "-nodecount=1000",
+            "-sample_index=live_bytes",
+        ])
         .arg(&file)
         .env("HOME", &dir)
         .env("GOPATH", dir.join("gopath"))
@@ -458,5 +545,126 @@ fn go_tool_pprof_reads_the_profile() {
         stdout.contains(&format!("[scope {SCOPE}]")),
         "go tool pprof -top does not list the scope's frame:\n{stdout}\n{stderr}"
     );
+    // pprof names the binary, and shows whole names: none cut down to `::method`.
+    let exe = std::env::current_exe().unwrap();
+    let exe_name = exe.file_name().unwrap().to_string_lossy();
+    assert!(
+        stdout.contains(&format!("File: {exe_name}")),
+        "go tool pprof does not name the binary:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("Main binary filename not available"),
+        "{stderr}"
+    );
+    let cut: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .is_some_and(|name| name.starts_with("::"))
+        })
+        .collect();
+    assert!(cut.is_empty(), "names pprof cut down:\n{}", cut.join("\n"));
+    assert!(
+        stdout.contains(" as "),
+        "no `Type as Trait::method` name in go tool pprof -top:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The environment variable that makes `stripped_child` run, naming the file its pprof goes to.
+const STRIPPED_CHILD: &str = "MEMLEDGER_PPROF_STRIPPED_CHILD";
+
+/// What a copy of this binary without debug information reports: run by the test below.
+#[test]
+#[ignore = "run by a_build_without_line_tables_says_so, in a copy of this binary without debug \
+            information"]
+fn stripped_child() {
+    let Some(out) = std::env::var_os(STRIPPED_CHILD) else {
+        panic!("{STRIPPED_CHILD} is not set: this test is run by another, in a stripped copy");
+    };
+    let profile = &known().profile;
+    std::fs::write(out, profile.to_pprof()).unwrap();
+    let scope = profile.scope(SCOPE).expect("the workload's scope");
+    println!(
+        "stripped-child missing_line_tables={}",
+        profile.missing_line_tables
+    );
+    println!("stripped-child label={}", scope.sites[0].label());
+    println!("{profile}");
+}
+
+/// A release build without line tables (Cargo's default) resolves functions but no file or
+/// line. A copy of this binary with its debug information stripped stands for one: its profile,
+/// its text and its pprof say so once, with the line of `Cargo.toml` that fixes it.
+#[test]
+fn a_build_without_line_tables_says_so() {
+    let dir = temp_dir("stripped");
+    let copy = dir.join("pprof-stripped");
+    let stripped = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(std::env::current_exe().unwrap())
+        .arg(&copy)
+        .status();
+    match stripped {
+        Ok(status) if status.success() => {}
+        other => {
+            if std::env::var_os("MEMLEDGER_REQUIRE_GO").is_some() {
+                panic!("objcopy --strip-debug failed: {other:?}");
+            }
+            println!("objcopy not found ({other:?}): the stripped build's check is skipped");
+            return;
+        }
+    }
+    let pprof_file = dir.join("stripped.pb.gz");
+    let output = Command::new(&copy)
+        .args(["stripped_child", "--exact", "--ignored", "--nocapture"])
+        .env(STRIPPED_CHILD, &pprof_file)
+        .output()
+        .expect("the stripped copy runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the stripped copy failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("stripped-child missing_line_tables=true"),
+        "the profile of a binary without line tables does not say so:\n{stdout}"
+    );
+    // The site is named after the program's own function, without a file.
+    assert!(
+        stdout.contains("stripped-child label=pprof::pprof_known_site\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(memledger_monitor::LINE_TABLES_NOTE).count(),
+        1,
+        "the text says it once:\n{stdout}"
+    );
+    assert!(memledger_monitor::LINE_TABLES_NOTE
+        .contains("`debug = \"line-tables-only\"` (or `debug = 1`) under `[profile.release]`"));
+
+    let raw = gunzip(&std::fs::read(&pprof_file).unwrap());
+    let p = <proto::Profile as prost::Message>::decode(raw.as_slice()).unwrap();
+    let comments: Vec<String> = p
+        .comment
+        .iter()
+        .map(|&c| string(&p, c, "comment"))
+        .collect();
+    assert_eq!(
+        comments,
+        [format!(
+            "memledger: {}",
+            memledger_monitor::LINE_TABLES_NOTE
+        )]
+    );
+    let main = p.mapping.first().expect("a mapping for the main binary");
+    assert_eq!(
+        string(&p, main.filename, "mapping file"),
+        copy.display().to_string()
+    );
+    assert!(main.has_functions && !main.has_filenames && !main.has_line_numbers);
     let _ = std::fs::remove_dir_all(&dir);
 }

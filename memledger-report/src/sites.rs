@@ -87,6 +87,16 @@ impl Page<'_> {
                  and the page compares the last one with the first.</p>\n",
             );
         }
+        if profile.missing_line_tables {
+            // Once for the whole section: every site's name is as rough for the same reason.
+            out.push_str(
+                "<p class=\"note\">The program was built without line tables, so sites name \
+                 functions without files or lines, and functions inlined into their callers are \
+                 not seen (a site with none of the program's own frames left says so). Add \
+                 <code>debug = \"line-tables-only\"</code> (or <code>debug = 1</code>) under \
+                 <code>[profile.release]</code> in <code>Cargo.toml</code>.</p>\n",
+            );
+        }
         if profile.usage.dropped_samples > 0 {
             writeln!(
                 out,

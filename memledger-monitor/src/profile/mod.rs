@@ -87,24 +87,26 @@ pub struct Site {
 }
 
 impl Site {
-    /// The innermost frame outside the standard library's collections, where the site is best
-    /// named (`alloc::vec`, `alloc::raw_vec`, `hashbrown`... are skipped): the function that
-    /// asked for the memory.
+    /// The innermost frame of the program's own code, where the site is best named: the
+    /// function that asked for the memory. Frames of the standard library (`alloc::vec`,
+    /// `alloc::raw_vec`, `hashbrown`...) and of the runtime around the program (thread and
+    /// process start, the test harness, closure shims, the allocator: see [`Frame::is_program`])
+    /// are looked past; `None` when the stack holds no frame of the program, as when a build
+    /// without line tables inlined the program's functions into the runtime's.
     pub fn caller(&self) -> Option<&Frame> {
-        self.frames
-            .iter()
-            .find(|f| !is_library_frame(&f.function))
-            .or(self.frames.first())
+        self.frames.iter().find(|f| f.is_program())
     }
 
     /// The site's name for people: its caller, with its file and line; `(other sites)` for the
     /// sites a trimmed profile merged ([`Profile::trimmed`]), `(unknown site)` for samples
-    /// whose stack was not kept.
+    /// whose stack was not kept, and [`NO_PROGRAM_FRAME`] for a stack without a frame of the
+    /// program.
     pub fn label(&self) -> String {
         match self.caller() {
             Some(frame) => frame.to_string(),
-            None if !self.truncated => "(other sites)".to_string(),
-            None => "(unknown site)".to_string(),
+            None if self.frames.is_empty() && !self.truncated => "(other sites)".to_string(),
+            None if self.frames.is_empty() => "(unknown site)".to_string(),
+            None => NO_PROGRAM_FRAME.to_string(),
         }
     }
 
@@ -114,6 +116,93 @@ impl Site {
         key.dedup();
         key
     }
+}
+
+/// The label of a site whose stack holds no frame of the program's own code.
+pub const NO_PROGRAM_FRAME: &str = "(no frame of the program resolved)";
+
+impl Frame {
+    /// Whether the frame is the program's own code: resolved, and neither the standard
+    /// library's (`alloc::raw_vec::finish_grow`, `<alloc::vec::Vec<T> as
+    /// core::clone::Clone>::clone`) nor the runtime's around the program (`start_thread`,
+    /// `clone3`, `std::rt::lang_start`, `test::__rust_begin_short_backtrace`, `FnOnce::call_once`
+    /// shims, the allocator's own frames). The crates the program depends on count as its own.
+    pub fn is_program(&self) -> bool {
+        !is_library_frame(&self.function) && !is_runtime_frame(&self.function)
+    }
+}
+
+/// The frames of the runtime around the program, which no site is named after: where a stack
+/// shows only these and the library's, a build without line tables inlined the program's own
+/// functions into them, and naming them would put every site at `start_thread`.
+fn is_runtime_frame(function: &str) -> bool {
+    // C functions of thread and process start (glibc, musl, Apple's and Windows' libraries),
+    // the allocators' entry points, and `??` for an address no symbol covers.
+    const NAMES: [&str; 25] = [
+        "??",
+        "_start",
+        "main",
+        "__libc_start_main",
+        "__libc_start_main_impl",
+        "__libc_start_call_main",
+        "start_thread",
+        "thread_start",
+        "_pthread_start",
+        "clone",
+        "clone3",
+        "__clone",
+        "__clone3",
+        "__thread_start",
+        "BaseThreadInitThunk",
+        "RtlUserThreadStart",
+        "mainCRTStartup",
+        "malloc",
+        "calloc",
+        "realloc",
+        "free",
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "__rust_try",
+    ];
+    // The runtime's Rust: process and thread start, unwinding guards, the test harness, the
+    // global allocator's shims, the ledger and jemalloc.
+    const PREFIXES: [&str; 16] = [
+        "std::rt::",
+        "std::panicking::",
+        "std::panic::",
+        "std::thread::",
+        "std::sys::",
+        "std::sys_common::",
+        "test::",
+        "core::ops::function::",
+        "memledger::",
+        "tikv_jemallocator::",
+        "__rust_",
+        "__rg_",
+        "__rdl_",
+        "_rjem_",
+        "_Unwind_",
+        "__rustc::",
+    ];
+    if NAMES.contains(&function) || PREFIXES.iter().any(|p| function.starts_with(p)) {
+        return true;
+    }
+    // `<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once` and a
+    // closure's `<app::main::{{closure}} as core::ops::function::FnOnce<()>>::call_once`: the
+    // shims that call a closure, whose own frame follows where there are line tables.
+    // `<memledger::ledger::Ledger<A> as core::alloc::global::GlobalAlloc>::alloc`: the
+    // runtime's type, whatever the trait.
+    function
+        .strip_prefix('<')
+        .and_then(|f| f.split_once(" as "))
+        .is_some_and(|(ty, tr)| {
+            bare(tr).starts_with("core::ops::function::")
+                || PREFIXES.iter().any(|p| bare(ty).starts_with(p))
+        })
+        // A `dyn FnOnce`'s shim: `{{vtable.shim}}` in legacy names, `{shim:vtable#0}` in v0's.
+        || function.contains("{{vtable.shim}}")
+        || function.contains("{shim:vtable")
 }
 
 /// The library frames a site's label looks past.
@@ -155,6 +244,10 @@ fn is_library_path(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::{Estimate, Frame, Site, NO_PROGRAM_FRAME};
+
     #[test]
     fn library_frames_are_told_apart() {
         for f in [
@@ -174,6 +267,121 @@ mod tests {
         ] {
             assert!(!super::is_library_frame(f), "{f}");
         }
+    }
+
+    fn frame(function: &str) -> Frame {
+        Frame {
+            address: 0x1000,
+            function: Arc::from(function),
+            file: None,
+            line: None,
+        }
+    }
+
+    /// Names as `backtrace` gives them (`{:#}`) in stacks of a test, a spawned thread and a
+    /// program's main thread, built with and without line tables.
+    #[test]
+    fn runtime_frames_are_not_the_program() {
+        for f in [
+            "start_thread",
+            "clone3",
+            "__clone",
+            "_start",
+            "main",
+            "__libc_start_main",
+            "__libc_start_call_main",
+            "??",
+            "std::rt::lang_start_internal",
+            "std::rt::lang_start::{{closure}}",
+            "std::sys::backtrace::__rust_begin_short_backtrace",
+            "std::sys_common::backtrace::__rust_begin_short_backtrace",
+            "std::sys::pal::unix::thread::Thread::new::thread_start",
+            "std::sys::thread::unix::Thread::new::thread_start",
+            "std::thread::Builder::spawn_unchecked_::{{closure}}::{{closure}}",
+            "std::panicking::try::do_call",
+            "std::panicking::catch_unwind::do_call",
+            "__rust_try",
+            "test::__rust_begin_short_backtrace",
+            "test::run_test::{{closure}}",
+            "test::run_test_in_process",
+            "core::ops::function::FnOnce::call_once",
+            "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+            "<alloc::boxed::Box<F,A> as core::ops::function::FnOnce<Args>>::call_once",
+            "<F as core::ops::function::FnOnce<A>>::call_once",
+            "<demo::main::{{closure}} as core::ops::function::FnOnce<()>>::call_once",
+            // v0 names, as a toolchain that mangles its standard library so gives them.
+            "std::thread::lifecycle::spawn_unchecked::{closure#1}::{closure#0}",
+            "<std::thread::lifecycle::spawn_unchecked::{closure#1} as \
+             core::ops::function::FnOnce<()>>::call_once::{shim:vtable#0}",
+            "app::main::{closure#0}::{shim:vtable#0}",
+            "test::run_test::{closure#0}",
+            "memledger::scope::in_scope",
+            "<memledger::ledger::Ledger<A> as core::alloc::global::GlobalAlloc>::alloc",
+            "__rust_alloc",
+            "__rg_alloc",
+            "__rustc::__rust_alloc",
+            "_rjem_malloc",
+            "malloc",
+            "tikv_jemallocator::layout_to_flags",
+        ] {
+            assert!(super::is_runtime_frame(f), "{f}");
+            assert!(!frame(f).is_program(), "{f}");
+        }
+        for f in [
+            "demo::Service::log_query",
+            "demo::main",
+            "profile::allocate_blocks",
+            "profile::estimates_per_site_fall_within_the_derived_bound::{{closure}}",
+            "<demo::Index as core::fmt::Display>::fmt",
+            "<alloc::string::String as demo::Render>::render",
+            "rayon_core::registry::WorkerThread::wait_until_cold",
+            "mainly::run",
+            "tester::run",
+            "app::main::{closure#0}",
+            "sqlite3_exec",
+        ] {
+            assert!(!super::is_runtime_frame(f), "{f}");
+            assert!(frame(f).is_program(), "{f}");
+        }
+    }
+
+    fn site(functions: &[&str]) -> Site {
+        Site {
+            frames: functions.iter().map(|f| frame(f)).collect(),
+            truncated: false,
+            live: Estimate::default(),
+            allocated: Estimate::default(),
+            live_change: 0,
+        }
+    }
+
+    /// A test's stack built without line tables (its closures inlined into the harness's
+    /// frames), and the same with them.
+    #[test]
+    fn labels_name_the_program_or_say_there_is_none() {
+        let inlined = site(&[
+            "alloc::raw_vec::finish_grow",
+            "test::__rust_begin_short_backtrace",
+            "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+            "std::sys::pal::unix::thread::Thread::new::thread_start",
+            "start_thread",
+            "clone3",
+        ]);
+        assert_eq!(inlined.caller(), None);
+        assert_eq!(inlined.label(), NO_PROGRAM_FRAME);
+        let whole = site(&[
+            "alloc::raw_vec::finish_grow",
+            "alloc::vec::Vec<T,A>::push",
+            "leaky::grow_cache",
+            "leaky::main::{{closure}}",
+            "test::__rust_begin_short_backtrace",
+            "start_thread",
+        ]);
+        assert_eq!(whole.label(), "leaky::grow_cache");
+        assert_eq!(site(&[]).label(), "(other sites)");
+        let mut cut = site(&[]);
+        cut.truncated = true;
+        assert_eq!(cut.label(), "(unknown site)");
     }
 }
 
@@ -226,7 +434,18 @@ pub struct Profile {
     pub scopes: Vec<ScopeProfile>,
     /// The tables.
     pub usage: ProfileUsage,
+    /// The program was built without line tables: its functions resolved, never a file or a
+    /// line, and functions inlined into their callers are not seen ([`LINE_TABLES_NOTE`] says
+    /// how to build it with them). False in profiles written before it was recorded.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub missing_line_tables: bool,
 }
+
+/// What a profile of a program built without line tables says about it, once: what is lost and
+/// the line of `Cargo.toml` that keeps them.
+pub const LINE_TABLES_NOTE: &str = "the program was built without line tables, so sites name \
+    functions without files or lines, and functions inlined into their callers are not seen: \
+    add `debug = \"line-tables-only\"` (or `debug = 1`) under `[profile.release]` in Cargo.toml";
 
 /// A profile as read from outside, checked before it becomes a [`Profile`].
 #[cfg(feature = "serde")]
@@ -235,6 +454,8 @@ struct ProfileFields {
     rate: u64,
     scopes: Vec<ScopeProfile>,
     usage: ProfileUsage,
+    #[serde(default)]
+    missing_line_tables: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -261,6 +482,7 @@ impl TryFrom<ProfileFields> for Profile {
             rate: f.rate,
             scopes: f.scopes,
             usage: f.usage,
+            missing_line_tables: f.missing_line_tables,
         })
     }
 }
@@ -304,6 +526,7 @@ impl Profile {
     pub fn from_sites(sites: &memledger::sampling::Sites) -> Profile {
         let mut scopes: Vec<ScopeProfile> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut lines = resolve::LineEvidence::default();
         for raw in &sites.sites {
             let at = *index.entry(raw.scope.as_str()).or_insert_with(|| {
                 scopes.push(ScopeProfile {
@@ -314,7 +537,8 @@ impl Profile {
                 });
                 scopes.len() - 1
             });
-            let frames = resolve::frames(&raw.frames);
+            let (frames, evidence) = resolve::frames(&raw.frames);
+            lines.add(evidence);
             scopes[at].sites.push(Site {
                 frames,
                 truncated: raw.truncated,
@@ -336,6 +560,7 @@ impl Profile {
                 dropped_samples: sites.usage.dropped_samples,
                 table_bytes: sites.usage.table_bytes,
             },
+            missing_line_tables: lines.missing(),
         };
         profile.sort_and_sum();
         profile
@@ -470,7 +695,11 @@ impl Profile {
     /// pyroscope and speedscope: sample types `live_bytes`, `live_blocks`, `allocated_bytes`
     /// and `allocated_blocks` (estimates, in bytes and counts), one sample per site, with the
     /// scope as the label `scope` and as the outermost frame (`[scope <path>]`), so that
-    /// `pprof -top` and flame graphs split by scope too.
+    /// `pprof -top` and flame graphs split by scope too. Function names drop generic arguments
+    /// and qualified paths' brackets, which pprof would cut out as C++ templates
+    /// (`alloc::vec::Vec as core::clone::Clone::clone`); system names are the whole demangled
+    /// names. The main binary is the first mapping; a build without line tables gets a comment
+    /// saying so.
     pub fn to_pprof(&self) -> Vec<u8> {
         pprof::encode(self)
     }
@@ -531,6 +760,9 @@ impl fmt::Display for Profile {
             human_bytes(self.rate),
             self.usage.live_samples
         )?;
+        if self.missing_line_tables {
+            writeln!(f, "note: {LINE_TABLES_NOTE}")?;
+        }
         for scope in &self.scopes {
             writeln!(
                 f,

@@ -28,9 +28,51 @@ impl Cache {
     }
 }
 
+/// What the frames of stacks say about the program's line tables: how many frames of code
+/// built with the program's profile resolved a function, and how many of them a file too.
+///
+/// Those frames are Rust outside the standard library and its test harness (whose precompiled
+/// debug information says nothing of the program's build), the ledger's own frames at the top
+/// of every stack among them. A build without line tables (Cargo's release profile
+/// leaves them out by default) resolves their functions from the symbol table and never a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LineEvidence {
+    functions: u64,
+    with_files: u64,
+}
+
+impl LineEvidence {
+    pub(crate) fn of(frames: &[Frame]) -> LineEvidence {
+        let mut evidence = LineEvidence::default();
+        for f in frames {
+            let function = &*f.function;
+            let built_with_the_program = function.contains("::")
+                && !super::is_library_frame(function)
+                && !function.starts_with("test::");
+            if built_with_the_program {
+                evidence.functions += 1;
+                evidence.with_files += u64::from(f.file.is_some());
+            }
+        }
+        evidence
+    }
+
+    pub(crate) fn add(&mut self, other: LineEvidence) {
+        self.functions += other.functions;
+        self.with_files += other.with_files;
+    }
+
+    /// Whether the program was built without line tables: its functions resolved, never with a
+    /// file.
+    pub(crate) fn missing(&self) -> bool {
+        self.functions > 0 && self.with_files == 0
+    }
+}
+
 /// The frames of a stack of return addresses (innermost first), resolved, with the allocator's
-/// own frames left out at the top.
-pub(crate) fn frames(addresses: &[usize]) -> Vec<Frame> {
+/// own frames left out at the top, and what they say about the line tables (the allocator's
+/// frames included: they are the program's build too).
+pub(crate) fn frames(addresses: &[usize]) -> (Vec<Frame>, LineEvidence) {
     let mut out = Vec::with_capacity(addresses.len() + 4);
     let mut resolved = false;
     {
@@ -56,6 +98,7 @@ pub(crate) fn frames(addresses: &[usize]) -> Vec<Frame> {
             backtrace::clear_symbol_cache();
         }
     }
+    let evidence = LineEvidence::of(&out);
     // The capture's own frames (and the closure shims between them) come first, then the
     // ledger's and the global allocator's.
     let first_outside = out
@@ -65,7 +108,7 @@ pub(crate) fn frames(addresses: &[usize]) -> Vec<Frame> {
         })
         .unwrap_or(out.len());
     out.drain(..first_outside);
-    out
+    (out, evidence)
 }
 
 /// The frames of the allocation path itself: the ledger, the global allocator's shims and
@@ -110,4 +153,53 @@ fn resolve(address: usize, cache: &mut Cache) -> Arc<[Frame]> {
         });
     }
     frames.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Frame, LineEvidence};
+
+    fn frame(function: &str, file: Option<&str>) -> Frame {
+        Frame {
+            address: 0x1000,
+            function: Arc::from(function),
+            file: file.map(Arc::from),
+            line: file.map(|_| 7),
+        }
+    }
+
+    /// A stack as a release build without line tables resolves it: symbols, no file, but for
+    /// the C library's own debug information.
+    #[test]
+    fn a_build_without_line_tables_is_told() {
+        let stripped = [
+            frame(
+                "<memledger::ledger::Ledger<A> as core::alloc::global::GlobalAlloc>::alloc",
+                None,
+            ),
+            frame("__rust_alloc", None),
+            frame("alloc::raw_vec::finish_grow", None),
+            frame("leaky::grow_cache", None),
+            frame("test::__rust_begin_short_backtrace", None),
+            frame("start_thread", Some("./nptl/pthread_create.c")),
+        ];
+        assert!(LineEvidence::of(&stripped).missing());
+
+        let mut with_lines = stripped.clone();
+        with_lines[3] = frame("leaky::grow_cache", Some("src/lib.rs"));
+        assert!(!LineEvidence::of(&with_lines).missing());
+
+        // The standard library's frames alone say nothing: its debug information is its own.
+        let library_only = [
+            frame("alloc::raw_vec::finish_grow", None),
+            frame("std::rt::lang_start_internal", None),
+        ];
+        assert!(!LineEvidence::of(&library_only).missing());
+
+        let mut all = LineEvidence::of(&stripped);
+        all.add(LineEvidence::of(&with_lines));
+        assert!(!all.missing(), "one file among the frames is enough");
+    }
 }

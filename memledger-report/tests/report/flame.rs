@@ -171,6 +171,7 @@ fn test_profile(last: bool) -> Profile {
         rate: 512 * KIB,
         scopes,
         usage: ProfileUsage::default(),
+        missing_line_tables: false,
     }
 }
 
@@ -530,4 +531,31 @@ fn one_profile_has_no_growth_and_none_says_how_to_get_one() {
     assert!(sites.contains("<code>SamplerBuilder::profile_every(interval)</code>"));
     assert!(!html.contains("<svg class=\"flame"));
     assert!(!html.contains("class=\"flame-scope\""));
+}
+
+/// A profile of a program built without line tables says so once, with the line of
+/// `Cargo.toml` that keeps them; one with them says nothing of it.
+#[test]
+fn a_profile_without_line_tables_says_how_to_get_them() {
+    const NOTE: &str = "The program was built without line tables";
+    let mut recording = profiled_recording();
+    let html = render_html(&recording);
+    assert!(!html.contains(NOTE));
+
+    for sample in &mut recording.samples {
+        if let Some(profile) = &mut sample.profile {
+            Arc::make_mut(profile).missing_line_tables = true;
+        }
+    }
+    let html = render_html(&recording);
+    let sites = between(&html, "<section id=\"sites\">", "</section>");
+    assert_eq!(html.matches(NOTE).count(), 1, "{sites}");
+    assert!(sites.contains(NOTE));
+    assert!(
+        sites.contains(
+            "<code>debug = \"line-tables-only\"</code> (or <code>debug = 1</code>) under \
+             <code>[profile.release]</code>"
+        ),
+        "{sites}"
+    );
 }

@@ -13,6 +13,14 @@
 //! new bytes past the same point, so a `Vec` that doubles is sampled as often as one allocated at
 //! its final size.
 //!
+//! The points are drawn from a seed that each process draws from the system's entropy
+//! (`getrandom` on Linux, `getentropy` on Apple's systems, mixed with the time, the process id
+//! and a stack address) when its first point is drawn, so that processes sample independently:
+//! the profiles of a fleet of identical processes add up to an estimate whose error shrinks as
+//! one over the square root of their number, instead of every process sampling the same
+//! allocations. [`set_seed`] fixes the seed, for tests that want the same samples in every run.
+//! A child made by `fork()` keeps its parent's seed and points.
+//!
 //! A sampled block is allocated with the trailer (never in a scope arena), and its trailer holds a
 //! reserved id instead of its owner's, so its free and its resizes take the cold path without a
 //! test on the hot one, find its record from the index kept after the trailer, and remove or
@@ -48,6 +56,7 @@
 //! ```
 
 pub(crate) mod point;
+mod seed;
 mod sites;
 mod stack;
 mod table;
@@ -56,7 +65,7 @@ use core::sync::atomic::Ordering;
 
 use crate::books::id::ScopeId;
 use crate::error::Error;
-use crate::sampling::point::{EPOCH, RATE, RECORDING, SALTS, SEED};
+use crate::sampling::point::{EPOCH, RATE, RECORDING, SALTS};
 
 pub use crate::sampling::point::{rate, DEFAULT_RATE, MAX_RATE, MIN_RATE};
 pub use crate::sampling::sites::{sites, usage, Estimate, SamplingUsage, Site, Sites};
@@ -87,9 +96,15 @@ pub fn set_rate(bytes: u64) -> Result<(), Error> {
 }
 
 /// Sets the seed of the sample points that threads draw from now on, so that a program that
-/// allocates the same way on each thread takes the same samples in every run.
+/// allocates the same way on each thread takes the same samples in every run (tests and
+/// benchmarks that want repeatable samples call it first).
+///
+/// Without it, each process draws its seed from the system's entropy when the first point is
+/// drawn (see [How blocks are sampled](self#how-blocks-are-sampled)), so that the profiles of
+/// many processes sample independently and add up. The seed 0 takes the same samples as
+/// `0x243f_6a88_85a3_08d3` (0 is kept to mean "not drawn yet").
 pub fn set_seed(seed: u64) {
-    SEED.store(seed, Ordering::Relaxed);
+    seed::set(seed);
     SALTS.store(0, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Relaxed);
 }

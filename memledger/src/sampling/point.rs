@@ -29,9 +29,8 @@ pub(super) static RATE: AtomicU64 = AtomicU64::new(if cfg!(feature = "sampling")
 /// Bumped by every [`set_rate`](super::set_rate), so that points drawn at another rate are drawn
 /// again.
 pub(super) static EPOCH: AtomicU64 = AtomicU64::new(0);
-/// The seed of the points threads draw ([`set_seed`](super::set_seed)).
-pub(super) static SEED: AtomicU64 = AtomicU64::new(0x243f_6a88_85a3_08d3);
-/// Salts handed to slabs, so that threads draw apart.
+/// Salts handed to slabs, so that threads draw apart (the seed, in `seed.rs`, sets processes
+/// apart).
 pub(super) static SALTS: AtomicU64 = AtomicU64::new(0);
 
 /// The mean number of bytes between samples; 0 when sampling is off.
@@ -97,7 +96,7 @@ impl ThreadSampling {
             salt = SALTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
             self.salt.set(salt);
         }
-        let h = mix(SEED.load(Ordering::Relaxed)
+        let h = mix(super::seed::get()
             ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             ^ u64::from(scope).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
             ^ at.wrapping_mul(0x1656_67b1_9e37_79f9));
