@@ -3,10 +3,13 @@
   var every = window.__memledgerRefreshMs;
   var refreshes = 0;
   // Scripts parsed into another document do not run when moved here: each is replaced by a
-  // fresh element with the same text, which does.
+  // fresh element with the same text, which does. Data blocks (a `type` other than
+  // JavaScript's, as the chart's JSON) stay as they are.
   function rerun(body) {
     var scripts = body.querySelectorAll("script");
     for (var i = 0; i < scripts.length; i++) {
+      var type = scripts[i].getAttribute("type");
+      if (type && type !== "text/javascript") { continue; }
       var fresh = document.createElement("script");
       fresh.textContent = scripts[i].textContent;
       scripts[i].parentNode.replaceChild(fresh, scripts[i]);
