@@ -501,12 +501,23 @@ impl Endpoints {
         // The subscription's queue holds the ticks since the last page (its newest, if more
         // came than it holds).
         let mut arrived = Vec::new();
+        let mut ended = false;
         if let Some(subscription) = &state.subscription {
-            while let Some(event) = subscription.try_recv() {
-                if let Event::Sample(sample) = event {
-                    arrived.push(sample);
+            loop {
+                match subscription.receiver().try_recv() {
+                    Ok(Event::Sample(sample)) => arrived.push(sample),
+                    Ok(_) => {}
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
                 }
             }
+        }
+        if ended {
+            // The sampler stopped (the monitor's may be restarted): subscribe again next time.
+            state.subscription = None;
         }
         if arrived.is_empty() && state.samples.is_empty() {
             arrived.extend(inner.source.latest());

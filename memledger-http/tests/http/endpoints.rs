@@ -308,3 +308,33 @@ fn metrics_are_strict_prometheus_text() {
         "escaped:\n{text}"
     );
 }
+
+#[test]
+fn the_monitor_source_follows_whichever_monitor_runs() {
+    let endpoints = memledger_http::Endpoints::monitor_builder().build();
+    let request = |uri: &str| http::Request::get(uri).body(()).unwrap();
+    let before = endpoints.handle(&request("/metrics"));
+    assert_eq!(before.status(), 503, "no monitor, no tick");
+    assert!(String::from_utf8_lossy(before.body()).contains("not ticked"));
+    memledger_monitor::monitor::start(memledger_monitor::Sampler::builder()).unwrap();
+    memledger_monitor::monitor::with(|s| s.sample_now());
+    assert_eq!(
+        endpoints
+            .handle(&request("/debug/memledger/status"))
+            .status(),
+        200
+    );
+    assert_eq!(
+        endpoints.handle(&request("/debug/memledger/")).status(),
+        200
+    );
+    assert!(memledger_monitor::monitor::stop());
+    // A new monitor: the page subscribes to it.
+    memledger_monitor::monitor::start(memledger_monitor::Sampler::builder()).unwrap();
+    memledger_monitor::monitor::with(|s| s.sample_now());
+    assert_eq!(
+        endpoints.handle(&request("/debug/memledger/")).status(),
+        200
+    );
+    assert!(memledger_monitor::monitor::stop());
+}
