@@ -4,7 +4,9 @@
 //! layer of the [`Reconciliation`](memledger_monitor::Reconciliation), against the budget and for
 //! suspected leaks. Any exporter installed as the `metrics` recorder serves them: Prometheus,
 //! StatsD, OpenTelemetry... A [`Publisher`] does it on a thread of its own for every tick of a
-//! [`Sampler`].
+//! [`Sampler`]. [`render_prometheus`] writes the same metrics as Prometheus's text exposition
+//! format without any recorder (what `memledger-http` serves at `/metrics`): one description of
+//! every metric feeds both.
 //!
 //! Install the recorder (the exporter) first, then start the publisher: [`describe`], which the
 //! publisher calls as it starts, gives each metric its unit and help text in the recorder that is
@@ -98,6 +100,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -111,110 +114,186 @@ use memledger_monitor::{Error, Event, GapKind, Level, Sample, Sampler};
 /// The `scope` label of the unscoped root, whose path is empty.
 pub const UNSCOPED_LABEL: &str = "<unscoped>";
 
-const SCOPE_LIVE: &str = "memledger_scope_live_bytes";
-const SCOPE_PEAK: &str = "memledger_scope_peak_bytes";
-const SCOPE_ALLOCATIONS: &str = "memledger_scope_allocations_total";
-const SCOPE_DEALLOCATIONS: &str = "memledger_scope_deallocations_total";
-const SCOPE_REALLOCATIONS: &str = "memledger_scope_reallocations_total";
-const SCOPE_ALLOCATED: &str = "memledger_scope_allocated_bytes_total";
-const SCOPE_FREED: &str = "memledger_scope_freed_bytes_total";
-const SCOPE_REFUSED: &str = "memledger_scope_refused_allocations_total";
-const SCOPE_GROWTH: &str = "memledger_scope_growth_bytes_per_second";
-const SCOPE_LEAK: &str = "memledger_scope_suspected_leak";
-const SCOPE_BUDGET_LEVEL: &str = "memledger_scope_budget_level";
-const SCOPE_BUDGET: &str = "memledger_scope_budget_bytes";
-const MEMORY: &str = "memledger_memory_bytes";
-const GAP: &str = "memledger_gap_bytes";
-const REMAINDER: &str = "memledger_remainder_bytes";
-const BUDGET_LEVEL: &str = "memledger_budget_level";
-const BUDGET: &str = "memledger_budget_bytes";
-const BUDGET_CURRENT: &str = "memledger_budget_current_bytes";
-const GROWTH: &str = "memledger_growth_bytes_per_second";
+/// What kind of series a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One metric: the one description that both [`describe`]/[`publish`] (through the `metrics`
+/// facade) and [`render_prometheus`] (as text) read, so that the two never disagree.
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    /// The unit given to the `metrics` recorder (Prometheus text carries none).
+    unit: Option<Unit>,
+    help: &'static str,
+}
+
+const fn gauge_of(name: &'static str, unit: Option<Unit>, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Gauge,
+        unit,
+        help,
+    }
+}
+
+const fn counter_of(name: &'static str, unit: Unit, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Counter,
+        unit: Some(unit),
+        help,
+    }
+}
+
+const BYTES: Option<Unit> = Some(Unit::Bytes);
+
+static SCOPE_LIVE: Metric = gauge_of(
+    "memledger_scope_live_bytes",
+    BYTES,
+    "Bytes of the scope's live blocks, as requested.",
+);
+static SCOPE_PEAK: Metric = gauge_of(
+    "memledger_scope_peak_bytes",
+    BYTES,
+    "Highest live bytes of the scope since the process started, or since its peak was last \
+     restarted.",
+);
+static SCOPE_ALLOCATIONS: Metric = counter_of(
+    "memledger_scope_allocations_total",
+    Unit::Count,
+    "Blocks the scope allocated.",
+);
+static SCOPE_DEALLOCATIONS: Metric = counter_of(
+    "memledger_scope_deallocations_total",
+    Unit::Count,
+    "Blocks of the scope freed.",
+);
+static SCOPE_REALLOCATIONS: Metric = counter_of(
+    "memledger_scope_reallocations_total",
+    Unit::Count,
+    "Blocks of the scope resized in place or moved.",
+);
+static SCOPE_ALLOCATED: Metric = counter_of(
+    "memledger_scope_allocated_bytes_total",
+    Unit::Bytes,
+    "Bytes brought into the scope: allocations plus realloc growth.",
+);
+static SCOPE_FREED: Metric = counter_of(
+    "memledger_scope_freed_bytes_total",
+    Unit::Bytes,
+    "Bytes released by the scope: frees plus realloc shrinkage.",
+);
+static SCOPE_REFUSED: Metric = counter_of(
+    "memledger_scope_refused_allocations_total",
+    Unit::Count,
+    "Allocations and resizes refused by the scope's enforced limit.",
+);
+static SCOPE_GROWTH: Metric = gauge_of(
+    "memledger_scope_growth_bytes_per_second",
+    BYTES,
+    "Growth of the scope's live bytes per second: least-squares slope over the window.",
+);
+static SCOPE_LEAK: Metric = gauge_of(
+    "memledger_scope_suspected_leak",
+    None,
+    "1 while the scope grows steadily enough to be a suspected leak, else 0.",
+);
+static SCOPE_BUDGET_LEVEL: Metric = gauge_of(
+    "memledger_scope_budget_level",
+    None,
+    "The scope against its own budget: 0 healthy, 1 caution, 3 critical.",
+);
+static SCOPE_BUDGET: Metric = gauge_of(
+    "memledger_scope_budget_bytes",
+    BYTES,
+    "The scope's soft and hard limits.",
+);
+static MEMORY: Metric = gauge_of(
+    "memledger_memory_bytes",
+    BYTES,
+    "One layer of memory: the ledger, its tags, the allocator's, the kernel's, the cgroup's.",
+);
+static GAP: Metric = gauge_of(
+    "memledger_gap_bytes",
+    BYTES,
+    "One named gap between two layers of memory.",
+);
+static REMAINDER: Metric = gauge_of(
+    "memledger_remainder_bytes",
+    BYTES,
+    "RSS minus the ledger and every named gap: 0, or negative by the layers' overlap.",
+);
+static BUDGET_LEVEL: Metric = gauge_of(
+    "memledger_budget_level",
+    None,
+    "The process against its budget: 0 healthy, 1 caution, 2 warning, 3 critical.",
+);
+static BUDGET: Metric = gauge_of(
+    "memledger_budget_bytes",
+    BYTES,
+    "The process's memory budget: its total and its soft, prompt and hard limits.",
+);
+static BUDGET_CURRENT: Metric = gauge_of(
+    "memledger_budget_current_bytes",
+    BYTES,
+    "The figure checked against the budget: RSS, cgroup usage or ledger.",
+);
+static GROWTH: Metric = gauge_of(
+    "memledger_growth_bytes_per_second",
+    BYTES,
+    "Growth of the budgeted figure per second: least-squares slope over the window.",
+);
+
+/// Every metric, in the order the text exposition lists them.
+static METRICS: [&Metric; 19] = [
+    &SCOPE_LIVE,
+    &SCOPE_PEAK,
+    &SCOPE_ALLOCATIONS,
+    &SCOPE_DEALLOCATIONS,
+    &SCOPE_REALLOCATIONS,
+    &SCOPE_ALLOCATED,
+    &SCOPE_FREED,
+    &SCOPE_REFUSED,
+    &SCOPE_GROWTH,
+    &SCOPE_LEAK,
+    &SCOPE_BUDGET_LEVEL,
+    &SCOPE_BUDGET,
+    &MEMORY,
+    &GAP,
+    &REMAINDER,
+    &BUDGET_LEVEL,
+    &BUDGET,
+    &BUDGET_CURRENT,
+    &GROWTH,
+];
+
+/// A series' labels: keys are fixed, values come from the sample.
+type Labels = Vec<(&'static str, String)>;
+
+/// A value of one series: gauges are set, counters are absolute totals.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Gauge(f64),
+    Counter(u64),
+}
 
 /// Gives every metric [`publish`] records its unit and help text, in the recorder installed now.
 ///
 /// [`Publisher::start`] calls it; call it yourself when you call [`publish`] directly. Recorders
 /// keep the first description of a metric, so calling it again does no harm.
 pub fn describe() {
-    let bytes = |name: &'static str, help: &'static str| describe_gauge!(name, Unit::Bytes, help);
-    bytes(
-        SCOPE_LIVE,
-        "Bytes of the scope's live blocks, as requested.",
-    );
-    bytes(
-        SCOPE_PEAK,
-        "Highest live bytes of the scope since the process started, or since its peak was last restarted.",
-    );
-    describe_counter!(
-        SCOPE_ALLOCATIONS,
-        Unit::Count,
-        "Blocks the scope allocated."
-    );
-    describe_counter!(
-        SCOPE_DEALLOCATIONS,
-        Unit::Count,
-        "Blocks of the scope freed."
-    );
-    describe_counter!(
-        SCOPE_REALLOCATIONS,
-        Unit::Count,
-        "Blocks of the scope resized in place or moved."
-    );
-    describe_counter!(
-        SCOPE_ALLOCATED,
-        Unit::Bytes,
-        "Bytes brought into the scope: allocations plus realloc growth."
-    );
-    describe_counter!(
-        SCOPE_FREED,
-        Unit::Bytes,
-        "Bytes released by the scope: frees plus realloc shrinkage."
-    );
-    describe_counter!(
-        SCOPE_REFUSED,
-        Unit::Count,
-        "Allocations and resizes refused by the scope's enforced limit."
-    );
-    describe_gauge!(
-        SCOPE_GROWTH,
-        Unit::Bytes,
-        "Growth of the scope's live bytes per second: least-squares slope over the window."
-    );
-    describe_gauge!(
-        SCOPE_LEAK,
-        "1 while the scope grows steadily enough to be a suspected leak, else 0."
-    );
-    describe_gauge!(
-        SCOPE_BUDGET_LEVEL,
-        "The scope against its own budget: 0 healthy, 1 caution, 3 critical."
-    );
-    bytes(SCOPE_BUDGET, "The scope's soft and hard limits.");
-    bytes(
-        MEMORY,
-        "One layer of memory: the ledger, its tags, the allocator's, the kernel's, the cgroup's.",
-    );
-    bytes(GAP, "One named gap between two layers of memory.");
-    bytes(
-        REMAINDER,
-        "RSS minus the ledger and every named gap: 0, or negative by the layers' overlap.",
-    );
-    describe_gauge!(
-        BUDGET_LEVEL,
-        "The process against its budget: 0 healthy, 1 caution, 2 warning, 3 critical."
-    );
-    bytes(
-        BUDGET,
-        "The process's memory budget: its total and its soft, prompt and hard limits.",
-    );
-    bytes(
-        BUDGET_CURRENT,
-        "The figure checked against the budget: RSS, cgroup usage or ledger.",
-    );
-    describe_gauge!(
-        GROWTH,
-        Unit::Bytes,
-        "Growth of the budgeted figure per second: least-squares slope over the window."
-    );
+    for metric in METRICS {
+        match (metric.kind, metric.unit) {
+            (Kind::Gauge, Some(unit)) => describe_gauge!(metric.name, unit, metric.help),
+            (Kind::Gauge, None) => describe_gauge!(metric.name, metric.help),
+            (Kind::Counter, Some(unit)) => describe_counter!(metric.name, unit, metric.help),
+            (Kind::Counter, None) => describe_counter!(metric.name, metric.help),
+        }
+    }
 }
 
 /// The level as a number: 0 healthy, 1 caution, 2 warning, 3 critical.
@@ -250,48 +329,57 @@ fn scope_label(path: &str) -> String {
     }
 }
 
-/// Records `sample` through the `metrics` facade, in the recorder current on this thread (see the
-/// [module docs](self) for the metrics).
-///
-/// Label values are allocated on each call; call it where that memory may be booked, as a
-/// [`Publisher`] does on its own thread.
-pub fn publish(sample: &Sample) {
+/// Every series of `sample`, in the order of [`METRICS`] within each group: the one walk that
+/// both the facade's publishing and the text exposition take.
+fn series(sample: &Sample, emit: &mut dyn FnMut(&'static Metric, Labels, Value)) {
     let growth: HashMap<&str, f64> = sample
         .scope_growth
         .iter()
         .map(|(path, rate)| (path.as_str(), rate.window))
         .collect();
+    let scoped = |scope: &str| vec![("scope", scope.to_string())];
     for stats in sample.snapshot.scopes() {
         if stats.allocations + stats.deallocations + stats.reallocations == 0 {
             continue;
         }
         let scope = scope_label(&stats.path);
-        gauge!(SCOPE_LIVE, "scope" => scope.clone()).set(stats.live_bytes as f64);
-        gauge!(SCOPE_PEAK, "scope" => scope.clone()).set(stats.peak_bytes as f64);
-        counter!(SCOPE_ALLOCATIONS, "scope" => scope.clone()).absolute(stats.allocations);
-        counter!(SCOPE_DEALLOCATIONS, "scope" => scope.clone()).absolute(stats.deallocations);
-        counter!(SCOPE_REALLOCATIONS, "scope" => scope.clone()).absolute(stats.reallocations);
-        counter!(SCOPE_ALLOCATED, "scope" => scope.clone()).absolute(stats.allocated_bytes);
-        counter!(SCOPE_FREED, "scope" => scope.clone()).absolute(stats.freed_bytes);
+        let gauge = |v: u64| Value::Gauge(v as f64);
+        emit(&SCOPE_LIVE, scoped(&scope), gauge(stats.live_bytes));
+        emit(&SCOPE_PEAK, scoped(&scope), gauge(stats.peak_bytes));
+        for (metric, total) in [
+            (&SCOPE_ALLOCATIONS, stats.allocations),
+            (&SCOPE_DEALLOCATIONS, stats.deallocations),
+            (&SCOPE_REALLOCATIONS, stats.reallocations),
+            (&SCOPE_ALLOCATED, stats.allocated_bytes),
+            (&SCOPE_FREED, stats.freed_bytes),
+        ] {
+            emit(metric, scoped(&scope), Value::Counter(total));
+        }
         if stats.limit_bytes.is_some() || stats.refused_allocations > 0 {
-            counter!(SCOPE_REFUSED, "scope" => scope.clone()).absolute(stats.refused_allocations);
+            let refused = Value::Counter(stats.refused_allocations);
+            emit(&SCOPE_REFUSED, scoped(&scope), refused);
         }
         let rate = growth.get(stats.path.as_str()).copied().unwrap_or(0.0);
-        gauge!(SCOPE_GROWTH, "scope" => scope.clone()).set(rate);
+        emit(&SCOPE_GROWTH, scoped(&scope), Value::Gauge(rate));
         let leak = sample.leaks.iter().any(|l| l.path == stats.path);
-        gauge!(SCOPE_LEAK, "scope" => scope).set(if leak { 1.0 } else { 0.0 });
+        let leak = Value::Gauge(if leak { 1.0 } else { 0.0 });
+        emit(&SCOPE_LEAK, scoped(&scope), leak);
     }
 
     for scope_status in &sample.status.scopes {
         let scope = scope_label(&scope_status.path);
-        gauge!(SCOPE_BUDGET_LEVEL, "scope" => scope.clone()).set(level_value(scope_status.level));
+        let level = Value::Gauge(level_value(scope_status.level));
+        emit(&SCOPE_BUDGET_LEVEL, scoped(&scope), level);
         let budget = &scope_status.budget;
-        gauge!(SCOPE_BUDGET, "scope" => scope.clone(), "limit" => "soft").set(budget.soft as f64);
-        gauge!(SCOPE_BUDGET, "scope" => scope, "limit" => "hard").set(budget.hard as f64);
+        for (limit, bytes) in [("soft", budget.soft), ("hard", budget.hard)] {
+            let labels = vec![("scope", scope.clone()), ("limit", limit.to_string())];
+            emit(&SCOPE_BUDGET, labels, Value::Gauge(bytes as f64));
+        }
     }
 
-    let layer = |name: &'static str, bytes: u64| {
-        gauge!(MEMORY, "layer" => name).set(bytes as f64);
+    let mut layer = |name: &str, bytes: u64| {
+        let labels = vec![("layer", name.to_string())];
+        emit(&MEMORY, labels, Value::Gauge(bytes as f64));
     };
     match &sample.reconciliation {
         Ok(r) => {
@@ -313,15 +401,20 @@ pub fn publish(sample: &Sample) {
                 layer("cgroup_usage", cgroup.usage_bytes);
             }
             for gap in r.gaps() {
-                gauge!(GAP, "kind" => gap_label(gap.kind)).set(gap.bytes as f64);
+                let labels = vec![("kind", gap_label(gap.kind).to_string())];
+                emit(&GAP, labels, Value::Gauge(gap.bytes as f64));
             }
-            gauge!(REMAINDER).set(r.remainder() as f64);
+            emit(&REMAINDER, Vec::new(), Value::Gauge(r.remainder() as f64));
         }
         Err(_) => layer("ledger", sample.snapshot.total_live_bytes()),
     }
 
     let status = &sample.status;
-    gauge!(BUDGET_LEVEL).set(level_value(status.level));
+    emit(
+        &BUDGET_LEVEL,
+        Vec::new(),
+        Value::Gauge(level_value(status.level)),
+    );
     let budget = &status.budget;
     for (limit, bytes) in [
         ("total", budget.total),
@@ -329,10 +422,118 @@ pub fn publish(sample: &Sample) {
         ("prompt", budget.prompt),
         ("hard", budget.hard),
     ] {
-        gauge!(BUDGET, "limit" => limit).set(bytes as f64);
+        let labels = vec![("limit", limit.to_string())];
+        emit(&BUDGET, labels, Value::Gauge(bytes as f64));
     }
-    gauge!(BUDGET_CURRENT).set(status.current_bytes as f64);
-    gauge!(GROWTH).set(status.growth.window);
+    let current = Value::Gauge(status.current_bytes as f64);
+    emit(&BUDGET_CURRENT, Vec::new(), current);
+    emit(&GROWTH, Vec::new(), Value::Gauge(status.growth.window));
+}
+
+/// Records `sample` through the `metrics` facade, in the recorder current on this thread (see the
+/// [module docs](self) for the metrics).
+///
+/// Label values are allocated on each call; call it where that memory may be booked, as a
+/// [`Publisher`] does on its own thread.
+pub fn publish(sample: &Sample) {
+    series(sample, &mut |metric, labels, value| {
+        let labels: Vec<::metrics::Label> = labels
+            .into_iter()
+            .map(|(key, value)| ::metrics::Label::new(key, value))
+            .collect();
+        match value {
+            Value::Gauge(v) => gauge!(metric.name, labels).set(v),
+            Value::Counter(v) => counter!(metric.name, labels).absolute(v),
+        }
+    });
+}
+
+/// `sample` in the Prometheus text exposition format (version 0.0.4, served as
+/// `text/plain; version=0.0.4`): the metrics [`publish`] records, under the same names, labels
+/// and help texts, with no `metrics` recorder installed. Each metric that has a series gets its
+/// `# HELP` and `# TYPE` lines, then one line per series; label values and help texts are
+/// escaped as the format asks.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+/// # fn main() -> Result<(), memledger_monitor::Error> {
+/// let index = memledger::in_scope("global_index", || vec![0u8; 10_000]);
+/// let sampler = memledger_monitor::Sampler::builder().start()?;
+/// let text = memledger_metrics::render_prometheus(&sampler.sample_now());
+/// assert!(text.contains("# TYPE memledger_scope_live_bytes gauge\n"));
+/// assert!(text.contains("memledger_scope_live_bytes{scope=\"global_index\"} 10000\n"));
+/// # drop(index);
+/// # Ok(())
+/// # }
+/// ```
+pub fn render_prometheus(sample: &Sample) -> String {
+    let mut by_metric: Vec<Vec<(Labels, Value)>> = METRICS.iter().map(|_| Vec::new()).collect();
+    series(sample, &mut |metric, labels, value| {
+        if let Some(at) = METRICS.iter().position(|m| m.name == metric.name) {
+            by_metric[at].push((labels, value));
+        }
+    });
+    let mut out = String::with_capacity(8 * 1024);
+    for (metric, series) in METRICS.iter().zip(&by_metric) {
+        if series.is_empty() {
+            continue;
+        }
+        // Writing to a `String` cannot fail.
+        let _ = writeln!(out, "# HELP {} {}", metric.name, escape_help(metric.help));
+        let kind = match metric.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let _ = writeln!(out, "# TYPE {} {kind}", metric.name);
+        for (labels, value) in series {
+            out.push_str(metric.name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (key, value)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{key}=\"{}\"", escape_label(value));
+                }
+                out.push('}');
+            }
+            out.push(' ');
+            match *value {
+                Value::Counter(v) => {
+                    let _ = write!(out, "{v}");
+                }
+                Value::Gauge(v) => write_float(&mut out, v),
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A float as the exposition format writes it: `NaN`, `+Inf`, `-Inf`, or Rust's shortest
+/// round-tripping decimal (which Prometheus parses).
+fn write_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// A help text: backslashes and line feeds escaped.
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// A label value: backslashes, double quotes and line feeds escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Publishes every tick of a [`Sampler`] through the `metrics` facade, on a thread of its own

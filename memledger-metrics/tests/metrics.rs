@@ -1,6 +1,7 @@
 //! The metrics publisher: a tick published through the `metrics` facade, served by the
 //! Prometheus exporter over a real socket, and rendered from a recorder of the test's own.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -207,4 +208,58 @@ fn publish_renders_through_a_local_recorder() {
     );
     sampler.stop();
     drop((local, more));
+}
+
+/// The series of an exposition text, by name and sorted labels, with their values; and its
+/// `# HELP` and `# TYPE` lines.
+fn exposition(text: &str) -> (HashMap<String, f64>, Vec<String>) {
+    let mut series = HashMap::new();
+    let mut meta = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with('#') {
+            meta.push(line.to_string());
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').expect("a series and its value");
+        let key = match key.split_once('{') {
+            Some((name, labels)) => {
+                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                labels.sort_unstable();
+                format!("{name}{{{}}}", labels.join(","))
+            }
+            None => key.to_string(),
+        };
+        let value: f64 = value.parse().expect("a number");
+        assert!(series.insert(key, value).is_none(), "{line:?} twice");
+    }
+    meta.sort();
+    (series, meta)
+}
+
+#[test]
+fn render_prometheus_writes_what_publish_records() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let local = memledger::in_scope("rendered_twice", || vec![1u64; 1000]);
+    let sampler = memledger_monitor::Sampler::builder()
+        .interval(Duration::from_secs(3600))
+        .scope_budget(
+            "rendered_twice",
+            memledger_monitor::ScopeBudget::new(1 << 20, 1 << 30).unwrap(),
+        )
+        .start()
+        .unwrap();
+    let sample = sampler.sample_now();
+    metrics::with_local_recorder(&recorder, || {
+        memledger_metrics::describe();
+        memledger_metrics::publish(&sample);
+    });
+    let theirs = recorder.handle().render();
+    let ours = memledger_metrics::render_prometheus(&sample);
+    check_exposition(&ours, "rendered_twice", 8000);
+    let (their_series, their_meta) = exposition(&theirs);
+    let (our_series, our_meta) = exposition(&ours);
+    assert_eq!(our_meta, their_meta, "the same HELP and TYPE lines");
+    assert_eq!(our_series, their_series, "the same series and values");
+    assert!(our_series.len() > 20);
+    drop(local);
 }

@@ -481,6 +481,50 @@ fn folded_lines_are_frames_and_a_value() {
     );
 }
 
+#[test]
+fn the_default_sample_type_is_chosen_and_growth_adds_a_type() {
+    let known = known();
+    assert_eq!(
+        known.profile.to_pprof_as(ProfileValue::LiveBytes),
+        known.profile.to_pprof(),
+        "to_pprof_as(LiveBytes) is to_pprof"
+    );
+    let decode_as = |profile: &Profile, value| {
+        let raw = gunzip(&profile.to_pprof_as(value));
+        <proto::Profile as prost::Message>::decode(raw.as_slice()).expect("a valid profile.proto")
+    };
+    let types = |p: &proto::Profile| -> Vec<String> {
+        p.sample_type
+            .iter()
+            .map(|t| string(p, t.r#type, "sample type"))
+            .collect()
+    };
+    for (value, name) in [
+        (ProfileValue::LiveBlocks, "live_blocks"),
+        (ProfileValue::AllocatedBytes, "allocated_bytes"),
+    ] {
+        let p = decode_as(&known.profile, value);
+        assert_eq!(string(&p, p.default_sample_type, "default"), name);
+        assert_eq!(types(&p).len(), 4, "no fifth type for {name}");
+        assert!(p.sample.iter().all(|s| s.value.len() == 4));
+    }
+
+    // Against an empty baseline, every site grew by its live bytes.
+    let empty = Profile {
+        rate: known.profile.rate,
+        scopes: Vec::new(),
+        usage: known.profile.usage,
+    };
+    let grown = known.profile.since(&empty);
+    let p = decode_as(&grown, ProfileValue::GrowthBytes);
+    assert_eq!(types(&p).last().map(String::as_str), Some("growth_bytes"));
+    assert_eq!(string(&p, p.default_sample_type, "default"), "growth_bytes");
+    let growth: i64 = p.sample.iter().map(|s| s.value[4]).sum();
+    let live: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    assert!(growth > 0);
+    assert_eq!(growth, live, "growth against nothing is the live bytes");
+}
+
 /// A folder of its own under the target's scratch space, emptied first.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -77,6 +77,7 @@ mod text;
 mod waterfall;
 
 use core::fmt::{self, Write as _};
+use core::time::Duration;
 
 use memledger::__private::human_bytes;
 use memledger_monitor::{Recording, Sample};
@@ -95,27 +96,82 @@ pub fn render_html(recording: &Recording) -> String {
     out
 }
 
+/// Renders `recording` as the page of [`render_html`], for a running program that serves it
+/// (`memledger-http` does, at `/debug/memledger/`): the page fetches its own address again every
+/// `refresh` (at least 250 ms) and puts the new content in place of the old, without a reload,
+/// keeping the reader's scroll position.
+///
+/// The differences from [`render_html`]'s page are only these: the content security policy also
+/// allows `connect-src 'self'` (the refetch, to the page's own origin and nowhere else), a small
+/// inline script in the head does the refetching, the title and footer say the page is live, and
+/// the body counts its refreshes in `data-refreshes` (a failed refetch is kept in
+/// `data-refresh-error` and tried again at the next interval). Nothing is fetched from
+/// elsewhere, so the page works without a network.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: memledger::Ledger<std::alloc::System> = memledger::Ledger::new(std::alloc::System);
+/// # fn main() -> Result<(), memledger_monitor::Error> {
+/// use memledger_monitor::{Recording, RecordingHeader};
+/// let sampler = memledger_monitor::Sampler::builder().start()?;
+/// let recording = Recording {
+///     header: RecordingHeader::now(),
+///     samples: vec![sampler.sample_now().as_ref().clone()],
+/// };
+/// let html = memledger_report::render_live_html(&recording, std::time::Duration::from_secs(2));
+/// assert!(html.contains("connect-src 'self'"));
+/// assert!(!memledger_report::render_html(&recording).contains("connect-src"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn render_live_html(recording: &Recording, refresh: Duration) -> String {
+    let mut out = String::with_capacity(64 * 1024 + recording.samples.len() * 256);
+    let mut page = Page::new(recording);
+    page.live = Some(refresh.max(Duration::from_millis(250)));
+    // Writing to a `String` cannot fail.
+    let _ = page.write(&mut out);
+    out
+}
+
 /// What the page is drawn from.
 struct Page<'a> {
     recording: &'a Recording,
     /// The samples in time order.
     samples: Vec<&'a Sample>,
+    /// A live page's refresh interval; `None` for a recording's page.
+    live: Option<Duration>,
 }
 
 impl<'a> Page<'a> {
     fn new(recording: &'a Recording) -> Page<'a> {
         let mut samples: Vec<&Sample> = recording.samples.iter().collect();
         samples.sort_by(|a, b| a.uptime.cmp(&b.uptime).then(a.sequence.cmp(&b.sequence)));
-        Page { recording, samples }
+        Page {
+            recording,
+            samples,
+            live: None,
+        }
     }
 
     fn title(&self) -> String {
         match &self.recording.header.program {
             Some(program) if !program.is_empty() => {
                 let name = program.rsplit(['/', '\\']).next().unwrap_or(program);
-                format!("memledger report: {name}")
+                format!("memledger {}: {name}", self.kind())
             }
-            _ => format!("memledger report: process {}", self.recording.header.pid),
+            _ => format!(
+                "memledger {}: process {}",
+                self.kind(),
+                self.recording.header.pid
+            ),
+        }
+    }
+
+    /// What the title calls the page.
+    fn kind(&self) -> &'static str {
+        match self.live {
+            Some(_) => "live",
+            None => "report",
         }
     }
 
@@ -140,7 +196,14 @@ impl<'a> Page<'a> {
                 self.waterfall(out)?;
             }
         }
-        out.push_str("<footer>Written by memledger from a recording of ");
+        match self.live {
+            None => out.push_str("<footer>Written by memledger from a recording of "),
+            Some(refresh) => write!(
+                out,
+                "<footer>Live from the running process, refreshed every {}; drawn from the last ",
+                human_duration(refresh)
+            )?,
+        }
         write!(
             out,
             "{} sample{}.",
@@ -158,12 +221,26 @@ impl<'a> Page<'a> {
         out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
         out.push_str(
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-             style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n",
+             style-src 'unsafe-inline'; script-src 'unsafe-inline'",
         );
+        if self.live.is_some() {
+            // The refetch of the page itself, and nothing else.
+            out.push_str("; connect-src 'self'");
+        }
+        out.push_str("\">\n");
         out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
         writeln!(out, "<title>{}</title>", Esc(&self.title()))?;
         out.push_str("<script>\n");
         out.push_str(ERROR_SCRIPT);
+        if let Some(refresh) = self.live {
+            out.push_str("</script>\n<script>\n");
+            writeln!(
+                out,
+                "window.__memledgerRefreshMs = {};",
+                refresh.as_millis()
+            )?;
+            out.push_str(LIVE_SCRIPT);
+        }
         out.push_str("</script>\n<style>\n");
         out.push_str(STYLE);
         out.push_str("</style>\n</head>\n");
@@ -307,6 +384,10 @@ const ERROR_SCRIPT: &str = include_str!("assets/errors.js");
 const SCRIPT: &str = include_str!("assets/page.js");
 
 const STYLE: &str = include_str!("assets/page.css");
+
+/// A live page's refetch: every `window.__memledgerRefreshMs`, the page's own address again, its
+/// body put in place of the current one and its scripts run again.
+const LIVE_SCRIPT: &str = include_str!("assets/live.js");
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -4,7 +4,20 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use super::{scope_label, Profile};
+use super::{scope_label, Profile, ProfileValue};
+
+impl Profile {
+    /// The profile as [`to_pprof`](Profile::to_pprof) writes it, with `default` as the sample
+    /// type a reader shows unless told otherwise (`go tool pprof` without `-sample_index`):
+    /// [`AllocatedBytes`](ProfileValue::AllocatedBytes) for an "allocs" profile, as Go's
+    /// `/debug/pprof/allocs` serves. [`GrowthBytes`](ProfileValue::GrowthBytes) adds a fifth
+    /// sample type, `growth_bytes` (each site's live bytes grown since the baseline of a
+    /// [`since`](Profile::since) profile, shrunk sites 0), and makes it the default.
+    /// `to_pprof_as(ProfileValue::LiveBytes)` is `to_pprof()`, byte for byte.
+    pub fn to_pprof_as(&self, default: ProfileValue) -> Vec<u8> {
+        encode_as(self, default)
+    }
+}
 
 /// Field numbers of `perftools.profiles.Profile`.
 mod field {
@@ -102,14 +115,30 @@ fn value_type(strings: &mut Strings, kind: &str, unit: &str) -> Message {
 
 /// Encodes `profile` and gzips it.
 pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
+    encode_as(profile, ProfileValue::LiveBytes)
+}
+
+/// Encodes `profile` with `default` as its default sample type, and gzips it.
+fn encode_as(profile: &Profile, default: ProfileValue) -> Vec<u8> {
+    let growth = default == ProfileValue::GrowthBytes;
+    let default_name = match default {
+        ProfileValue::LiveBytes => "live_bytes",
+        ProfileValue::LiveBlocks => "live_blocks",
+        ProfileValue::AllocatedBytes => "allocated_bytes",
+        ProfileValue::GrowthBytes => "growth_bytes",
+    };
     let mut strings = Strings::new();
     let mut out = Message::default();
+    let growth_type = [("growth_bytes", "bytes")];
     for (kind, unit) in [
         ("live_bytes", "bytes"),
         ("live_blocks", "count"),
         ("allocated_bytes", "bytes"),
         ("allocated_blocks", "count"),
-    ] {
+    ]
+    .into_iter()
+    .chain(growth_type.into_iter().filter(|_| growth))
+    {
         let m = value_type(&mut strings, kind, unit);
         out.message(field::SAMPLE_TYPE, m);
     }
@@ -197,6 +226,7 @@ pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
             }
             let mut sample = Message::default();
             sample.packed(1, location_ids);
+            let growth_value = [ProfileValue::GrowthBytes.of(site)];
             sample.packed(
                 2,
                 [
@@ -204,7 +234,9 @@ pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
                     site.live.blocks,
                     site.allocated.bytes,
                     site.allocated.blocks,
-                ],
+                ]
+                .into_iter()
+                .chain(growth_value.into_iter().filter(|_| growth)),
             );
             let mut label = Message::default();
             label.int(1, label_key);
@@ -238,7 +270,7 @@ pub(crate) fn encode(profile: &Profile) -> Vec<u8> {
         .missing_line_tables
         .then(|| strings.id(&format!("memledger: {}", super::LINE_TABLES_NOTE)));
     let period = value_type(&mut strings, "space", "bytes");
-    let default_type = strings.id("live_bytes");
+    let default_type = strings.id(default_name);
     for s in &strings.table {
         out.bytes(field::STRING_TABLE, s.as_bytes());
     }

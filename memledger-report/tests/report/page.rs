@@ -257,3 +257,28 @@ fn long_recordings_are_thinned() {
     assert!(took < Duration::from_secs(5), "rendering took {took:?}");
     drop(held);
 }
+
+#[test]
+fn a_live_page_is_the_recording_page_with_a_refetch() {
+    let (_, recording) = recorded();
+    let still = render_html(recording);
+    let live = memledger_report::render_live_html(recording, Duration::from_secs(3));
+    assert!(
+        !still.contains("connect-src"),
+        "a recording's page fetches nothing"
+    );
+    assert!(!still.contains("__memledgerRefreshMs"));
+    assert!(live.contains(
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+         connect-src 'self'\""
+    ));
+    assert!(live.contains("window.__memledgerRefreshMs = 3000;"));
+    assert!(live.contains("<title>memledger live: "));
+    assert!(live.contains("refreshed every 3.0 s"));
+    // The content between the header and the footer is the same page.
+    let body = |html: &str| between(html, "</header>", "<footer>").to_string();
+    assert_eq!(body(&live), body(&still));
+    // Refreshing faster than a quarter of a second is not asked of the program.
+    let fast = memledger_report::render_live_html(recording, Duration::ZERO);
+    assert!(fast.contains("window.__memledgerRefreshMs = 250;"));
+}
