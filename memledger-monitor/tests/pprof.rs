@@ -511,9 +511,8 @@ fn the_default_sample_type_is_chosen_and_growth_adds_a_type() {
 
     // Against an empty baseline, every site grew by its live bytes.
     let empty = Profile {
-        rate: known.profile.rate,
         scopes: Vec::new(),
-        usage: known.profile.usage,
+        ..known.profile.clone()
     };
     let grown = known.profile.since(&empty);
     let p = decode_as(&grown, ProfileValue::GrowthBytes);

@@ -1,6 +1,7 @@
 //! memledger-http's endpoints, through the handler and through the standalone server, read by
 //! the real clients where they are installed: `go tool pprof` over HTTP, headless Chromium on
-//! the live page, and a strict reading of the Prometheus text format.
+//! the live page, `promtool check metrics` on `/metrics`, and a strict reading of the Prometheus
+//! text format.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -14,6 +15,7 @@ use memledger_monitor::Sampler;
 mod browser;
 mod endpoints;
 mod go;
+mod promtool;
 mod server;
 
 #[global_allocator]
