@@ -1,6 +1,20 @@
 //! [`SamplerBuilder`]: a sampler's settings, checked when it starts.
 
-use super::*;
+use core::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use memledger::__private::override_limit;
+
+use super::worker::Worker;
+use super::{Sampler, SamplerStats, Shared, State, NEXT_SAMPLER};
+use crate::budget::{Budget, Level, ScopeBudget};
+use crate::error::Error;
+use crate::growth::{LeakDetection, MAX_FIT_SAMPLES};
+use crate::history::History;
+use crate::reconcile::process::{ProcessMemory, ReadError};
+use crate::status::BudgetBasis;
 
 /// A source of the process's memory; see [`SamplerBuilder::memory_source`].
 pub(super) type MemorySource = Box<dyn FnMut() -> Result<ProcessMemory, ReadError> + Send>;

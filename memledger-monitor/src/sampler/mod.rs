@@ -2,12 +2,12 @@
 //! interval, keeps a history, fits growth rates, checks budgets and streams it all.
 
 use core::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::Sender;
 
 mod builder;
 mod handoff;
@@ -16,23 +16,19 @@ mod subscription;
 mod worker;
 
 pub use builder::SamplerBuilder;
-use builder::*;
-use handoff::Rejected;
+use subscription::Subscriber;
 pub use subscription::Subscription;
-use subscription::*;
-use worker::*;
+use worker::Worker;
 
-use crate::reconcile::allocator::AllocatorStats;
-use memledger::__private::{override_limit, release_limits};
+use memledger::__private::release_limits;
 use memledger::{Snapshot, SnapshotDiff};
 
-use crate::budget::{Budget, Level, ScopeBudget};
-use crate::error::Error;
-use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak, MAX_FIT_SAMPLES};
+use crate::budget::Level;
+use crate::growth::{GrowthRate, SuspectedLeak};
 use crate::history::{History, HistoryEntry};
-use crate::reconcile::process::{CgroupMemory, ProcessMemory, ReadError};
+use crate::reconcile::process::ReadError;
 use crate::reconcile::Reconciliation;
-use crate::status::{BudgetBasis, Status, StatusInputs};
+use crate::status::Status;
 
 /// Everything one tick of the sampler found.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,6 +1,13 @@
 //! A subscriber's bounded queue: the reader's end ([`Subscription`]) and the sampler's.
 
-use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::handoff::{self, Rejected};
+use super::Event;
 
 /// A stream of the sampler's events, from [`Sampler::subscribe`].
 ///

@@ -1,7 +1,20 @@
 //! The sampler thread: one tick reads the books and the layers under them, updates the history and
 //! the growth fits, checks the budgets and hands the events to every subscriber.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::builder::MemorySource;
+use super::{lock_worker, Event, Sample, Shared};
+use crate::budget::{Budget, Level, ScopeBudget};
+use crate::growth::{GrowthRate, LeakDetection, SuspectedLeak};
+use crate::history::HistoryEntry;
+use crate::reconcile::allocator::AllocatorStats;
+use crate::reconcile::process::{CgroupMemory, ProcessMemory, ReadError};
+use crate::reconcile::Reconciliation;
+use crate::status::{BudgetBasis, Status, StatusInputs};
 
 /// The sampler thread's own state.
 pub(super) struct Worker {
