@@ -59,15 +59,25 @@ fn nonzero(seed: u64) -> u64 {
 fn entropy() -> u64 {
     let local = 0u8;
     let stack = core::ptr::addr_of!(local) as usize as u64;
+    system_random() ^ time_and_pid() ^ stack.rotate_left(17)
+}
+
+/// The time and the process id, mixed.
+#[cfg(not(miri))]
+fn time_and_pid() -> u64 {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()).rotate_left(32))
         .unwrap_or(0);
     let pid = u64::from(std::process::id());
-    system_random()
-        ^ time.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ pid.rotate_left(48)
-        ^ stack.rotate_left(17)
+    time.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ pid.rotate_left(48)
+}
+
+/// Under Miri, whose isolation refuses the wall clock and the process id, the system's random
+/// bytes and the stack's address alone.
+#[cfg(miri)]
+fn time_and_pid() -> u64 {
+    0
 }
 
 /// 8 bytes from the kernel's random pool (`getrandom`, which does not block once the pool was
