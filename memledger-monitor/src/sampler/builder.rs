@@ -123,7 +123,7 @@ impl SamplerBuilder {
 
     /// Takes a profile of the sampled allocation sites ([`profile`](crate::profile)) on the
     /// first tick and then every `every` (rounded up to whole ticks), and carries it in that
-    /// tick's [`Sample::profile`], trimmed to 16 sites per scope (see
+    /// tick's [`Sample::profile`](super::Sample::profile), trimmed to 16 sites per scope (see
     /// [`Profile::trimmed`](crate::Profile::trimmed)). Off by default: a sampler then takes a
     /// profile only when a leak is first suspected. The first profile reads the binary's symbols, which takes memory
     /// (booked to the crate's own scope) and time on the sampler's thread; later ones resolve
@@ -143,7 +143,7 @@ impl SamplerBuilder {
     /// Where the process's memory is read from (default [`ProcessMemory::read`]). For tests
     /// and for platforms with a better source; readings are validated like the default's, and a
     /// source that panics counts as a failed reading. The source runs on the ticking thread
-    /// with the sampler's tick lock held: it must not call into this sampler or [`monitor`].
+    /// with the sampler's tick lock held: it must not call into this sampler or [`monitor`](super::monitor).
     pub fn memory_source(
         mut self,
         source: impl FnMut() -> Result<ProcessMemory, ReadError> + Send + 'static,

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::handoff::{self, Rejected};
 use super::Event;
 
-/// A stream of the sampler's events, from [`Sampler::subscribe`].
+/// A stream of the sampler's events, from [`Sampler::subscribe`](super::Sampler::subscribe).
 ///
 /// Each subscription has a bounded queue. When a reader falls behind and its queue is full, the
 /// sampler drops the *oldest* queued event to make room for the newest and counts it in
