@@ -168,6 +168,18 @@ fn exporter_serves_a_published_sample_over_http() {
     drop(exported);
 }
 
+/// What a Prometheus recorder renders once `describe` and `publish` recorded `sample` in it.
+fn describe_and_publish(
+    recorder: &metrics_exporter_prometheus::PrometheusRecorder,
+    sample: &memledger_monitor::Sample,
+) -> String {
+    metrics::with_local_recorder(recorder, || {
+        memledger_metrics::describe();
+        memledger_metrics::publish(sample);
+    });
+    recorder.handle().render()
+}
+
 #[test]
 fn publish_renders_through_a_local_recorder() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -177,11 +189,7 @@ fn publish_renders_through_a_local_recorder() {
         .start()
         .unwrap();
     let sample = sampler.sample_now();
-    metrics::with_local_recorder(&recorder, || {
-        memledger_metrics::describe();
-        memledger_metrics::publish(&sample);
-    });
-    let text = recorder.handle().render();
+    let text = describe_and_publish(&recorder, &sample);
     check_exposition(&text, "rendered_locally", 4000);
     assert!(text.contains("# HELP memledger_memory_bytes "));
     // No budget for the scope, no budget series.
@@ -249,11 +257,7 @@ fn render_prometheus_writes_what_publish_records() {
         .start()
         .unwrap();
     let sample = sampler.sample_now();
-    metrics::with_local_recorder(&recorder, || {
-        memledger_metrics::describe();
-        memledger_metrics::publish(&sample);
-    });
-    let theirs = recorder.handle().render();
+    let theirs = describe_and_publish(&recorder, &sample);
     let ours = memledger_metrics::render_prometheus(&sample);
     check_exposition(&ours, "rendered_twice", 8000);
     let (their_series, their_meta) = exposition(&theirs);
