@@ -168,6 +168,12 @@ fn a_reader_that_panics() {
             _ => false,
         });
     assert!(seen, "the healthy reader saw no tick with the block");
+    // And it keeps receiving: the reader that is gone took no one else's subscription with it.
+    let later = std::iter::from_fn(|| healthy.recv_timeout(Duration::from_secs(10)))
+        .filter(|event| matches!(event, Event::Sample(_)))
+        .take(3)
+        .count();
+    assert_eq!(later, 3, "the healthy reader stopped receiving");
     let ticks = sampler.stats().ticks;
     std::thread::sleep(Duration::from_millis(50));
     assert!(sampler.stats().ticks > ticks, "the sampler stopped ticking");
