@@ -2,8 +2,13 @@
 //! `RUSTFLAGS` or a target's `rustflags`): sampled allocation sites are then captured by walking
 //! the frame pointers, which costs a few instructions per frame instead of the unwinder's
 //! thousands (`memledger::sampling::StackWalk`).
+//!
+//! It also passes on `MEMLEDGER_MUTANT`, the name of a bug seeded on purpose: `.ci/mutants` builds
+//! the crate with one at a time (`cfg(memledger_mutant = "...")` arms at the places they break) to
+//! show that the check meant to catch it fails. Unset in every other build.
 
 fn main() {
+    mutant();
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let mut previous = "";
@@ -22,5 +27,17 @@ fn main() {
     }
     if frame_pointers {
         println!("cargo::rustc-cfg=memledger_frame_pointers");
+    }
+}
+
+/// Sets `cfg(memledger_mutant = "<name>")` from `MEMLEDGER_MUTANT`.
+fn mutant() {
+    println!("cargo::rerun-if-env-changed=MEMLEDGER_MUTANT");
+    println!("cargo::rustc-check-cfg=cfg(memledger_mutant, values(any()))");
+    if let Some(name) = std::env::var("MEMLEDGER_MUTANT")
+        .ok()
+        .filter(|n| !n.is_empty())
+    {
+        println!("cargo::rustc-cfg=memledger_mutant=\"{name}\"");
     }
 }

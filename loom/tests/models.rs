@@ -90,22 +90,10 @@ fn table(slot: &ScopeSlot) -> &[ScopeSlot] {
     std::slice::from_ref(slot)
 }
 
-/// Books `op` as the ledger does: on the hot path if the cell's budget allows, else on the cold
-/// path.
+/// Books `op` through the ledger's own dispatch (`cells::book`: `Counter::try_book` on the hot
+/// path), whose cold path books with `Counter::refill`, as the ledger's `book_cold` does.
 fn book(cell: &Counter, slot: &ScopeSlot, op: Op) {
-    let hot = match op {
-        Op::Alloc(size) => cell.try_grow(size),
-        Op::Dealloc(size) => cell.try_shrink(size),
-        Op::Realloc(delta) => cell.try_resize(delta),
-    };
-    if !hot {
-        return cell.refill(table(slot), 0, op);
-    }
-    match op {
-        Op::Alloc(_) => cell.count_alloc(),
-        Op::Dealloc(_) => cell.count_free(),
-        Op::Realloc(_) => cell.count_realloc(),
-    }
+    cells::book(cell, op, |op| cell.refill(table(slot), 0, op));
 }
 
 /// A reader that runs while a thread books, on the hot and the cold path, never sees more bytes
@@ -305,8 +293,9 @@ fn a_reserved_booking_publishes_what_the_cell_held_back() {
 }
 
 /// Threads take a free slab or push a new one, book into it and give it back, while a reader
-/// walks the list. No slab is ever held by two threads (their single-writer updates would lose
-/// bookings), and the final sum over the list is exact.
+/// walks the list. The list starts with one free slab (a thread that exited), so that both
+/// threads may race to claim it. No slab is ever held by two threads (their single-writer updates
+/// would lose bookings), and the final sum over the list is exact.
 #[test]
 fn slabs_change_hands_without_losing_bookings() {
     // Three threads and a walk of the list: two preemptions keep it to seconds (three take
@@ -314,6 +303,9 @@ fn slabs_change_hands_without_losing_bookings() {
     model_bounded(2, || {
         let slots: &'static [ScopeSlot] = Box::leak(Box::new([ScopeSlot::new()]));
         let list: &'static SlabList<()> = Box::leak(Box::new(SlabList::new()));
+        // SAFETY:
+        // - a fresh, empty slab, leaked: never freed or moved.
+        unsafe { list.push(Box::into_raw(Slab::<()>::boxed())) }.release(slots);
         // Scheduling points for the reader, as in `a_reader_never_sees_torn_cells`.
         let progress: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
         let worker = move || {

@@ -37,6 +37,14 @@ pub(crate) fn send_dropping_oldest<Q: Queue>(queue: &Q, item: Q::Item) -> Option
             Ok(()) => return Some(dropped),
             Err(Rejected::Full(back)) => {
                 item = back;
+                // Seeded bug (`.ci/mutants`): a drop counted even when the reader took the
+                // oldest event first.
+                #[cfg(memledger_mutant = "handoff_counts_a_taken_event")]
+                {
+                    queue.drop_oldest();
+                    dropped += 1;
+                }
+                #[cfg(not(memledger_mutant = "handoff_counts_a_taken_event"))]
                 if queue.drop_oldest() {
                     dropped += 1;
                 }

@@ -80,6 +80,7 @@ impl Worker {
         match &mut self.memory_source {
             Some(source) => {
                 // A source that panics is a failed reading, not the end of the sampler.
+                #[cfg(not(memledger_mutant = "source_panic_uncaught"))]
                 let memory = std::panic::catch_unwind(std::panic::AssertUnwindSafe(source))
                     .unwrap_or_else(|_| {
                         Err(ReadError::Io {
@@ -87,6 +88,11 @@ impl Worker {
                             message: "it panicked".to_string(),
                         })
                     })?;
+                // Seeded bug (`.ci/mutants`): the source's panic is not caught.
+                #[cfg(memledger_mutant = "source_panic_uncaught")]
+                let memory = source()?;
+                // Seeded bug (`.ci/mutants`): a nonsense reading is taken as it is.
+                #[cfg(not(memledger_mutant = "nonsense_reading_accepted"))]
                 memory.validate()?;
                 Ok(memory)
             }
@@ -247,11 +253,18 @@ impl Worker {
         state.stats.total_tick_time += spent;
         events.insert(0, Event::Sample(Arc::clone(&sample)));
         let mut dropped = 0;
+        #[cfg(memledger_mutant = "a_gone_reader_ends_all")]
+        let before = state.subscribers.len();
         state.subscribers.retain(|subscriber| {
             events
                 .iter()
                 .all(|e| subscriber.send(e.clone(), &mut dropped))
         });
+        // Seeded bug (`.ci/mutants`): a reader that is gone ends every subscription.
+        #[cfg(memledger_mutant = "a_gone_reader_ends_all")]
+        if state.subscribers.len() < before {
+            state.subscribers.clear();
+        }
         state.stats.dropped_events += dropped;
         sample
     }

@@ -32,5 +32,16 @@ pub(crate) fn store(cache: &AtomicU32, parent: ScopeId, child: ScopeId, refused:
     if refused {
         packed |= REFUSAL;
     }
+    // Seeded bug (`.ci/mutants`): the parent and the child written in two steps, so a reader
+    // between them pairs one thread's parent with another's child.
+    #[cfg(memledger_mutant = "callsite_two_steps")]
+    {
+        cache.fetch_and(0xffff, Ordering::Relaxed);
+        cache.fetch_or(packed & 0xffff_0000, Ordering::Relaxed);
+        cache.fetch_and(0xffff_0000, Ordering::Relaxed);
+        cache.fetch_or(packed & 0xffff, Ordering::Relaxed);
+        return;
+    }
+    #[cfg(not(memledger_mutant = "callsite_two_steps"))]
     cache.store(packed, Ordering::Relaxed);
 }

@@ -199,7 +199,12 @@ impl Counter {
         // Release: readers load `bytes_out` (acquire) before `bytes_in`, so a cell that frees
         // only its own blocks never reads as having taken out more than it brought in. A plain
         // store on x86.
+        #[cfg(not(memledger_mutant = "shrink_relaxed"))]
         self.bytes_out.store(v, Ordering::Release);
+        // Seeded bug (`.ci/mutants`): the store relaxed, so a reader may see the bytes out
+        // without the bytes in they follow.
+        #[cfg(memledger_mutant = "shrink_relaxed")]
+        self.bytes_out.store(v, Ordering::Relaxed);
         true
     }
 
@@ -211,6 +216,41 @@ impl Counter {
             self.try_grow(delta as u64)
         } else {
             self.try_shrink(delta.unsigned_abs())
+        }
+    }
+
+    /// Books `op` on the hot path and counts it, if it stays below its mark: the ledger's
+    /// dispatch for a booking whose count need not wait for the inner allocator. `false` (nothing
+    /// booked) sends the caller to the cold path, which books it with [`Self::refill`].
+    #[inline(always)]
+    #[must_use]
+    pub(crate) fn try_book(&self, op: Op) -> bool {
+        let hot = match op {
+            Op::Alloc(size) => self.try_grow(size),
+            Op::Dealloc(size) => self.try_shrink(size),
+            Op::Realloc(delta) => self.try_resize(delta),
+        };
+        // Seeded bug (`.ci/mutants`): the operation counted before its budget is checked, so one
+        // that then takes the cold path is counted twice.
+        #[cfg(memledger_mutant = "count_before_budget")]
+        let hot = {
+            self.count(op);
+            hot
+        };
+        #[cfg(not(memledger_mutant = "count_before_budget"))]
+        if hot {
+            self.count(op);
+        }
+        hot
+    }
+
+    /// Counts `op`, booked on the hot path.
+    #[inline(always)]
+    fn count(&self, op: Op) {
+        match op {
+            Op::Alloc(_) => self.count_alloc(),
+            Op::Dealloc(_) => self.count_free(),
+            Op::Realloc(_) => self.count_realloc(),
         }
     }
 
@@ -287,6 +327,9 @@ impl Counter {
         let strict = slot.strict();
         let net = self.net();
         let pending = net.wrapping_sub(self.published_net.load(Ordering::Relaxed));
+        // Seeded bug (`.ci/mutants`): a strict scope's refill publishes only past the threshold.
+        #[cfg(memledger_mutant = "strict_waits_for_threshold")]
+        let strict = false;
         let total = if strict || pending.unsigned_abs() >= PUBLISH_THRESHOLD as u64 {
             self.published_net.store(net, Ordering::Relaxed);
             slot.publish(pending)
@@ -315,6 +358,9 @@ impl Counter {
         let pending = net
             .wrapping_sub(self.published_net.load(Ordering::Relaxed))
             .wrapping_sub(reserved as i64);
+        // Seeded bug (`.ci/mutants`): what the cell held back is left unpublished.
+        #[cfg(memledger_mutant = "reserved_keeps_held_back")]
+        let pending = 0;
         self.published_net.store(net, Ordering::Relaxed);
         let total = if pending == 0 {
             total
@@ -390,6 +436,17 @@ impl Counter {
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         total.bytes_in = total.bytes_in.wrapping_add(bytes_in);
         total.bytes_out = total.bytes_out.wrapping_add(bytes_out);
+    }
+}
+
+/// Books `op` on `cell`: on the hot path if its budget allows ([`Counter::try_book`]), else
+/// through `cold`, which books it exactly (with [`Counter::refill`], then whatever else its cold
+/// path does). The ledger's dispatch of a resize booked apart from its block, and the model
+/// checks' dispatch of every booking.
+#[inline(always)]
+pub(crate) fn book(cell: &Counter, op: Op, cold: impl FnOnce(Op)) {
+    if !cell.try_book(op) {
+        cold(op);
     }
 }
 
@@ -478,6 +535,14 @@ impl ScopeSlot {
 
     /// Adds `delta` to the published total; returns the new total.
     fn publish(&self, delta: i64) -> i64 {
+        // Seeded bug (`.ci/mutants`): the add as a load and a store, which loses a racing publish.
+        #[cfg(memledger_mutant = "publish_load_store")]
+        {
+            let new = self.published.load(Ordering::Acquire).wrapping_add(delta);
+            self.published.store(new, Ordering::Release);
+            return new;
+        }
+        #[cfg(not(memledger_mutant = "publish_load_store"))]
         self.published
             .fetch_add(delta, Ordering::AcqRel)
             .wrapping_add(delta)
@@ -579,6 +644,14 @@ impl ScopeSlot {
                 Some(new) if new <= limit => new,
                 _ => return refused(),
             };
+            // Seeded bug (`.ci/mutants`): the compare-and-swap as a load and a store, so two
+            // threads can pass on the same headroom.
+            #[cfg(memledger_mutant = "reserve_load_store")]
+            {
+                self.published.store(new, Ordering::Release);
+                return Ok(new);
+            }
+            #[cfg(not(memledger_mutant = "reserve_load_store"))]
             match self.published.compare_exchange_weak(
                 current,
                 new,

@@ -157,12 +157,20 @@ impl<X> SlabList<X> {
             // - every pointer in the list is a slab that is never freed (see `push`).
             let slab = unsafe { &*cursor };
             // Acquire: see every counter the previous holder wrote before it released the slab.
+            #[cfg(not(memledger_mutant = "claim_by_store"))]
             if !slab.in_use.load(Ordering::Relaxed)
                 && slab
                     .in_use
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
+                return Some(slab);
+            }
+            // Seeded bug (`.ci/mutants`): the claim as a load and a store, so two threads can
+            // claim one slab.
+            #[cfg(memledger_mutant = "claim_by_store")]
+            if !slab.in_use.load(Ordering::Acquire) {
+                slab.in_use.store(true, Ordering::Relaxed);
                 return Some(slab);
             }
             cursor = slab.next.cast_mut();

@@ -138,15 +138,18 @@ impl<A: GlobalAlloc> Ledger<A> {
             return unsafe { self.trailer_dealloc(ptr, layout) };
         };
         let (owner, row) = arena::block_owner(offset);
+        // Seeded bug (`.ci/mutants`): the free booked to the freeing thread's scope, not the
+        // arena's.
+        #[cfg(memledger_mutant = "arena_free_books_current_scope")]
+        let owner = state::current().1;
         let size = layout.size();
         let (cell, front) = state::cell_and_front(owner);
-        if !cell.try_shrink(size as u64) {
+        if !cell.try_book(Op::Dealloc(size as u64)) {
             // SAFETY:
             // - in the region: an arena block of the arena in `row`, allocated or resized for
             //   `layout`.
             return unsafe { Self::arena_dealloc_cold(ptr, layout, owner, row) };
         }
-        cell.count_free();
         let class = arena_class(size, layout.align());
         if class != 0 && class != BIG {
             // SAFETY:

@@ -201,10 +201,9 @@ impl<A: GlobalAlloc> Ledger<A> {
     fn alloc_tagged(&self, layout: Layout, allocate: impl FnOnce(Layout) -> *mut u8) -> *mut u8 {
         let size = layout.size();
         let (cell, _) = state::current();
-        if !cell.try_grow(size as u64) {
+        if !cell.try_book(Op::Alloc(size as u64)) {
             return self.alloc_cold(layout, allocate);
         }
-        cell.count_alloc();
         // SAFETY:
         // - `try_grow` passed, so `size < GRANT` (64 KiB): `size + TRAILER_SIZE` rounded up to
         //   `layout.align()` cannot pass `isize::MAX` where `size` rounded up did not.
@@ -607,13 +606,16 @@ impl<A: GlobalAlloc> Ledger<A> {
                 trailer::existing_outer_layout(layout.size(), layout.align()),
             )
         };
+        // Seeded bug (`.ci/mutants`): the free booked to the freeing thread's scope, not the
+        // block's.
+        #[cfg(memledger_mutant = "free_books_current_scope")]
+        let tag = state::current_tag();
         let cell = state::cell_of_tag(tag);
-        if !cell.try_shrink(layout.size() as u64) {
+        if !cell.try_book(Op::Dealloc(layout.size() as u64)) {
             // SAFETY:
             // - the caller's guarantee, passed on.
             return unsafe { self.dealloc_cold(tag, ptr, layout) };
         }
-        cell.count_free();
         // Booked before the block goes back, so that the inner free is the last call: a tail
         // call, with no registers to keep across it.
         // SAFETY:

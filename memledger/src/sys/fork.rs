@@ -76,7 +76,13 @@ fn arrange() {
             //   life of the process; registering them has no other precondition. If it fails
             //   (out of memory), forks are no safer than without this crate, and nothing else
             //   changes.
-            unsafe { libc::pthread_atfork(Some(prepare), Some(reopen), Some(reopen)) };
+            #[cfg(not(memledger_mutant = "fork_without_gate"))]
+            unsafe {
+                libc::pthread_atfork(Some(prepare), Some(reopen), Some(reopen))
+            };
+            // Seeded bug (`.ci/mutants`): no fork handlers, so a child can inherit a held lock.
+            #[cfg(memledger_mutant = "fork_without_gate")]
+            let _ = (prepare, reopen);
         });
     }
 }

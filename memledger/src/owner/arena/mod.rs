@@ -375,6 +375,10 @@ pub(crate) unsafe fn deallocate(
     // A thread that frees into an arena it never allocated from makes its cache for it too (up to
     // the limit): without one, every free would take the arena's bin lock.
     let limit = TCACHE_LIMIT.load(Ordering::Relaxed);
+    // Seeded bug (`.ci/mutants`): the free without the alignment flag, so that a block resized
+    // below its alignment is taken for one of a smaller class.
+    #[cfg(memledger_mutant = "free_without_alignment_flag")]
+    let align = 1;
     let flags = tcache_flag(arenas, slot, limit, true) | align_flag(size, align);
     // SAFETY:
     // - the caller's guarantee; the flags name this thread's cache for the block's arena or none.
@@ -426,6 +430,8 @@ pub(crate) unsafe fn free_past_a_full_cache(
     class: usize,
 ) {
     if let Some(arenas) = arenas {
+        // Seeded bug (`.ci/mutants`): a full front cache is never emptied.
+        #[cfg(not(memledger_mutant = "full_front_cache_kept"))]
         arenas.make_room();
         // SAFETY:
         // - the caller's guarantee; the cache is the caller's own.
