@@ -674,8 +674,9 @@ pub fn thread_local_teardown(prefix: &'static str) {
         .map(|_| {
             std::thread::spawn(move || {
                 let layout = Layout::from_size_align(500, 8).unwrap();
-                // Registered before this thread's first allocation, so that it is destroyed after
-                // `SECOND` (where the ledger's own teardown once ran between the two).
+                // Registered before this thread's first allocation: where the ledger gives the
+                // counters back from a `thread_local!` of its own (Apple's platforms), this one is
+                // destroyed after it.
                 FIRST.with(|f| f.prefix.set(prefix));
                 let early = alloc_in(&format!("{prefix}/first_early"), layout, false);
                 FIRST.with(|f| {
