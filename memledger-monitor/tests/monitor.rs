@@ -48,6 +48,7 @@ fn wait_for<T>(
 }
 
 /// jemalloc's figures read by the test itself, apart from the reconciliation.
+#[cfg(target_os = "linux")]
 #[derive(Clone, Copy, Debug)]
 struct Direct {
     allocated: u64,
@@ -56,6 +57,7 @@ struct Direct {
     resident: u64,
 }
 
+#[cfg(target_os = "linux")]
 impl Direct {
     fn read() -> Direct {
         use tikv_jemalloc_ctl::{epoch, stats};
@@ -75,6 +77,7 @@ impl Direct {
 /// the kernel's and jemalloc's figures move by whole pages. The most seen was 12,960 B (8 runs of
 /// `cargo test -p memledger-monitor --all-features --test monitor`; 0 B with this test alone);
 /// 256 KiB, 64 pages, leaves room for a noisy machine.
+#[cfg(target_os = "linux")]
 const SLACK: u64 = 256 * 1024;
 
 /// The reconciliation's layers against second sources read by the test: the ledger against the
