@@ -104,15 +104,29 @@ impl Arena {
     }
 }
 
-/// The most bytes one jemalloc thread cache can hold, from jemalloc's settings: every small class
-/// with `opt.tcache_nslots_small_max` blocks, and every large class up to `opt.tcache_max` with
-/// `opt.tcache_nslots_large` blocks.
+/// The most bytes one jemalloc thread cache can hold, from jemalloc's settings as its
+/// `tcache_ncached_max_compute` (`src/tcache.c`) uses them: each small class holds its slab's
+/// blocks (`arenas.bin.<i>.nregs`) times 2^`opt.lg_tcache_nslots_mul`, rounded up to even and
+/// kept within `opt.tcache_nslots_small_min` and `_max`; each large class up to `opt.tcache_max`
+/// holds `opt.tcache_nslots_large`. (A `tcache_ncached_max` in `MALLOC_CONF` would override it.)
 pub fn thread_cache_bound() -> u64 {
-    let small_slots = unsigned("opt.tcache_nslots_small_max");
+    let (small_min, small_max) = (
+        unsigned("opt.tcache_nslots_small_min"),
+        unsigned("opt.tcache_nslots_small_max"),
+    );
+    // SAFETY:
+    // - "opt.lg_tcache_nslots_mul" is a `ssize_t`.
+    let mul = unsafe { tikv_jemalloc_ctl::raw::read::<isize>(b"opt.lg_tcache_nslots_mul\0") }
+        .expect("jemalloc's opt.lg_tcache_nslots_mul");
     let large_slots = unsigned("opt.tcache_nslots_large");
     let tcache_max = size("opt.tcache_max");
     let small: u64 = (0..unsigned("arenas.nbins"))
-        .map(|i| size(&format!("arenas.bin.{i}.size")) * small_slots)
+        .map(|i| {
+            let nregs = unsigned(&format!("arenas.bin.{i}.nregs"));
+            let candidate = if mul < 0 { nregs >> -mul } else { nregs << mul };
+            let slots = (candidate + candidate % 2).clamp(small_min, small_max);
+            size(&format!("arenas.bin.{i}.size")) * slots
+        })
         .sum();
     let large: u64 = (0..unsigned("arenas.nlextents"))
         .map(|i| size(&format!("arenas.lextent.{i}.size")))
