@@ -147,7 +147,11 @@ mod imp {
             allocated: mibs.allocated.read().map_err(failed)? as u64,
             active: mibs.active.read().map_err(failed)? as u64,
             metadata: mibs.metadata.read().map_err(failed)? as u64,
+            #[cfg(not(memledger_mutant = "resident_read_from_mapped"))]
             resident: mibs.resident.read().map_err(failed)? as u64,
+            // Seeded bug (`.ci/mutants`): the resident layer read from jemalloc's `mapped`.
+            #[cfg(memledger_mutant = "resident_read_from_mapped")]
+            resident: mibs.mapped.read().map_err(failed)? as u64,
             mapped: mibs.mapped.read().map_err(failed)? as u64,
             retained: mibs.retained.read().map_err(failed)? as u64,
         })

@@ -250,7 +250,11 @@ pub(super) const NO_TCACHE: u16 = u16::MAX;
 /// arenas) and kept for the next thread. By the holder only, as it gives the table up.
 pub(crate) fn release_thread(table: &ThreadArenas) {
     let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
+    // Seeded bug (`.ci/mutants`): an exiting thread's front cache keeps its blocks.
+    #[cfg(not(memledger_mutant = "front_cache_kept_at_exit"))]
     table.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE);
+    #[cfg(memledger_mutant = "front_cache_kept_at_exit")]
+    let _ = rows;
     for tcache in &table.tcaches {
         let value = tcache.load(Ordering::Relaxed);
         if value != 0 && value != NO_TCACHE {
