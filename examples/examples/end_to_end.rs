@@ -2,8 +2,8 @@
 //! with its scopes (`corpus`, `parse`, `index`, `compress`): see `end_to_end/workload.rs`.
 //!
 //! `end_to_end_bare` runs the same workload over bare jemalloc, and `end_to_end_trailer` over
-//! `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer). To compare them (wall time and peak RSS, median of `n` alternating runs of
-//! each):
+//! `Ledger<TrailerOnly<Jemalloc>>` (every block with a trailer). To compare them (wall time and
+//! peak RSS, median of `n` alternating runs of each; BENCHMARKS.md, "One default", used 7):
 //!
 //! ```text
 //! cargo build --release --example end_to_end --example end_to_end_bare --example end_to_end_trailer

@@ -2,15 +2,19 @@
 //!
 //! The workload is an inverted index: 200 000 distinct symbol names, a
 //! `HashMap<String, Vec<u32>>` of 2 000 000 postings whose vectors grow by doubling, and 500 000
-//! small boxes, all kept alive. It runs twice, in two child processes of this binary: once over
-//! bare jemalloc and once over each ledger (`Ledger<TrailerOnly<Jemalloc>>`, the default
-//! `Ledger::new(Jemalloc)`). Each child reports jemalloc's own statistics; the parent prints them
-//! side by side.
+//! small boxes, all kept alive. It runs once per allocator, each in a child process of this
+//! binary: bare jemalloc (`bare`), the ledger with a trailer on every block
+//! (`Ledger<TrailerOnly<Jemalloc>>`, `ledger`), the default `Ledger::new(Jemalloc)` (`arenas`,
+//! where the `arenas` feature is on, on 64-bit Linux) and `slack` (a placement, below). Each child
+//! reports jemalloc's own statistics; the parent prints them side by side.
 //!
-//! The ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
+//! The trailer ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
 //! collections grow by doubling, so many requests sit exactly on a jemalloc size class and those
 //! 2 bytes push them into the next class: the overhead shows in `allocated`, not only in the
-//! bytes of the trailers.
+//! bytes of the trailers. `slack` asks for those 2 bytes only where the class has no room for
+//! them, and books nothing: it shows where that overhead comes from. The default ledger keeps
+//! blocks of up to 16 KiB, and larger ones that fill their class, in an arena of their scope's own
+//! instead, with no trailer.
 //!
 //! A second workload, `handoff`, is a producer and its consumers: one thread builds documents
 //! (strings, doubling `Vec`s, small boxes) in one scope and hands them to three threads that free
@@ -40,7 +44,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use memledger::Ledger;
 use tikv_jemallocator::Jemalloc;
 
-/// Names the allocator of a child process: `bare` or `ledger`. Unset in the parent.
+/// Names the allocator of a child process: `bare`, `ledger`, `arenas` or `slack`. Unset in the
+/// parent.
 const MODE_VAR: &str = "MEMLEDGER_OVERHEAD_MODE";
 /// Names the workload of a child process: `index` (the default), `handoff` or `mix`.
 const WORKLOAD_VAR: &str = "MEMLEDGER_OVERHEAD_WORKLOAD";
@@ -62,12 +67,13 @@ const LEDGER: u8 = 2;
 const SLACK: u8 = 3;
 const ARENAS: u8 = 4;
 
-/// Bare jemalloc or the ledger over it, chosen once per process by [`MODE_VAR`].
+/// Bare jemalloc, a ledger over it or the slack placement, chosen once per process by
+/// [`MODE_VAR`].
 ///
-/// The choice has to be made before the first allocation and never change: blocks of the ledger
-/// carry a trailer that bare jemalloc's blocks lack, so a block allocated by one must be freed by
-/// the same one. The environment is read with `getenv`, which allocates nothing, on the first
-/// call into the allocator.
+/// The choice has to be made before the first allocation and never change: blocks of the trailer
+/// ledger carry a trailer that bare jemalloc's blocks lack, and the default ledger's live in its
+/// own arenas, so a block allocated by one must be freed by the same one. The environment is read
+/// with `getenv`, which allocates nothing, on the first call into the allocator.
 struct Switch {
     mode: AtomicU8,
     ledger: Ledger<memledger::TrailerOnly<Jemalloc>>,
@@ -430,9 +436,11 @@ fn child(ledger: bool) -> ExitCode {
         .unwrap_or(0);
     let idle_until = std::time::Instant::now() + std::time::Duration::from_secs(idle_s);
     while std::time::Instant::now() < idle_until {
-        // 250 bytes leave room for a trailer: under the default ledger these blocks live in
-        // jemalloc's automatic arenas, so nothing but a decay driven by the books touches the
-        // scope arenas.
+        // Under the default ledger these blocks live in the unscoped root's arena (every block of
+        // up to 16 KiB outside the crate's own scopes goes to its scope's arena), which in
+        // `handoff` also holds the consumers' scratch tables; the workload's own scope arena is
+        // left idle, and only a decay driven by the books (this loop's refills) returns its
+        // pages. Under the trailer ledger and `slack` they stay in jemalloc's automatic arenas.
         let scratch: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 250]).collect();
         black_box(scratch);
         std::thread::sleep(std::time::Duration::from_millis(1));
