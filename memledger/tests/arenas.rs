@@ -315,8 +315,8 @@ fn the_books_return_the_dirty_pages_of_idle_scope_arenas() {
     tikv_jemalloc_ctl::epoch::advance().unwrap();
     let dirty = arena_stat(index, "pdirty");
     assert!(dirty > 100, "the burst left {dirty} dirty pages");
-    // This thread goes on with blocks that have room for the trailer (outside every scope
-    // arena), for up to 10 s: its refills drive the decay.
+    // This thread goes on with 1000-byte blocks in the root scope (whose arena is not the burst's),
+    // for up to 10 s: its refills drive the decay.
     let layout = Layout::from_size_align(1000, 8).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let left = loop {
