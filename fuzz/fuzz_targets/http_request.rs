@@ -1,44 +1,11 @@
 //! memledger-http's request parsing: any bytes as a request head either fail with an error or
 //! give a method and an absolute-path target; any method, path and query either name a route
-//! or fail with a 4xx status, and a route's query values stay inside their caps. Never a panic.
+//! or fail with a 4xx status, and a route's query values stay inside their caps. Never a panic
+//! (the check is `memledger-http/tests/http/fuzz_request.rs`, which memledger-http's tests also
+//! run over the kept inputs).
 #![no_main]
 
-use memledger_http::__private::{param, parse_head};
-use memledger_http::{QueryLimits, Route};
+#[path = "../../memledger-http/tests/http/fuzz_request.rs"]
+mod fuzz_request;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(head) = parse_head(data) {
-        assert!(head.uri.path().starts_with('/'), "{:?}", head.uri);
-        check(&head.method, head.uri.path(), head.uri.query());
-    }
-    // The same bytes as a method, a path and a query, split at the first two NULs.
-    let text = String::from_utf8_lossy(data);
-    let mut parts = text.splitn(3, '\0');
-    let method = parts.next().unwrap_or("");
-    let path = parts.next().unwrap_or("/debug/pprof/heap");
-    let query = parts.next();
-    check(method, path, query);
-    check("GET", "/debug/memledger/history", Some(&text));
-    check("GET", "/debug/pprof/allocs", Some(&text));
-    let _ = param(Some(&text), "since");
-});
-
-fn check(method: &str, path: &str, query: Option<&str>) {
-    let limits = QueryLimits {
-        max_seconds: 60,
-        max_history: 100,
-    };
-    match Route::parse(method, path, query, limits) {
-        Ok(Route::Heap { seconds }) | Ok(Route::Allocs { seconds }) => {
-            assert!(seconds.is_none_or(|s| (1..=60).contains(&s)), "{seconds:?}");
-        }
-        Ok(Route::History { limit, .. }) => {
-            assert!(limit.is_none_or(|l| (1..=100).contains(&l)), "{limit:?}");
-        }
-        Ok(_) => {}
-        Err(e) => {
-            assert!([400, 404, 405].contains(&e.status()));
-            assert!(!e.to_string().is_empty());
-        }
-    }
-}
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_request::check(data));

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+#[path = "common/fuzz_json.rs"]
+mod fuzz_json;
+
 use memledger::{ScopeStats, Snapshot};
 use memledger_monitor::{
     from_json, to_json, Budget, Event, HistoryEntry, Reconciliation, Sample, Sampler, ScopeBudget,
@@ -283,4 +286,33 @@ fn budgets_read_from_json_are_checked() {
     let enforced: ScopeBudget =
         memledger_monitor::from_json(r#"{"soft":5,"hard":9,"enforce":true}"#).unwrap();
     assert_eq!(enforced, ScopeBudget::new(5, 9).unwrap().enforced());
+}
+
+/// The `json` fuzz target's check over its kept inputs: its seeds (`fuzz/seeds/json`) and
+/// the inputs that once failed it (`memledger/tests/regressions/json`; every file there but
+/// the README). A file that fails the check fails the test, by name.
+#[test]
+fn kept_fuzz_inputs_pass_the_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for dir in ["fuzz/seeds/json", "memledger/tests/regressions/json"] {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "README.md") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            if std::panic::catch_unwind(|| fuzz_json::check(&data)).is_err() {
+                failed.push(path);
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no kept inputs found");
+    assert!(
+        failed.is_empty(),
+        "kept inputs that fail the check: {failed:?}"
+    );
 }

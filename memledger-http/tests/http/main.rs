@@ -1,7 +1,8 @@
 //! memledger-http's endpoints, through the handler and through the standalone server, read by
 //! the real clients where they are installed: `go tool pprof` over HTTP, headless Chromium on
 //! the live page, `promtool check metrics` on `/metrics`, and a strict reading of the Prometheus
-//! text format.
+//! text format; and the `http_request` fuzz target's check over its kept inputs
+//! (`fuzz_request`).
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -14,6 +15,7 @@ use memledger_monitor::Sampler;
 
 mod browser;
 mod endpoints;
+mod fuzz_request;
 mod go;
 mod promtool;
 mod server;
@@ -148,4 +150,36 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The `http_request` fuzz target's check over its kept inputs: its seeds (`fuzz/seeds/http_request`) and
+/// the inputs that once failed it (`memledger/tests/regressions/http_request`; every file there but
+/// the README). A file that fails the check fails the test, by name.
+#[test]
+fn kept_fuzz_inputs_pass_the_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for dir in [
+        "fuzz/seeds/http_request",
+        "memledger/tests/regressions/http_request",
+    ] {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "README.md") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            if std::panic::catch_unwind(|| fuzz_request::check(&data)).is_err() {
+                failed.push(path);
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no kept inputs found");
+    assert!(
+        failed.is_empty(),
+        "kept inputs that fail the check: {failed:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The HTML report: the `memledger-report` command on good and bad recordings (`cli`), the page
 //! rendered from a real recording (`page`), its flame graphs of sampled allocation sites
-//! (`flame`), and the page in a headless browser where Chromium is installed (`browser`).
+//! (`flame`), the page in a headless browser where Chromium is installed (`browser`), and the
+//! `recording` fuzz target's check over its kept inputs (`fuzz_recording`).
 //!
 //! One test binary: its files share the workload recorded once by `recorded` and the helpers
 //! here that read the page.
@@ -12,6 +13,7 @@ static GLOBAL: memledger::Ledger<tikv_jemallocator::Jemalloc> =
 mod browser;
 mod cli;
 mod flame;
+mod fuzz_recording;
 mod page;
 
 use std::path::{Path, PathBuf};
@@ -144,4 +146,36 @@ fn has_non_numbers(html: &str) -> bool {
             !before.is_some_and(|b| b.is_ascii_alphabetic())
                 && !after.is_some_and(|b| b.is_ascii_alphabetic())
         })
+}
+
+/// The `recording` fuzz target's check over its kept inputs: its seeds (`fuzz/seeds/recording`) and
+/// the inputs that once failed it (`memledger/tests/regressions/recording`; every file there but
+/// the README). A file that fails the check fails the test, by name.
+#[test]
+fn kept_fuzz_inputs_pass_the_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for dir in [
+        "fuzz/seeds/recording",
+        "memledger/tests/regressions/recording",
+    ] {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "README.md") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            if std::panic::catch_unwind(|| fuzz_recording::check(&data)).is_err() {
+                failed.push(path);
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no kept inputs found");
+    assert!(
+        failed.is_empty(),
+        "kept inputs that fail the check: {failed:?}"
+    );
 }
