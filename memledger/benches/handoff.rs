@@ -52,6 +52,9 @@ struct Block {
 /// A document: its text and its ids.
 struct Document([Block; 2]);
 
+/// What a channel carries.
+type Batch = Vec<Document>;
+
 /// Resizes through `allocator` behind a call boundary (see `support::alloc_via`).
 ///
 /// # Safety
@@ -159,9 +162,8 @@ fn run<A: GlobalAlloc + Sync>(allocator: &'static A, shape: Shape, documents: u6
     let producers = shape.producers();
     let consumers = shape.consumers();
     let batches = documents.div_ceil((BATCH * producers) as u64) as usize;
-    let channels: Vec<(SyncSender<Vec<Document>>, Receiver<Vec<Document>>)> =
-        (0..consumers).map(|_| sync_channel(QUEUE)).collect();
-    let (senders, receivers): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
+    let (senders, receivers): (Vec<SyncSender<Batch>>, Vec<Receiver<Batch>>) =
+        (0..consumers).map(|_| sync_channel(QUEUE)).unzip();
     let started = Instant::now();
     thread::scope(|s| {
         for receiver in receivers {
