@@ -766,6 +766,33 @@ mod tests {
         assert_eq!(slot.published(), cell.net());
     }
 
+    /// A booking reserved in a scope that became limited publishes what its cell held back from
+    /// before the limit, with the peak at the new total; the cell gets no grant after it.
+    #[test]
+    fn reserved_bookings_publish_what_the_cell_held_back() {
+        let slot = ScopeSlot::new();
+        let slots = core::slice::from_ref(&slot);
+        let cell = Counter::default();
+        cell.refill(slots, 0, Op::Alloc(100));
+        assert_eq!(slot.published(), 0);
+        slot.set_limit(Some(1000));
+        let total = slot.reserve(50).unwrap();
+        assert_eq!(total, 50);
+        cell.book_reserved(slots, 0, Op::Alloc(50), 50, total);
+        assert_eq!((slot.published(), slot.totals().peak), (150, 150));
+        assert!(!cell.try_grow(1), "a limited scope gets no grant");
+        // Nothing held back now: the reservation is the whole booking.
+        let total = slot.reserve(20).unwrap();
+        cell.book_reserved(slots, 0, Op::Realloc(20), 20, total);
+        assert_eq!((slot.published(), slot.totals().peak), (170, 170));
+        let mut counts = Totals::default();
+        cell.add_to(&mut counts);
+        assert_eq!(
+            (counts.allocs, counts.reallocs, counts.bytes_in),
+            (2, 1, 170)
+        );
+    }
+
     /// The sizes the docs give (the crate's and `Snapshot`'s): a 64 KiB grant, a 32 KiB publish
     /// threshold, and 96 KiB held back per thread at most.
     #[test]
