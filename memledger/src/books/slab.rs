@@ -237,7 +237,8 @@ mod tests {
         assert!(list.take_free().is_none());
     }
 
-    /// A zeroed slab, as the ledger makes them (all zeros is an empty slab), never freed.
+    /// A zeroed slab, as the ledger makes them (all zeros is an empty slab); freed with
+    /// [`free_slab`] once its list is no longer used.
     fn zeroed_slab() -> *mut Slab<()> {
         let layout = std::alloc::Layout::new::<Slab<()>>();
         // SAFETY:
@@ -245,6 +246,17 @@ mod tests {
         let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slab<()>>();
         assert!(!raw.is_null());
         raw
+    }
+
+    /// Frees a slab of [`zeroed_slab`].
+    ///
+    /// # Safety
+    ///
+    /// - `slab` came from `zeroed_slab`, and no list or reference reaches it any more.
+    unsafe fn free_slab(slab: *mut Slab<()>) {
+        // SAFETY:
+        // - the caller's guarantee: a block of this layout from `alloc_zeroed`, unused now.
+        unsafe { std::alloc::dealloc(slab.cast(), std::alloc::Layout::new::<Slab<()>>()) }
     }
 
     /// The header of a slab without parts fits the cache line before its cells: the bitmap of
@@ -263,9 +275,10 @@ mod tests {
     #[test]
     fn walks_visit_the_pages_that_were_touched() {
         let list = SlabList::<()>::new();
+        let raw = zeroed_slab();
         // SAFETY:
-        // - a valid, empty slab that nothing else sees, never freed or moved.
-        let slab = unsafe { list.push(zeroed_slab()) };
+        // - a valid, empty slab that nothing else sees, freed only once the list is no longer used.
+        let slab = unsafe { list.push(raw) };
         let visited = |scopes| {
             let mut ids = Vec::new();
             slab.for_each_cell(scopes, |id, cell| {
@@ -286,6 +299,9 @@ mod tests {
             visited(PAGE_SCOPES + 10),
             (PAGE_SCOPES..PAGE_SCOPES + 10).collect::<Vec<_>>()
         );
+        // SAFETY:
+        // - from `zeroed_slab`; neither the list nor a reference to the slab is used after.
+        unsafe { free_slab(raw) };
     }
 
     /// A slab is free for the next thread only once its holder released it, and then for one
@@ -296,9 +312,10 @@ mod tests {
         let list = SlabList::<()>::new();
         let table: Vec<ScopeSlot> = (0..MAX_SCOPES).map(|_| ScopeSlot::new()).collect();
         let slots = &table[..];
+        let raws = [zeroed_slab(), zeroed_slab()];
         // SAFETY:
-        // - a valid, empty slab that nothing else sees, never freed or moved.
-        let slab = unsafe { list.push(zeroed_slab()) };
+        // - a valid, empty slab that nothing else sees, freed only once the list is no longer used.
+        let slab = unsafe { list.push(raws[0]) };
         assert!(slab.in_use());
         assert!(list.take_free().is_none(), "a held slab is not free");
         let id = PAGE_SCOPES + 3;
@@ -315,9 +332,14 @@ mod tests {
         assert!(!next.cell(id).try_grow(1), "the release spent the grant");
         // SAFETY:
         // - as above.
-        let other = unsafe { list.push(zeroed_slab()) };
+        let other = unsafe { list.push(raws[1]) };
         let mut all = Vec::new();
         list.for_each(|s| all.push(s as *const Slab<()>));
         assert_eq!(all, [other as *const _, slab as *const _]);
+        for raw in raws {
+            // SAFETY:
+            // - both from `zeroed_slab`; neither the list nor a reference to them is used after.
+            unsafe { free_slab(raw) };
+        }
     }
 }
