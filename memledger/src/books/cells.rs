@@ -793,6 +793,25 @@ mod tests {
         );
     }
 
+    /// A reserved booking without a slab (after its thread's teardown) counts the operation and
+    /// its bytes in the slot, and raises the peak to the total at the reservation.
+    #[test]
+    fn reserved_bookings_without_a_cell_count_in_the_slot() {
+        let slot = ScopeSlot::new();
+        slot.set_limit(Some(1000));
+        let total = slot.reserve(64).unwrap();
+        slot.book_reserved(64, false, total);
+        let total = slot.reserve(36).unwrap();
+        slot.book_reserved(36, true, total);
+        let totals = slot.totals();
+        assert_eq!((totals.allocs, totals.reallocs, totals.frees), (1, 1, 0));
+        assert_eq!(
+            (totals.bytes_in, totals.bytes_out, totals.peak),
+            (100, 0, 100)
+        );
+        assert_eq!(slot.published(), 100);
+    }
+
     /// The sizes the docs give (the crate's and `Snapshot`'s): a 64 KiB grant, a 32 KiB publish
     /// threshold, and 96 KiB held back per thread at most.
     #[test]
