@@ -768,4 +768,129 @@ mod tests {
         slot.set_limit(None);
         assert_eq!(slot.limit(), None);
     }
+
+    /// A cell's counts as a reader sums them.
+    fn counts(cell: &Counter) -> Totals {
+        let mut total = Totals::default();
+        cell.add_to(&mut total);
+        total
+    }
+
+    /// A table of slots is indexed by the scope id, wrapped to its length.
+    #[test]
+    fn a_table_of_slots_is_indexed_by_scope() {
+        let table = [ScopeSlot::new(), ScopeSlot::new(), ScopeSlot::new()];
+        let slots = &table[..];
+        assert!(core::ptr::eq(slots.slot(1), &table[1]));
+        assert!(core::ptr::eq(slots.slot(5), &table[2]));
+    }
+
+    /// What the hot path booked for a block that the inner allocator then failed to give is taken
+    /// back to the byte and the count, for an allocation and for a resize either way.
+    #[test]
+    fn undos_take_back_the_hot_paths_bookings() {
+        let slot = ScopeSlot::new();
+        let cell = Counter::default();
+        cell.refill(core::slice::from_ref(&slot), 0, Op::Alloc(1000));
+        let before = counts(&cell);
+        assert!(cell.try_grow(100));
+        cell.count_alloc();
+        assert_eq!(counts(&cell).bytes_in, before.bytes_in + 100);
+        assert_eq!(counts(&cell).allocs, before.allocs + 1);
+        cell.undo_alloc(100);
+        assert_eq!(counts(&cell), before);
+        assert!(cell.try_resize(50));
+        assert_eq!(counts(&cell).bytes_in, before.bytes_in + 50);
+        cell.undo_resize(50);
+        assert_eq!(counts(&cell), before);
+        assert!(cell.try_resize(-30));
+        assert_eq!(counts(&cell).bytes_out, before.bytes_out + 30);
+        cell.undo_resize(-30);
+        assert_eq!(counts(&cell), before);
+    }
+
+    /// A sample point lowers the mark of bytes in, so that the operation that reaches it takes
+    /// the cold path; a point past the mark leaves the mark where it is.
+    #[test]
+    fn sample_points_cap_the_mark_of_bytes_in() {
+        let slot = ScopeSlot::new();
+        let cell = Counter::default();
+        cell.refill(core::slice::from_ref(&slot), 0, Op::Alloc(10));
+        cell.cap_in_mark(cell.bytes_in() + 100);
+        cell.cap_in_mark(cell.bytes_in() + 2 * GRANT);
+        assert!(cell.try_grow(99));
+        assert!(!cell.try_grow(1));
+    }
+
+    /// One cell can hold back all but 2 bytes of `PEAK_RESOLUTION` from its scope's total: a
+    /// refill just under the publish threshold publishes nothing, and a grant's worth less one
+    /// byte more is booked on the hot path. So the bound the snapshot documents is tight.
+    #[test]
+    fn a_cell_holds_back_up_to_the_peak_resolution() {
+        let slot = ScopeSlot::new();
+        let cell = Counter::default();
+        let slots = core::slice::from_ref(&slot);
+        cell.refill(slots, 0, Op::Alloc(PUBLISH_THRESHOLD as u64 - 1));
+        assert_eq!(slot.published(), 0);
+        assert!(cell.try_grow(GRANT - 1));
+        assert_eq!(cell.net() - slot.published(), PEAK_RESOLUTION as i64 - 2);
+        // One byte more crosses the threshold on the cold path, which publishes it all.
+        cell.refill(slots, 0, Op::Alloc(1));
+        assert_eq!(slot.published(), cell.net());
+    }
+
+    /// A booking reserved in a scope that became limited publishes what its cell held back from
+    /// before the limit, with the peak at the new total; the cell gets no grant after it.
+    #[test]
+    fn reserved_bookings_publish_what_the_cell_held_back() {
+        let slot = ScopeSlot::new();
+        let slots = core::slice::from_ref(&slot);
+        let cell = Counter::default();
+        cell.refill(slots, 0, Op::Alloc(100));
+        assert_eq!(slot.published(), 0);
+        slot.set_limit(Some(1000));
+        let total = slot.reserve(50).unwrap();
+        assert_eq!(total, 50);
+        cell.book_reserved(slots, 0, Op::Alloc(50), 50, total);
+        assert_eq!((slot.published(), slot.totals().peak), (150, 150));
+        assert!(!cell.try_grow(1), "a limited scope gets no grant");
+        // Nothing held back now: the reservation is the whole booking.
+        let total = slot.reserve(20).unwrap();
+        cell.book_reserved(slots, 0, Op::Realloc(20), 20, total);
+        assert_eq!((slot.published(), slot.totals().peak), (170, 170));
+        let mut counts = Totals::default();
+        cell.add_to(&mut counts);
+        assert_eq!(
+            (counts.allocs, counts.reallocs, counts.bytes_in),
+            (2, 1, 170)
+        );
+    }
+
+    /// A reserved booking without a slab (after its thread's teardown) counts the operation and
+    /// its bytes in the slot, and raises the peak to the total at the reservation.
+    #[test]
+    fn reserved_bookings_without_a_cell_count_in_the_slot() {
+        let slot = ScopeSlot::new();
+        slot.set_limit(Some(1000));
+        let total = slot.reserve(64).unwrap();
+        slot.book_reserved(64, false, total);
+        let total = slot.reserve(36).unwrap();
+        slot.book_reserved(36, true, total);
+        let totals = slot.totals();
+        assert_eq!((totals.allocs, totals.reallocs, totals.frees), (1, 1, 0));
+        assert_eq!(
+            (totals.bytes_in, totals.bytes_out, totals.peak),
+            (100, 0, 100)
+        );
+        assert_eq!(slot.published(), 100);
+    }
+
+    /// The sizes the docs give (the crate's and `Snapshot`'s): a 64 KiB grant, a 32 KiB publish
+    /// threshold, and 96 KiB held back per thread at most.
+    #[test]
+    fn budgets_are_the_documented_sizes() {
+        assert_eq!(GRANT, 64 * 1024);
+        assert_eq!(PUBLISH_THRESHOLD, 32 * 1024);
+        assert_eq!(PEAK_RESOLUTION, 96 * 1024);
+    }
 }

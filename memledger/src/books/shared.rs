@@ -130,3 +130,53 @@ static UNTAGGED_BLOCKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn untagged_blocks() -> u64 {
     UNTAGGED_BLOCKS.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reservation in a limited scope's shared slot, given back, leaves its total as it was;
+    /// a scope without a limit reserves nothing.
+    #[test]
+    fn reservations_given_back_leave_the_total() {
+        // The last ids: no test of this binary registers that many scopes.
+        let (limited, free) = ((MAX_SCOPES - 1) as ScopeId, (MAX_SCOPES - 2) as ScopeId);
+        slot(limited).set_limit(Some(100));
+        assert_eq!(limit(limited), (Some(100), 0));
+        assert_eq!(reserve(limited, 60), Ok(Some(60)));
+        assert_eq!(reserve(limited, 41), Err(Refused));
+        unreserve(limited, 60);
+        assert_eq!(slot(limited).published(), 0);
+        assert_eq!(reserve(limited, 100), Ok(Some(100)));
+        unreserve(limited, 100);
+        assert_eq!(limit(limited), (Some(100), 1));
+        slot(limited).set_limit(None);
+        assert_eq!(reserve(free, 1 << 40), Ok(None));
+        assert_eq!(slot(free).published(), 0);
+    }
+
+    /// The ledger's own blocks come zeroed, are booked to its own scope and counted as blocks
+    /// without a tag while they live. (Other tests may make and free such blocks meanwhile, so
+    /// the checks are bounds, not equalities.)
+    #[test]
+    fn own_blocks_are_zeroed_booked_and_counted() {
+        let inner = std::alloc::System;
+        let booked = slot(OWN_SCOPE_ID).totals().bytes_in;
+        let blocks = [
+            alloc_zeroed_internal::<[u64; 8], _>(&inner).unwrap(),
+            alloc_zeroed_internal::<[u64; 8], _>(&inner).unwrap(),
+        ];
+        for block in blocks {
+            // SAFETY:
+            // - a live block of `[u64; 8]` that nothing else uses.
+            assert_eq!(unsafe { *block }, [0; 8]);
+        }
+        assert!(untagged_blocks() >= 2);
+        assert!(slot(OWN_SCOPE_ID).totals().bytes_in >= booked + 2 * 64);
+        for block in blocks {
+            // SAFETY:
+            // - made by `alloc_zeroed_internal` above, and not used after this.
+            unsafe { dealloc_internal(&inner, block) };
+        }
+    }
+}

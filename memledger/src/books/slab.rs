@@ -224,6 +224,7 @@ impl<X> SlabList<X> {
 #[cfg(all(test, not(memledger_loom)))]
 mod tests {
     use super::*;
+    use crate::books::cells::{Op, ScopeSlot};
 
     /// The process-wide list is zeroed memory: that must be exactly what the constructor makes.
     #[test]
@@ -242,5 +243,111 @@ mod tests {
         list.for_each(|_| slabs += 1);
         assert_eq!(slabs, 0);
         assert!(list.take_free().is_none());
+    }
+
+    /// A zeroed slab, as the ledger makes them (all zeros is an empty slab); freed with
+    /// [`free_slab`] once its list is no longer used.
+    fn zeroed_slab() -> *mut Slab<()> {
+        let layout = std::alloc::Layout::new::<Slab<()>>();
+        // SAFETY:
+        // - a slab's layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slab<()>>();
+        assert!(!raw.is_null());
+        raw
+    }
+
+    /// Frees a slab of [`zeroed_slab`].
+    ///
+    /// # Safety
+    ///
+    /// - `slab` came from `zeroed_slab`, and no list or reference reaches it any more.
+    unsafe fn free_slab(slab: *mut Slab<()>) {
+        // SAFETY:
+        // - the caller's guarantee: a block of this layout from `alloc_zeroed`, unused now.
+        unsafe { std::alloc::dealloc(slab.cast(), std::alloc::Layout::new::<Slab<()>>()) }
+    }
+
+    /// The header of a slab without parts fits the cache line before its cells: the bitmap of
+    /// touched pages has one bit per page of 64 cells.
+    #[test]
+    fn a_slab_is_one_line_of_header_and_its_cells() {
+        assert_eq!(PAGE_SCOPES, 64);
+        assert_eq!(
+            size_of::<Slab<()>>(),
+            64 + MAX_SCOPES * size_of::<Counter>()
+        );
+    }
+
+    /// A walk visits every cell of the pages that were touched, and only those, in order, up to
+    /// its bound.
+    #[test]
+    fn walks_visit_the_pages_that_were_touched() {
+        let list = SlabList::<()>::new();
+        let raw = zeroed_slab();
+        // SAFETY:
+        // - a valid, empty slab that nothing else sees, freed only once the list is no longer used.
+        let slab = unsafe { list.push(raw) };
+        let visited = |scopes| {
+            let mut ids = Vec::new();
+            slab.for_each_cell(scopes, |id, cell| {
+                assert!(ptr::eq(cell, slab.cell(id)));
+                ids.push(id);
+            });
+            ids
+        };
+        assert!(visited(MAX_SCOPES).is_empty());
+        slab.touch(PAGE_SCOPES + 5);
+        slab.touch(MAX_SCOPES - 1);
+        slab.touch(PAGE_SCOPES + 6);
+        let touched: Vec<usize> = (PAGE_SCOPES..2 * PAGE_SCOPES)
+            .chain(MAX_SCOPES - PAGE_SCOPES..MAX_SCOPES)
+            .collect();
+        assert_eq!(visited(MAX_SCOPES), touched);
+        assert_eq!(
+            visited(PAGE_SCOPES + 10),
+            (PAGE_SCOPES..PAGE_SCOPES + 10).collect::<Vec<_>>()
+        );
+        // SAFETY:
+        // - from `zeroed_slab`; neither the list nor a reference to the slab is used after.
+        unsafe { free_slab(raw) };
+    }
+
+    /// A slab is free for the next thread only once its holder released it, and then for one
+    /// thread only. The release publishes what its cells held back and spends their grants, so
+    /// that the next holder's first booking in each scope takes the cold path.
+    #[test]
+    fn released_slabs_are_handed_on_with_their_books_published() {
+        let list = SlabList::<()>::new();
+        let table: Vec<ScopeSlot> = (0..MAX_SCOPES).map(|_| ScopeSlot::new()).collect();
+        let slots = &table[..];
+        let raws = [zeroed_slab(), zeroed_slab()];
+        // SAFETY:
+        // - a valid, empty slab that nothing else sees, freed only once the list is no longer used.
+        let slab = unsafe { list.push(raws[0]) };
+        assert!(slab.in_use());
+        assert!(list.take_free().is_none(), "a held slab is not free");
+        let id = PAGE_SCOPES + 3;
+        slab.touch(id);
+        slab.cell(id).refill(slots, id as ScopeId, Op::Alloc(100));
+        assert!(slab.cell(id).try_grow(50));
+        assert_eq!(table[id].published(), 0);
+        slab.release(slots);
+        assert!(!slab.in_use());
+        assert_eq!(table[id].published(), 150);
+        let next = list.take_free().expect("a released slab is free");
+        assert!(ptr::eq(next, slab) && next.in_use());
+        assert!(list.take_free().is_none(), "a slab goes to one thread");
+        assert!(!next.cell(id).try_grow(1), "the release spent the grant");
+        // SAFETY:
+        // - as above.
+        let other = unsafe { list.push(raws[1]) };
+        let mut all = Vec::new();
+        list.for_each(|s| all.push(s as *const Slab<()>));
+        assert_eq!(all, [other as *const _, slab as *const _]);
+        for raw in raws {
+            // SAFETY:
+            // - both from `zeroed_slab`; neither the list nor a reference to them is used after.
+            unsafe { free_slab(raw) };
+        }
     }
 }

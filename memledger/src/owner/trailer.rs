@@ -192,3 +192,34 @@ pub(crate) unsafe fn read_sample_index(ptr: *const u8, size: usize) -> u32 {
         (trailer(ptr, size).cast::<u8>().wrapping_add(TRAILER_SIZE) as *const u32).read_unaligned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outer layout is the caller's with room for the trailer, and exists exactly when
+    /// `Layout` can hold that size at that alignment: checked at the edge of the address space
+    /// for every alignment, and for small sizes.
+    #[test]
+    fn outer_layouts_fail_exactly_where_layouts_do() {
+        for shift in 0..63 {
+            let align = 1usize << shift;
+            // The largest size whose outer layout still fits, and its neighbours.
+            let edge = isize::MAX as usize - (align - 1) - TRAILER_SIZE;
+            for size in [0, 1, 100, edge - 1, edge, edge + 1, isize::MAX as usize] {
+                let expected = Layout::from_size_align(size + TRAILER_SIZE, align).ok();
+                assert_eq!(outer_layout(size, align), expected, "{size} at {align}");
+            }
+            assert!(outer_layout(edge, align).is_some());
+            assert!(outer_layout(edge + 1, align).is_none());
+        }
+    }
+
+    /// A sampled block has room for its trailer and the 4-byte index after it.
+    #[test]
+    fn sampled_layouts_hold_the_trailer_and_the_index() {
+        let layout = sampled_outer_layout(100, 8).unwrap();
+        assert_eq!((layout.size(), layout.align()), (106, 8));
+        assert_eq!(sampled_outer_layout(usize::MAX - 1, 1), None);
+    }
+}

@@ -131,8 +131,13 @@ fn helper() -> &'static Mutex<(Sender<Block>, Receiver<()>)> {
     })
 }
 
-/// xorshift64*: the same programs on every run.
+/// `count` programs from xorshift64*: the same programs on every run. `MEMLEDGER_PROGRAMS` sets
+/// another count (`scripts/mutation` runs fewer, so that each mutant is tested in seconds).
 pub fn programs(count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> {
+    let count = std::env::var("MEMLEDGER_PROGRAMS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(count);
     let mut state = seed;
     let mut next = move || {
         state ^= state >> 12;
