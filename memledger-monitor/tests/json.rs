@@ -4,6 +4,8 @@ use std::time::Duration;
 
 #[path = "common/fuzz_json.rs"]
 mod fuzz_json;
+#[path = "../../memledger/tests/regressions/replay.rs"]
+mod replay;
 
 use memledger::{ScopeStats, Snapshot};
 use memledger_monitor::{
@@ -294,25 +296,5 @@ fn budgets_read_from_json_are_checked() {
 #[test]
 fn kept_fuzz_inputs_pass_the_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut ran = 0;
-    let mut failed = Vec::new();
-    for dir in ["fuzz/seeds/json", "memledger/tests/regressions/json"] {
-        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.file_name().is_some_and(|n| n == "README.md") {
-                continue;
-            }
-            let data = std::fs::read(&path).unwrap();
-            if std::panic::catch_unwind(|| fuzz_json::check(&data)).is_err() {
-                failed.push(path);
-            }
-            ran += 1;
-        }
-    }
-    assert!(ran > 0, "no kept inputs found");
-    assert!(
-        failed.is_empty(),
-        "kept inputs that fail the check: {failed:?}"
-    );
+    replay::replay(&root, "json", fuzz_json::check);
 }

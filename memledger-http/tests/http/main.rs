@@ -18,6 +18,8 @@ mod endpoints;
 mod fuzz_request;
 mod go;
 mod promtool;
+#[path = "../../../memledger/tests/regressions/replay.rs"]
+mod replay;
 mod server;
 
 #[global_allocator]
@@ -158,28 +160,5 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn kept_fuzz_inputs_pass_the_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut ran = 0;
-    let mut failed = Vec::new();
-    for dir in [
-        "fuzz/seeds/http_request",
-        "memledger/tests/regressions/http_request",
-    ] {
-        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.file_name().is_some_and(|n| n == "README.md") {
-                continue;
-            }
-            let data = std::fs::read(&path).unwrap();
-            if std::panic::catch_unwind(|| fuzz_request::check(&data)).is_err() {
-                failed.push(path);
-            }
-            ran += 1;
-        }
-    }
-    assert!(ran > 0, "no kept inputs found");
-    assert!(
-        failed.is_empty(),
-        "kept inputs that fail the check: {failed:?}"
-    );
+    replay::replay(&root, "http_request", fuzz_request::check);
 }

@@ -15,6 +15,8 @@ mod cli;
 mod flame;
 mod fuzz_recording;
 mod page;
+#[path = "../../../memledger/tests/regressions/replay.rs"]
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -154,28 +156,5 @@ fn has_non_numbers(html: &str) -> bool {
 #[test]
 fn kept_fuzz_inputs_pass_the_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut ran = 0;
-    let mut failed = Vec::new();
-    for dir in [
-        "fuzz/seeds/recording",
-        "memledger/tests/regressions/recording",
-    ] {
-        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.file_name().is_some_and(|n| n == "README.md") {
-                continue;
-            }
-            let data = std::fs::read(&path).unwrap();
-            if std::panic::catch_unwind(|| fuzz_recording::check(&data)).is_err() {
-                failed.push(path);
-            }
-            ran += 1;
-        }
-    }
-    assert!(ran > 0, "no kept inputs found");
-    assert!(
-        failed.is_empty(),
-        "kept inputs that fail the check: {failed:?}"
-    );
+    replay::replay(&root, "recording", fuzz_recording::check);
 }
