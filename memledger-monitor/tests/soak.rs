@@ -147,17 +147,7 @@ struct ArenaChecks {
 
 impl soak::Checks for ArenaChecks {
     fn reading(&mut self, r: &Reconciliation) {
-        let a = r
-            .allocator
-            .as_ref()
-            .expect("jemalloc is the global allocator");
-        assert!(
-            r.ledger_bytes + r.tag_bytes <= a.allocated,
-            "ledger {} + tags {} > allocated {}",
-            r.ledger_bytes,
-            r.tag_bytes,
-            a.allocated
-        );
+        soak::ledger_within_allocated(r);
     }
 
     fn paused(&mut self, _round: usize, scopes: &[String], live: &[Held]) {

@@ -70,17 +70,7 @@ impl TrailerChecks {
 
 impl soak::Checks for TrailerChecks {
     fn reading(&mut self, r: &Reconciliation) {
-        let a = r
-            .allocator
-            .as_ref()
-            .expect("jemalloc is the global allocator");
-        assert!(
-            r.ledger_bytes + r.tag_bytes <= a.allocated,
-            "ledger {} + tags {} > allocated {}",
-            r.ledger_bytes,
-            r.tag_bytes,
-            a.allocated
-        );
+        soak::ledger_within_allocated(r);
         assert!(r.scope_arenas.is_empty(), "{:?}", r.scope_arenas);
     }
 

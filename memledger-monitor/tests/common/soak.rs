@@ -58,6 +58,22 @@ pub trait Checks {
     fn summary(&self) -> String;
 }
 
+/// A reading over jemalloc: the ledger's bytes and their tags fit within jemalloc's `allocated`.
+#[allow(dead_code)] // Not by the soak over the system allocator.
+pub fn ledger_within_allocated(r: &Reconciliation) {
+    let a = r
+        .allocator
+        .as_ref()
+        .expect("jemalloc is the global allocator");
+    assert!(
+        r.ledger_bytes + r.tag_bytes <= a.allocated,
+        "ledger {} + tags {} > allocated {}",
+        r.ledger_bytes,
+        r.tag_bytes,
+        a.allocated
+    );
+}
+
 /// The soak's scopes: 12 paths under 4 parents.
 pub fn scopes() -> Vec<String> {
     (0..12).map(|i| format!("soak/s{}/t{}", i % 4, i)).collect()
