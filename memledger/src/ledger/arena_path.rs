@@ -32,7 +32,7 @@ use crate::books::cells::Op;
 use crate::books::id::ScopeId;
 use crate::books::shared;
 use crate::ledger::Ledger;
-use crate::owner::arena::{self, arena_class, bin_size, BIG};
+use crate::owner::arena::{self, arena_class, bin_size, is_bin, BIG};
 use crate::owner::trailer;
 use crate::thread::cold::{book_cold, on_realloc, sample_due};
 use crate::thread::state;
@@ -217,7 +217,7 @@ impl<A: GlobalAlloc> Ledger<A> {
             // SAFETY:
             // - an arena block (see `arena_dealloc`); `new_size` is valid by the caller's
             //   guarantee.
-            return unsafe { Self::realloc_in_arena(ptr, offset, layout, new_size) };
+            return unsafe { self.realloc_in_arena(ptr, offset, layout, new_size) };
         }
         if arena_class(new_size, layout.align()) != 0 {
             // SAFETY:
@@ -234,10 +234,15 @@ impl<A: GlobalAlloc> Ledger<A> {
 
     /// Resizes an arena block, in its arena; the resize is booked to its owner.
     ///
+    /// Between two classes of up to 16 KiB the block moves through the thread's front cache
+    /// ([`Self::move_between_bins`]), within one it stays; other resizes are jemalloc's
+    /// (`rallocx`).
+    ///
     /// # Safety
     ///
     /// - `ptr` is a live arena block allocated with `layout`; `new_size` is valid at its alignment.
     unsafe fn realloc_in_arena(
+        &self,
         ptr: *mut u8,
         offset: usize,
         layout: Layout,
@@ -246,6 +251,23 @@ impl<A: GlobalAlloc> Ledger<A> {
         let (owner, row) = arena::block_owner(offset);
         let slot = arena::slot_of_row(row);
         Ledger::book_resize(&Jemalloc, owner, ptr, layout, new_size, || {
+            let old_bin = arena_class(layout.size(), layout.align());
+            let new_bin = arena_class(new_size, layout.align());
+            if is_bin(old_bin) && is_bin(new_bin) {
+                if old_bin == new_bin {
+                    // The class holds the new size: the block stays, as in `rallocx`, and its
+                    // sized free names the same class.
+                    return ptr;
+                }
+                // SAFETY:
+                // - the caller's guarantee; both bins are classes of up to 16 KiB.
+                let block = unsafe {
+                    self.move_between_bins(ptr, row, slot, layout, new_size, old_bin, new_bin)
+                };
+                if !block.is_null() {
+                    return block;
+                }
+            }
             // SAFETY:
             // - the caller's guarantee.
             let block =
@@ -258,6 +280,51 @@ impl<A: GlobalAlloc> Ledger<A> {
             // - the caller's guarantee.
             unsafe { Self::move_out_of_arena(ptr, slot, owner, layout, new_size) }
         })
+    }
+
+    /// Moves the arena block `ptr` of the bin `old_bin` to a new block of `new_size` bytes in the
+    /// bin `new_bin` of the same arena: popped from the thread's front cache, or allocated in the
+    /// arena; the old block is pushed on the front cache, where the next allocation of its class
+    /// takes it. A `String` or `Vec` that doubles on one thread thus feeds its own next growths,
+    /// with no call into jemalloc. Null if jemalloc fails (the block is then untouched). Books
+    /// nothing.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is a live arena block of the arena in `row` (whose slot is `slot`), allocated or
+    ///   last resized for `layout`, in `old_bin`; `new_size` is in `new_bin`; both bins are
+    ///   neither 0 nor `BIG`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn move_between_bins(
+        &self,
+        ptr: *mut u8,
+        row: usize,
+        slot: usize,
+        layout: Layout,
+        new_size: usize,
+        old_bin: usize,
+        new_bin: usize,
+    ) -> *mut u8 {
+        let front = state::front();
+        let mut block = front.pop(row, new_bin, bin_size(new_bin));
+        if block.is_null() {
+            block = self.allocate_in(slot, new_size, false);
+            if block.is_null() {
+                return block;
+            }
+        }
+        // SAFETY:
+        // - both blocks are live and distinct, each at least `min(old, new)` bytes long;
+        // - `ptr` is a live arena block of the arena in `row`, in `old_bin`, which is freed here
+        //   and no longer used.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
+            if !front.push(row, old_bin, bin_size(old_bin), ptr) {
+                free_past_a_full_cache(ptr, row, layout.size(), layout.align(), old_bin);
+            }
+        }
+        block
     }
 
     /// Moves an arena block to a new trailer block of `new_size` bytes owned by `owner`, for a

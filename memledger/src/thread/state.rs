@@ -108,6 +108,21 @@ pub(crate) fn current_front() -> (&'static Counter, ScopeId, &'static Front) {
     unsafe { (&*cell, scope, &*front) }
 }
 
+/// This thread's front cache: the lookup of a resize of an arena block between two classes.
+#[inline(always)]
+#[cfg_attr(
+    not(all(feature = "arenas", target_os = "linux", target_pointer_width = "64")),
+    allow(dead_code) // Used by the arena path only.
+)]
+pub(crate) fn front() -> &'static Front {
+    let front = STATE
+        .try_with(|s| s.front.get())
+        .unwrap_or(ptr::addr_of!(COLD_FRONT));
+    // SAFETY:
+    // - as in `current_front`.
+    unsafe { &*front }
+}
+
 /// This thread's cell for `scope` and its front cache: the lookup of a free of an arena block.
 #[inline(always)]
 #[cfg_attr(

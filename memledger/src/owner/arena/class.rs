@@ -149,6 +149,13 @@ pub(crate) fn arena_class(size: usize, align: usize) -> usize {
     }
 }
 
+/// Whether `bin`, as [`arena_class`] gives it, is a class of up to [`BIN_MAX`], kept in the front
+/// cache (neither the trailer's 0 nor [`BIG`]).
+#[inline(always)]
+pub(crate) fn is_bin(bin: usize) -> bool {
+    bin != 0 && bin != BIG
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

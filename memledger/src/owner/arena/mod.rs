@@ -68,7 +68,7 @@ mod region;
 mod thread;
 pub(crate) mod usage;
 
-pub(crate) use class::{arena_class, bin_size, BIG};
+pub(crate) use class::{arena_class, bin_size, is_bin, BIG};
 pub(crate) use region::region_offset;
 use region::{chunk_row, reserve_region, HOOKS, PENDING};
 pub use region::{CHUNK_SIZE, REGION_SIZE};
