@@ -11,7 +11,9 @@
 //!   per-thread parts beside the cells (`Slab<()>`);
 //! - `memledger/src/books/callsite.rs`: the packed cache of a `scope!` call site;
 //! - `memledger-monitor/src/sampler/handoff.rs`: the sampler's drop-oldest hand-off to a
-//!   subscriber's queue.
+//!   subscriber's queue;
+//! - `memledger/src/owner/arena/transfer.rs`: the transfer caches that hand batches of freed
+//!   blocks from one thread to another.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --manifest-path loom/Cargo.toml`.
 #![cfg(loom)]
@@ -46,6 +48,9 @@ mod callsite;
 
 #[path = "../../memledger-monitor/src/sampler/handoff.rs"]
 mod handoff;
+
+#[path = "../../memledger/src/owner/arena/transfer.rs"]
+mod transfer;
 
 /// The paths the files above import, as the facade lays them out.
 mod sys {
@@ -422,5 +427,91 @@ fn a_call_site_cache_never_mixes_entries() {
             "{theirs:?}"
         );
         assert!(mine.is_some() || theirs.is_some());
+    });
+}
+
+/// A freed block of the transfer model: its first word links the next block of its batch, written
+/// and read as a plain (non-atomic) location, so that loom reports a read the giver's write does
+/// not happen before.
+struct ModelBlock {
+    link: loom::cell::UnsafeCell<usize>,
+}
+
+/// Links `blocks` into a batch, as a front cache's stack is: each block's link names the next,
+/// the last's is null. Returns the batch's first block as the cache sees it.
+fn link_batch(blocks: &[ModelBlock]) -> *mut u8 {
+    for (i, block) in blocks.iter().enumerate() {
+        let next = blocks
+            .get(i + 1)
+            .map_or(0, |b| b as *const ModelBlock as usize);
+        block.link.with_mut(|link| unsafe { *link = next });
+    }
+    &blocks[0] as *const ModelBlock as *mut u8
+}
+
+/// Walks a taken batch from `first`, reading each link as the taker does; the blocks' indexes in
+/// `all`.
+fn walk_batch(all: &[ModelBlock], first: *mut u8) -> Vec<usize> {
+    let mut seen = Vec::new();
+    let mut block = first as usize;
+    while block != 0 {
+        let index = all
+            .iter()
+            .position(|b| b as *const ModelBlock as usize == block)
+            .expect("a link names a block of the model");
+        seen.push(index);
+        block = all[index].link.with(|link| unsafe { *link });
+    }
+    seen
+}
+
+/// Two threads hand a batch each to one transfer cache while a third takes: every batch comes
+/// out exactly once and whole, its links as its giver wrote them, and none is lost to a racing
+/// hand-over.
+#[test]
+fn batches_cross_threads_whole() {
+    model(|| {
+        let blocks: Arc<Vec<ModelBlock>> = Arc::new(
+            (0..4)
+                .map(|_| ModelBlock {
+                    link: loom::cell::UnsafeCell::new(0),
+                })
+                .collect(),
+        );
+        let cache = Arc::new(transfer::Transfer::new());
+        let givers: Vec<_> = [0..2, 2..4]
+            .into_iter()
+            .map(|range| {
+                let (blocks, cache) = (blocks.clone(), cache.clone());
+                thread::spawn(move || {
+                    let first = link_batch(&blocks[range]);
+                    assert!(
+                        cache.give(first),
+                        "a cache of {} slots refused",
+                        transfer::SLOTS
+                    );
+                })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        // Lets the givers run before the first take: without it, loom's bounded exploration never
+        // reaches a take that finds a batch before the givers are joined.
+        thread::yield_now();
+        let first = cache.take();
+        if !first.is_null() {
+            taken.push(walk_batch(&blocks, first));
+        }
+        for giver in givers {
+            giver.join().unwrap();
+        }
+        loop {
+            let first = cache.take();
+            if first.is_null() {
+                break;
+            }
+            taken.push(walk_batch(&blocks, first));
+        }
+        taken.sort();
+        assert_eq!(taken, vec![vec![0, 1], vec![2, 3]], "batches taken");
     });
 }

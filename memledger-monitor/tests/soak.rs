@@ -4,18 +4,21 @@
 //!
 //! - every sampler reading: the ledger and its tags within jemalloc's `allocated`;
 //! - at each round's end, with the workers alive: each soak arena holds at least its live blocks,
-//!   and the bytes cached over them (front caches and explicit thread caches) stay within
-//!   `FRONT_BYTES` per thread table and jemalloc's own bound per thread cache; at most 8
-//!   explicit caches per thread table (`Ledger::new`'s limit);
-//! - after the workers exited (their caches given back): every live block in a scope arena
+//!   and the bytes cached over them (front, transfer and explicit thread caches) stay within
+//!   `FRONT_BYTES` per thread table, `TRANSFER_BYTES` and jemalloc's own bound per thread cache;
+//!   at most 8 explicit caches per thread table (`Ledger::new`'s limit);
+//! - after the workers exited (their caches given back): what the soak arenas hold beyond their
+//!   live blocks is within the transfer caches' and this thread's front cache's bytes, which
+//!   `arenas::trim` then gives back;
+//!   every live block in a scope arena
 //!   belongs to that arena's scope and is aligned to 16 at most; each soak arena's blocks and bytes
 //!   equal, exactly, those of the live blocks jemalloc places in it; those blocks and the scope's
 //!   blocks outside the arenas make up the books' live blocks of the scope; the reconciliation's
 //!   per-scope arena figures are jemalloc's; thread tables do not grow from round to round; and
 //!   no arena's resident bytes pass twice the most live bytes one scope has held at these points,
 //!   plus 4 MiB;
-//! - at the end, every block freed and the main thread's caches given back: the soak arenas hold
-//!   nothing.
+//! - at the end, every block freed and the main thread's and the transfer caches given back: the
+//!   soak arenas hold nothing.
 //!
 //! Ignored by default; run it with
 //! `MEMLEDGER_SOAK_SECS=300 cargo test --release -p memledger-monitor --all-features --features memledger/arenas --test soak -- --ignored --nocapture`
@@ -24,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use memledger::arenas::FRONT_BYTES;
+use memledger::arenas::{FRONT_BYTES, TRANSFER_BYTES};
 use memledger_monitor::Reconciliation;
 
 /// The exactness suite's reference ledger and random programs, shared with `memledger`'s tests.
@@ -176,8 +179,9 @@ impl soak::Checks for ArenaChecks {
             "{usage:?}: more than {CACHES_PER_THREAD} explicit caches per thread table"
         );
         // Freed blocks that jemalloc still counts as allocated sit in a front cache (at most
-        // FRONT_BYTES per thread table) or in an explicit jemalloc cache.
-        let bound = (usage.thread_tables * FRONT_BYTES) as u64
+        // FRONT_BYTES per thread table), in a transfer cache (at most TRANSFER_BYTES over all) or
+        // in an explicit jemalloc cache.
+        let bound = (usage.thread_tables * FRONT_BYTES + TRANSFER_BYTES) as u64
             + usage.thread_caches as u64 * self.cache_bound;
         assert!(
             cached <= bound,
@@ -190,6 +194,26 @@ impl soak::Checks for ArenaChecks {
 
     fn quiescent(&mut self, _round: usize, scopes: &[String], live: &[Held]) {
         let placement = Placement::of(scopes, live);
+        // The workers exited: what jemalloc counts beyond the live blocks is in the transfer
+        // caches or in this thread's front cache (the exited threads' are empty), which `trim`
+        // then gives back.
+        jemalloc::refresh();
+        let usage = memledger::arenas::usage();
+        let cached = (usage.transfer_cache_bytes + usage.front_cache_bytes) as u64;
+        let mut beyond_live = 0;
+        for (i, arena) in placement.arena.iter().enumerate() {
+            if let Some(index) = *arena {
+                beyond_live += jemalloc::Arena::read(index)
+                    .allocated
+                    .saturating_sub(placement.in_arena_class_bytes[i]);
+            }
+        }
+        assert!(
+            beyond_live <= cached,
+            "{beyond_live} B held beyond the live blocks, more than the caches' {cached} B ({usage:?})"
+        );
+        memledger::arenas::trim();
+        assert_eq!(memledger::arenas::usage().transfer_cache_bytes, 0);
         let snapshot = memledger::snapshot();
         let reconciliation = Reconciliation::capture().unwrap();
         jemalloc::refresh();
@@ -270,8 +294,10 @@ impl soak::Checks for ArenaChecks {
     }
 
     fn end(&mut self, scopes: &[String]) {
-        // The main thread freed every block; its caches go back as at a thread's exit.
+        // The main thread freed every block; its caches go back as at a thread's exit, and the
+        // transfer caches' blocks with them.
         memledger::__private::release_thread_slab();
+        memledger::arenas::trim();
         let by_scope: HashMap<String, u32> = memledger::arenas::list()
             .into_iter()
             .map(|a| (a.scope, a.jemalloc_index))

@@ -179,7 +179,12 @@ pub use crate::units::HumanBytes;
 ///   reused by later threads, so their number is bounded by the threads alive at once.
 /// - Each thread's front cache of freed arena blocks holds at most
 ///   [`FRONT_BYTES`](arenas::FRONT_BYTES), counted in size classes, of blocks up to 16 KiB; past
-///   that a free goes to jemalloc. It is emptied when the thread exits.
+///   that, its stacks go in batches to the transfer caches of their arena and class, where the
+///   threads that allocate in that arena take them (memory built on one thread and freed on
+///   another thus comes back to its builder without a call into jemalloc). The transfer caches
+///   hold at most [`TRANSFER_BYTES`](arenas::TRANSFER_BYTES) together, past which the blocks go to
+///   jemalloc; what they hold goes back to jemalloc once a second while any thread allocates
+///   ([`trim`](arenas::trim) does it at once). A front cache is emptied when its thread exits.
 /// - The arenas' memory comes from one reservation of [`REGION_SIZE`](arenas::REGION_SIZE) of
 ///   address space (`MAP_NORESERVE`, so only used pages cost memory), or of a quarter, a
 ///   sixteenth... down to 4 GiB where the system refuses more. If none can be reserved (a strict
@@ -195,10 +200,12 @@ pub use crate::units::HumanBytes;
 #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
 pub mod arenas {
     pub use crate::owner::arena::usage::{ArenaUsage, ScopeArenaIndex};
-    pub use crate::owner::arena::{CHUNK_SIZE, FRONT_BYTES, MAX_ARENAS, REGION_SIZE};
+    pub use crate::owner::arena::{
+        CHUNK_SIZE, FRONT_BYTES, MAX_ARENAS, REGION_SIZE, TRANSFER_BYTES,
+    };
 
-    /// What the arenas hold: arenas, caches, thread tables, chunks, live blocks and the front
-    /// caches' bytes.
+    /// What the arenas hold: arenas, caches, thread tables, chunks, live blocks and the front and
+    /// transfer caches' bytes.
     pub fn usage() -> ArenaUsage {
         crate::owner::arena::usage::usage(crate::thread::slab::for_each_arenas)
     }
@@ -209,6 +216,26 @@ pub mod arenas {
     /// trailer live in jemalloc's ordinary arenas.
     pub fn list() -> Vec<ScopeArenaIndex> {
         crate::owner::arena::usage::list()
+    }
+
+    /// Gives every block the transfer caches hold back to jemalloc now, rather than on the next
+    /// second's tick, and every block of the calling thread's front cache (other threads' front
+    /// caches are their own, emptied when they are full or exit).
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static GLOBAL: memledger::Ledger<memledger::Jemalloc> = memledger::Ledger::new(memledger::Jemalloc);
+    ///
+    /// fn main() {
+    ///     let text: Vec<String> = memledger::in_scope("text", || (0..1000).map(|i| i.to_string()).collect());
+    ///     drop(text);
+    ///     memledger::arenas::trim();
+    ///     let usage = memledger::arenas::usage();
+    ///     assert_eq!(usage.transfer_cache_bytes, 0);
+    /// }
+    /// ```
+    pub fn trim() {
+        crate::owner::arena::trim(crate::ledger::thread_arenas());
     }
 }
 pub use crate::scope::{current_scope, enter, in_scope, ScopeGuard, ScopeHandle};

@@ -82,6 +82,28 @@ impl<A: GlobalAlloc> Ledger<A> {
         arena::allocate(thread_arenas(), slot, size, zero, thread_caches)
     }
 
+    /// Allocates `size` bytes at `align` in the arena of `slot` for an allocation that missed the
+    /// front cache: a batch from the arena's transfer cache for the class if it holds one (see
+    /// [`arena::ThreadArenas::take_batch`]), otherwise [`Self::allocate_in`]. Zeroed if `zero`.
+    #[inline]
+    fn allocate_cached(&self, slot: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
+        let bin = arena_class(size, align);
+        if is_bin(bin) {
+            if let Some(table) = thread_arenas() {
+                let block = table.take_batch(slot + 1, bin);
+                if !block.is_null() {
+                    if zero {
+                        // SAFETY:
+                        // - a block of the class of `size` holds at least `size` bytes.
+                        unsafe { block.write_bytes(0, size) };
+                    }
+                    return block;
+                }
+            }
+        }
+        self.allocate_in(slot, size, zero)
+    }
+
     /// [`Self::arena_alloc`] past the front cache, the thread's budget already taken for the
     /// block: `mallocx` in the scope's arena, or the trailer path (with the budget given back) if
     /// the scope has no arena or jemalloc failed.
@@ -91,7 +113,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         let size = layout.size();
         let (cell, scope) = state::current();
         if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
-            let block = self.allocate_in(slot, size, zero);
+            let block = self.allocate_cached(slot, size, layout.align(), zero);
             if !block.is_null() {
                 cell.count_alloc();
                 return block;
@@ -113,7 +135,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         // A block to sample takes the trailer path, whose cold path records it.
         if !shared::slot(scope).strict() && !sample_due(&Jemalloc, scope, size as u64) {
             if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
-                let block = self.allocate_in(slot, size, zero);
+                let block = self.allocate_cached(slot, size, layout.align(), zero);
                 if !block.is_null() {
                     book_cold(&Jemalloc, scope, Op::Alloc(size as u64));
                     return block;
@@ -309,7 +331,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         let front = state::front();
         let mut block = front.pop(row, new_bin, bin_size(new_bin));
         if block.is_null() {
-            block = self.allocate_in(slot, new_size, false);
+            block = self.allocate_cached(slot, new_size, layout.align(), false);
             if block.is_null() {
                 return block;
             }

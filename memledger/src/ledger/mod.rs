@@ -24,7 +24,7 @@ mod arena_path;
 
 /// This thread's part of the scope arenas, if it holds a slab: what the arenas' calls take.
 #[inline(always)]
-fn thread_arenas() -> Option<&'static arena::ThreadArenas> {
+pub(crate) fn thread_arenas() -> Option<&'static arena::ThreadArenas> {
     state::parts().map(|parts| &parts.arenas)
 }
 

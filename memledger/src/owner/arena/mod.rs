@@ -66,15 +66,16 @@ use crate::books::id::{ScopeId, MAX_SCOPES};
 mod class;
 mod region;
 mod thread;
+mod transfer;
 pub(crate) mod usage;
 
 pub(crate) use class::{arena_class, bin_size, is_bin, BIG};
 pub(crate) use region::region_offset;
 use region::{chunk_row, reserve_region, HOOKS, PENDING};
 pub use region::{CHUNK_SIZE, REGION_SIZE};
-pub use thread::FRONT_BYTES;
 use thread::{count, tcache_flag, TCACHE_LIMIT};
-pub(crate) use thread::{release_thread, Front, ThreadArenas, COLD_FRONT};
+pub(crate) use thread::{drain_transfers, release_thread, Front, ThreadArenas, COLD_FRONT};
+pub use thread::{FRONT_BYTES, TRANSFER_BYTES};
 
 /// Whether `A` is jemalloc, over which a ledger may keep scope arenas. Folded at compile time.
 #[inline(always)]
@@ -184,6 +185,7 @@ fn decay_idle_arenas() {
     {
         return;
     }
+    drain_transfers(ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1);
     decay(ALL_ARENAS);
 }
 
@@ -225,6 +227,16 @@ fn decay(index: u32) {
             0,
         )
     };
+}
+
+/// Gives every block of the transfer caches back to jemalloc, and those of the front cache of the
+/// thread whose table is `own`, if any (`memledger::arenas::trim`).
+pub(crate) fn trim(own: Option<&ThreadArenas>) {
+    let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
+    if let Some(table) = own {
+        table.empty_front(rows);
+    }
+    drain_transfers(rows);
 }
 
 /// The scope owning the arena block at `offset` and the arena's row (`1 + slot`).

@@ -11,6 +11,7 @@ use core::sync::atomic::{
 use tikv_jemalloc_sys as ffi;
 
 use super::class::{bin_size, BINS, ROW_BINS};
+use super::transfer::{batch, Bound, Transfer};
 use super::{slot_of_row, ARENAS, MAX_ARENAS, SHARED_LIVE, TCACHES};
 
 /// A thread's explicit caches, one per arena, and its front cache of freed arena blocks.
@@ -38,6 +39,58 @@ const ROWS: usize = 256;
 
 /// Bytes the front cache of one thread may hold.
 pub const FRONT_BYTES: usize = 128 * 1024;
+
+/// Bytes all transfer caches may hold together ([`transfer`](super::transfer)): past it, the
+/// blocks a full front cache gives up go to jemalloc.
+pub const TRANSFER_BYTES: usize = 1024 * 1024;
+
+/// The transfer caches, one per (arena row, class), in the rows and bins of the front caches.
+static TRANSFER: [[Transfer; ROW_BINS]; ROWS] =
+    [const { [const { Transfer::new() }; ROW_BINS] }; ROWS];
+
+/// The bytes the transfer caches hold, within [`TRANSFER_BYTES`].
+static TRANSFER_HELD: Bound = Bound::new(TRANSFER_BYTES);
+
+/// The transfer cache of `bin` in `row`.
+#[inline(always)]
+fn transfer(row: usize, bin: usize) -> &'static Transfer {
+    &TRANSFER[row % ROWS][bin % ROW_BINS]
+}
+
+/// Bytes the transfer caches hold.
+pub(super) fn transfer_bytes() -> usize {
+    TRANSFER_HELD.held()
+}
+
+/// Gives every block the transfer caches of the first `rows` rows hold back to jemalloc (no
+/// thread cache). Called at most once a second, on the decay the books drive, so that a batch no
+/// thread takes is held for a second or two at most; and by [`crate::arenas::trim`].
+pub(crate) fn drain_transfers(rows: usize) {
+    for row in 1..rows.min(ROWS) {
+        for bin in 1..BINS {
+            let size = bin_size(bin);
+            let cache = transfer(row, bin);
+            loop {
+                let mut block = cache.take();
+                if block.is_null() {
+                    break;
+                }
+                TRANSFER_HELD.release(batch(size) * size);
+                while !block.is_null() {
+                    // SAFETY:
+                    // - a taken batch is this thread's: freed arena blocks of the arena in `row`
+                    //   and the class of `bin`, linked through their first 8 bytes; the class
+                    //   size is a valid size for `sdallocx`, with no cache.
+                    unsafe {
+                        let next = block.cast::<*mut u8>().read();
+                        ffi::sdallocx(block.cast(), size, ffi::MALLOCX_TCACHE_NONE);
+                        block = next;
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// A thread's front cache: for each (arena, size class) up to 16 KiB, a stack of freed
 /// blocks, linked through their first 8 bytes. A free pushes its block on the stack of its arena
@@ -158,9 +211,12 @@ impl Front {
         FRONT_BYTES.saturating_sub(self.room.load(Ordering::Relaxed) as usize)
     }
 
-    /// Gives every cached block of the first `rows` rows back to jemalloc, through the cache
-    /// `flags(row)` names, and restores the room. By the holder only.
-    fn flush(&self, rows: usize, flags: impl Fn(usize) -> i32) {
+    /// Gives every cached block of the first `rows` rows up and restores the room: with `hand_over`,
+    /// whole batches to the transfer caches while they take them; the rest back to jemalloc,
+    /// through the cache `flags(row)` names. By the holder only.
+    fn flush(&self, rows: usize, flags: impl Fn(usize) -> i32, hand_over: bool) {
+        // Bytes of the stacks kept.
+        let mut kept = 0u64;
         for row in 1..rows.min(ROWS) {
             let flags = flags(row);
             for bin in 1..BINS {
@@ -176,6 +232,24 @@ impl Front {
                 // SAFETY:
                 // - as above.
                 unsafe { *head = ptr::null_mut() };
+                if hand_over {
+                    // SAFETY:
+                    // - the stack's blocks, taken off it above: the holder's.
+                    match unsafe { hand_over_batches(row, bin, block) } {
+                        // Fewer than a batch left: they stay, for this thread or a later batch,
+                        // up to half the room, so that a flush always frees at least half.
+                        Rest::Short(rest, blocks)
+                            if kept + (blocks * bin_size(bin)) as u64 <= FRONT_BYTES as u64 / 2 =>
+                        {
+                            // SAFETY:
+                            // - the holder's own stack, emptied above; `rest` is what it held.
+                            unsafe { *head = rest };
+                            kept += (blocks * bin_size(bin)) as u64;
+                            continue;
+                        }
+                        Rest::Short(rest, _) | Rest::Refused(rest) => block = rest,
+                    }
+                }
                 while !block.is_null() {
                     // SAFETY:
                     // - a cached block is a freed arena block of the arena in `row`, whose first
@@ -190,7 +264,62 @@ impl Front {
                 }
             }
         }
-        self.room.store(FRONT_BYTES as u64, Ordering::Relaxed);
+        self.room
+            .store(FRONT_BYTES as u64 - kept, Ordering::Relaxed);
+    }
+}
+
+/// What [`hand_over_batches`] leaves of a stack.
+enum Rest {
+    /// Fewer blocks than a batch (the first, and how many; null and 0 for none).
+    Short(*mut u8, usize),
+    /// A batch or more that the transfer cache or its bound refused (the first).
+    Refused(*mut u8),
+}
+
+/// Hands the stack from `block` of freed blocks of `bin` in `row` to that transfer cache in
+/// batches while the cache and the bound take them; what is left of the stack, still linked.
+///
+/// # Safety
+///
+/// - `block` starts a stack of freed arena blocks of the arena in `row` and the class of `bin`,
+///   linked through their first 8 bytes and ended by a null link, owned by the caller.
+unsafe fn hand_over_batches(row: usize, bin: usize, mut block: *mut u8) -> Rest {
+    let size = bin_size(bin);
+    let n = batch(size);
+    let cache = transfer(row, bin);
+    loop {
+        if block.is_null() {
+            return Rest::Short(block, 0);
+        }
+        // The batch's last block: the `n`th from `block`, if the stack holds that many.
+        let mut last = block;
+        for blocks in 1..n {
+            // SAFETY:
+            // - a block of the stack, whose first 8 bytes link the next.
+            let next = unsafe { last.cast::<*mut u8>().read() };
+            if next.is_null() {
+                return Rest::Short(block, blocks);
+            }
+            last = next;
+        }
+        // SAFETY:
+        // - as above.
+        let rest = unsafe { last.cast::<*mut u8>().read() };
+        if !TRANSFER_HELD.claim(n * size) {
+            return Rest::Refused(block);
+        }
+        // SAFETY:
+        // - as above: the batch ends at `last`.
+        unsafe { last.cast::<*mut u8>().write(ptr::null_mut()) };
+        if !cache.give(block) {
+            // SAFETY:
+            // - refused, so still the caller's: the stack is linked again as it was.
+            unsafe { last.cast::<*mut u8>().write(rest) };
+            TRANSFER_HELD.release(n * size);
+            return Rest::Refused(block);
+        }
+        block = rest;
     }
 }
 
@@ -228,9 +357,55 @@ impl ThreadArenas {
     /// bounded by one `sdallocx` per free, as without the cache. By the holder only.
     pub(crate) fn make_room(&self) {
         let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
-        self.front.flush(rows, |row| {
-            tcache_flag(Some(self), slot_of_row(row), 0, false)
-        });
+        self.front.flush(
+            rows,
+            |row| tcache_flag(Some(self), slot_of_row(row), 0, false),
+            true,
+        );
+    }
+
+    /// A block of `bin` in `row` for an allocation past the front cache's hot path, counted as
+    /// handed out: popped from the front cache's stack if it holds one, otherwise taken from the
+    /// transfer cache with the rest of its batch, which becomes the stack (making room first if
+    /// the front cache lacks it); null if both are empty. By the holder only.
+    #[inline]
+    pub(crate) fn take_batch(&self, row: usize, bin: usize) -> *mut u8 {
+        let size = bin_size(bin);
+        // The cold path of an allocation comes here without trying the stack first.
+        let block = self.front.pop(row, bin, size);
+        if !block.is_null() {
+            return block;
+        }
+        let first = transfer(row, bin).take();
+        if first.is_null() {
+            return first;
+        }
+        let n = batch(size);
+        TRANSFER_HELD.release(n * size);
+        // At most 16 KiB (see `batch`): after `make_room`, the room is at least half the cache's.
+        let kept = ((n - 1) * size) as u64;
+        if self.front.room.load(Ordering::Relaxed) < kept {
+            self.make_room();
+        }
+        let head = self.front.head(row, bin);
+        // SAFETY:
+        // - the taken batch is the holder's: freed blocks of this arena and class, linked through
+        //   their first 8 bytes; the holder's stack of `bin` in `row` is empty (the pop above
+        //   found it so, and `make_room` keeps only stacks that held blocks), so the rest of the
+        //   batch becomes it.
+        unsafe { *head = first.cast::<*mut u8>().read() };
+        let room = self.front.room.load(Ordering::Relaxed);
+        self.front
+            .room
+            .store(room.saturating_sub(kept), Ordering::Relaxed);
+        bump_signed(&self.front.live, 1);
+        first
+    }
+
+    /// Gives every block of the front cache's first `rows` rows back to its arena, past any
+    /// thread cache. By the holder only.
+    pub(crate) fn empty_front(&self, rows: usize) {
+        self.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE, false);
     }
 
     /// The front cache.
@@ -252,7 +427,7 @@ pub(crate) fn release_thread(table: &ThreadArenas) {
     let rows = ARENAS.load(Ordering::Acquire).min(MAX_ARENAS) + 1;
     // Seeded bug (`.ci/mutants`): an exiting thread's front cache keeps its blocks.
     #[cfg(not(memledger_mutant = "front_cache_kept_at_exit"))]
-    table.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE);
+    table.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE, false);
     #[cfg(memledger_mutant = "front_cache_kept_at_exit")]
     let _ = rows;
     for tcache in &table.tcaches {
@@ -416,12 +591,12 @@ mod tests {
         // - refused above, so still this test's.
         unsafe { ffi::sdallocx(extra.cast(), size, 0) };
         // The flush gives everything back and restores the room; the live count stays.
-        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE);
+        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE, false);
         assert_eq!(front.held_bytes(), 0);
         assert!(front.pop(7, b4k, size).is_null());
         assert_eq!(front.live(), -(fill as i64));
         let c = block(64);
         assert!(push(front, 5, b64, 64, c));
-        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE);
+        front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE, false);
     }
 }

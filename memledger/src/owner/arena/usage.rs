@@ -37,6 +37,10 @@ pub struct ArenaUsage {
     /// Bytes of freed arena blocks held in the threads' front caches, over all threads: at most
     /// `memledger::arenas::FRONT_BYTES` per thread table.
     pub front_cache_bytes: usize,
+    /// Bytes of freed arena blocks held in the transfer caches, on their way from the threads that
+    /// freed them to the threads that allocate in their arena: at most
+    /// `memledger::arenas::TRANSFER_BYTES` over all of them.
+    pub transfer_cache_bytes: usize,
     /// Address space reserved for the arenas once the first arena is made:
     /// `memledger::arenas::REGION_SIZE`, or less where the system allows less.
     pub reserved_bytes: usize,
@@ -57,6 +61,7 @@ pub(crate) fn usage(for_each_table: impl Fn(EachTable<'_>)) -> ArenaUsage {
         chunks: CHUNKS_USED.load(Ordering::Relaxed),
         live_blocks: live_blocks(for_each_table),
         front_cache_bytes,
+        transfer_cache_bytes: super::thread::transfer_bytes(),
         reserved_bytes: reserved_bytes(),
     }
 }
