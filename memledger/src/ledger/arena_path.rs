@@ -84,13 +84,19 @@ impl<A: GlobalAlloc> Ledger<A> {
 
     /// Allocates `size` bytes at `align` in the arena of `slot` for an allocation that missed the
     /// front cache: a batch from the arena's transfer cache for the class if it holds one (see
-    /// [`arena::ThreadArenas::take_batch`]), otherwise [`Self::allocate_in`]. Zeroed if `zero`.
+    /// [`arena::ThreadArenas::take_batch`]), otherwise a batch from jemalloc
+    /// ([`arena::allocate_batch`]); past the classes of the front cache, or for a thread without
+    /// one, [`Self::allocate_in`]. Zeroed if `zero`.
     #[inline]
     fn allocate_cached(&self, slot: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
         let bin = arena_class(size, align);
         if is_bin(bin) {
             if let Some(table) = thread_arenas() {
-                let block = table.take_batch(slot + 1, bin);
+                let mut block = table.take_batch(slot + 1, bin);
+                if block.is_null() {
+                    let thread_caches = usize::from(self.arena_limits.thread_caches);
+                    block = arena::allocate_batch(table, slot, bin, thread_caches);
+                }
                 if !block.is_null() {
                     if zero {
                         // SAFETY:

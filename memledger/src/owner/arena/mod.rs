@@ -50,7 +50,7 @@
 //! thread allocates and frees in that arena without a cache (`MALLOCX_TCACHE_NONE`: exact, no
 //! memory held, slower). Neither case is ever undefined behaviour or a lost block.
 
-use core::ffi::{c_char, c_uint, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::ptr;
 use core::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
@@ -352,6 +352,113 @@ pub(crate) fn allocate(
         count(arenas, 1);
     }
     block
+}
+
+/// The argument of jemalloc's `experimental.batch_alloc`: where to put the blocks, how many, of
+/// what size, with which `mallocx` flags (jemalloc's `batch_alloc_packet_t`).
+#[repr(C)]
+struct BatchPacket {
+    ptrs: *mut *mut c_void,
+    num: usize,
+    size: usize,
+    flags: c_int,
+}
+
+/// The management information base of `experimental.batch_alloc`, looked up once: its two
+/// components, and [`BATCH_READY`] once they are there ([`BATCH_NONE`] if this jemalloc lacks it).
+static BATCH_MIB: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+static BATCH_STATE: AtomicU8 = AtomicU8::new(0);
+const BATCH_READY: u8 = 1;
+const BATCH_NONE: u8 = 2;
+
+/// Most blocks one refill takes.
+const REFILL_MAX: usize = 64;
+
+/// Allocates a block of class `bin` in the arena of `slot` for a thread whose front cache's stack of
+/// that arena and class is empty, and fills the stack with more of them in the same call
+/// (`experimental.batch_alloc`, with the thread's explicit cache for the arena): one call into
+/// jemalloc for up to a [`transfer::batch`] of blocks, where `mallocx` makes one per block. As
+/// many as the front cache has room for; one `mallocx` where the batch call is missing or fails.
+/// Null if jemalloc fails. Counts the block as a live arena block.
+#[inline]
+pub(crate) fn allocate_batch(
+    table: &ThreadArenas,
+    slot: usize,
+    bin: usize,
+    max_tcaches: usize,
+) -> *mut u8 {
+    let size = bin_size(bin);
+    let want = transfer::batch(size)
+        .min(REFILL_MAX)
+        .min(table.room_for(size) + 1);
+    let state = BATCH_STATE.load(Ordering::Acquire);
+    if want <= 1 || state == BATCH_NONE || (state != BATCH_READY && !look_up_batch_alloc()) {
+        return allocate(Some(table), slot, size, false, max_tcaches);
+    }
+    let mut ptrs = [ptr::null_mut::<c_void>(); REFILL_MAX];
+    let mut packet = BatchPacket {
+        ptrs: ptrs.as_mut_ptr(),
+        num: want,
+        size,
+        flags: ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
+            | tcache_flag(Some(table), slot, max_tcaches, true),
+    };
+    let mib = [
+        BATCH_MIB[0].load(Ordering::Relaxed),
+        BATCH_MIB[1].load(Ordering::Relaxed),
+    ];
+    let mut filled: usize = 0;
+    let mut len = core::mem::size_of::<usize>();
+    // SAFETY:
+    // - the mib names "experimental.batch_alloc", which reads a `batch_alloc_packet_t` (as
+    //   `BatchPacket` is laid out) and writes a `size_t`; `ptrs` has room for `want` pointers;
+    //   the flags name an arena made with "arenas.create" and a cache made by this thread's table
+    //   (or none).
+    let failed = unsafe {
+        ffi::mallctlbymib(
+            mib.as_ptr(),
+            mib.len(),
+            ptr::addr_of_mut!(filled).cast::<c_void>(),
+            &mut len,
+            ptr::addr_of_mut!(packet).cast::<c_void>(),
+            core::mem::size_of::<BatchPacket>(),
+        )
+    } != 0;
+    if failed || filled == 0 {
+        return allocate(Some(table), slot, size, false, max_tcaches);
+    }
+    let blocks = &ptrs[..filled.min(want)];
+    // SAFETY:
+    // - fresh blocks of class `bin` of the arena in row `slot + 1`, no longer than `want`, which
+    //   the front cache has room for beside the first; the stack of that class is empty (the
+    //   caller's guarantee).
+    unsafe { table.install(slot + 1, bin, blocks) }
+}
+
+/// Looks up `experimental.batch_alloc`'s management information base; `false` if this jemalloc
+/// does not have it (then never again).
+#[cold]
+#[inline(never)]
+fn look_up_batch_alloc() -> bool {
+    let mut mib = [0usize; 2];
+    let mut len = mib.len();
+    // SAFETY:
+    // - the name is NUL-terminated; `mib` has room for `len` components.
+    let failed = unsafe {
+        ffi::mallctlnametomib(
+            c"experimental.batch_alloc".as_ptr().cast::<c_char>(),
+            mib.as_mut_ptr(),
+            &mut len,
+        )
+    } != 0;
+    if failed || len != 2 {
+        BATCH_STATE.store(BATCH_NONE, Ordering::Relaxed);
+        return false;
+    }
+    BATCH_MIB[0].store(mib[0], Ordering::Relaxed);
+    BATCH_MIB[1].store(mib[1], Ordering::Relaxed);
+    BATCH_STATE.store(BATCH_READY, Ordering::Release);
+    true
 }
 
 /// The alignment flag jemalloc needs for a block of `size` bytes at `align`: none where every

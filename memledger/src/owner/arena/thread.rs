@@ -408,6 +408,43 @@ impl ThreadArenas {
         self.front.flush(rows, |_| ffi::MALLOCX_TCACHE_NONE, false);
     }
 
+    /// How many more blocks of `size` bytes the front cache has room for.
+    #[inline]
+    pub(crate) fn room_for(&self, size: usize) -> usize {
+        self.front.room.load(Ordering::Relaxed) as usize / size
+    }
+
+    /// Hands out the first of `blocks` and puts the others on the stack of `bin` in `row`: the
+    /// first counted as handed out, the others as cached. By the holder only.
+    ///
+    /// # Safety
+    ///
+    /// - `blocks` (at least one) are fresh arena blocks of the arena in `row`, of the class of
+    ///   `bin`, no longer in anyone's use; the front cache has room for all but the first; the
+    ///   holder's stack of `bin` in `row` is empty.
+    pub(crate) unsafe fn install(&self, row: usize, bin: usize, blocks: &[*mut c_void]) -> *mut u8 {
+        let head = self.front.head(row, bin);
+        let mut top: *mut u8 = ptr::null_mut();
+        for &block in blocks[1..].iter().rev() {
+            let block = block.cast::<u8>();
+            // SAFETY:
+            // - a fresh block of at least 8 bytes, aligned to 8, not in use: its first 8 bytes
+            //   link the next, as on any stack of the cache.
+            unsafe { block.cast::<*mut u8>().write(top) };
+            top = block;
+        }
+        // SAFETY:
+        // - the holder's own stack, empty (the caller's guarantee).
+        unsafe { *head = top };
+        let kept = ((blocks.len() - 1) * bin_size(bin)) as u64;
+        let room = self.front.room.load(Ordering::Relaxed);
+        self.front
+            .room
+            .store(room.saturating_sub(kept), Ordering::Relaxed);
+        bump_signed(&self.front.live, 1);
+        blocks[0].cast::<u8>()
+    }
+
     /// The front cache.
     pub(crate) fn front(&self) -> &Front {
         &self.front
