@@ -310,6 +310,7 @@ fn level_value(level: Level) -> f64 {
 fn gap_label(kind: GapKind) -> &'static str {
     match kind {
         GapKind::Tags => "tags",
+        GapKind::CachedBlocks => "cached_blocks",
         GapKind::SizeClassRounding => "size_class_rounding",
         GapKind::Fragmentation => "fragmentation",
         GapKind::AllocatorMetadata => "allocator_metadata",

@@ -94,3 +94,50 @@ fn a_sampler_returns_the_dirty_pages_of_idle_scope_arenas() {
         "{left} dirty pages left of {dirty} under a sampler"
     );
 }
+
+/// Blocks built on one thread and freed on another wait in the freeing thread's front cache (or a
+/// transfer cache) for reuse: the reconciliation names them as their own layer, with the size
+/// the ledger's caches report, and no scope's live bytes count them.
+#[test]
+fn cached_blocks_are_their_own_layer() {
+    use memledger_monitor::GapKind;
+    use std::sync::mpsc;
+
+    memledger::sampling::set_rate(0).unwrap();
+    let (blocks_tx, blocks_rx) = mpsc::channel::<Vec<Box<[u8; 96]>>>();
+    let (freed_tx, freed_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let freer = std::thread::spawn(move || {
+        let blocks = blocks_rx.recv().unwrap();
+        drop(std::hint::black_box(blocks));
+        freed_tx.send(()).unwrap();
+        // Alive, so that its front cache keeps the blocks while the reconciliation is read.
+        done_rx.recv().unwrap();
+    });
+    let blocks: Vec<Box<[u8; 96]>> = memledger::in_scope("arena_cached", || {
+        (0..500).map(|i| Box::new([i as u8; 96])).collect()
+    });
+    blocks_tx.send(blocks).unwrap();
+    freed_rx.recv().unwrap();
+    let r = memledger_monitor::Reconciliation::capture().unwrap();
+    let a = r.allocator.clone().expect("jemalloc's statistics");
+    // 500 blocks of 96 bytes, within one front cache's bound: all held by the freeing thread.
+    assert!(r.cached_bytes >= 500 * 96, "{r:?}");
+    assert_eq!(
+        r.gap(GapKind::CachedBlocks),
+        Some(r.cached_bytes + a.tcache_bytes)
+    );
+    assert_eq!(
+        memledger::snapshot()
+            .scope("arena_cached")
+            .unwrap()
+            .live_bytes,
+        0,
+        "freed blocks are no scope's live bytes"
+    );
+    assert!(r
+        .to_string()
+        .contains("freed blocks cached for reuse (thread and transfer caches)"));
+    done_tx.send(()).unwrap();
+    freer.join().unwrap();
+}

@@ -171,6 +171,7 @@ fn layers_match_jemalloc_and_the_kernel_read_directly() {
             kinds,
             [
                 GapKind::Tags,
+                GapKind::CachedBlocks,
                 GapKind::SizeClassRounding,
                 GapKind::Fragmentation,
                 GapKind::AllocatorMetadata,
@@ -181,9 +182,14 @@ fn layers_match_jemalloc_and_the_kernel_read_directly() {
         );
         // Each named gap is the step between two layers.
         assert_eq!(r.gap(GapKind::Tags), Some(r.tag_bytes));
+        let cached = r.cached_bytes + a.tcache_bytes;
+        assert_eq!(r.gap(GapKind::CachedBlocks), Some(cached));
         assert_eq!(
             r.gap(GapKind::SizeClassRounding),
-            Some(a.allocated - r.ledger_bytes - r.tag_bytes)
+            Some(
+                a.allocated
+                    .saturating_sub(r.ledger_bytes + r.tag_bytes + cached)
+            )
         );
         assert_eq!(r.gap(GapKind::Fragmentation), Some(a.active - a.allocated));
         assert_eq!(r.gap(GapKind::AllocatorMetadata), Some(a.metadata));

@@ -296,6 +296,12 @@ pub mod __private {
             + crate::owner::arena::usage::live_blocks(crate::thread::slab::for_each_arenas)
     }
 
+    /// Bytes of freed arena blocks held for reuse in the threads' front caches and the transfer
+    /// caches (0 without the `arenas` feature). For the reconciliation.
+    pub fn cached_arena_bytes() -> u64 {
+        crate::owner::arena::usage::cached_bytes(crate::thread::slab::for_each_arenas)
+    }
+
     /// jemalloc's index of every scope arena made so far, without their scopes' paths (which take
     /// the registry's lock). Empty without the `arenas` feature. For the reconciliation.
     pub fn arena_indexes() -> Vec<u32> {

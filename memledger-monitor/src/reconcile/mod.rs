@@ -20,7 +20,8 @@ use process::{CgroupMemory, ProcessMemory, ReadError};
 /// The layers, each holding the one before it:
 ///
 /// 1. the ledger: bytes of live blocks as requested (`Layout::size()`), per scope; exact;
-/// 2. jemalloc `allocated`: plus the blocks' tags and size-class rounding;
+/// 2. jemalloc `allocated`: plus the blocks' tags, freed blocks held in caches (the ledger's front
+///    and transfer caches, jemalloc's thread caches), and size-class rounding;
 /// 3. jemalloc `active`: plus free slots in pages that hold live blocks (fragmentation);
 /// 4. jemalloc `resident`: plus jemalloc's metadata and dirty pages not yet given back;
 /// 5. the process's RSS: plus file-backed pages (code, libraries, mapped files) and anonymous
@@ -67,6 +68,11 @@ pub struct Reconciliation {
     pub ledger_blocks: u64,
     /// Bytes of the tags the ledger adds to its blocks (part of `allocated`).
     pub tag_bytes: u64,
+    /// Bytes of freed blocks the ledger holds for reuse in its threads' front caches and its
+    /// transfer caches (part of `allocated`, no scope's live bytes); 0 without scope arenas and in
+    /// recordings made before it was read.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub cached_bytes: u64,
     /// jemalloc's statistics, or why they are absent.
     pub allocator: Result<AllocatorStats, AllocatorStatsUnavailable>,
     /// The kernel's view of the process.
@@ -120,6 +126,9 @@ pub struct Gap {
 pub enum GapKind {
     /// The ledger's tags on live blocks (`allocated` includes them).
     Tags,
+    /// Freed blocks held for reuse: the ledger's front and transfer caches and jemalloc's thread
+    /// caches (`allocated` includes them; they are no scope's live bytes).
+    CachedBlocks,
     /// jemalloc `allocated` beyond the requested bytes and tags: rounding up to size classes.
     SizeClassRounding,
     /// jemalloc `active - allocated`: free slots in pages that hold live blocks.
@@ -143,6 +152,7 @@ impl GapKind {
     pub fn describe(self) -> &'static str {
         match self {
             GapKind::Tags => "ledger tags on live blocks",
+            GapKind::CachedBlocks => "freed blocks cached for reuse (thread and transfer caches)",
             GapKind::SizeClassRounding => "size-class rounding",
             GapKind::Fragmentation => "fragmentation (free slots in active pages)",
             GapKind::AllocatorMetadata => "allocator metadata",
@@ -256,6 +266,7 @@ impl Reconciliation {
             ledger_bytes,
             ledger_blocks,
             tag_bytes: tagged_blocks.saturating_mul(memledger::__private::TRAILER_SIZE as u64),
+            cached_bytes: memledger::__private::cached_arena_bytes(),
             allocator,
             process,
             cgroup,
@@ -272,6 +283,10 @@ impl Reconciliation {
             Ok(a) => {
                 let tagged = self.ledger_bytes.saturating_add(self.tag_bytes);
                 levels.push((GapKind::Tags, tagged));
+                let cached = tagged
+                    .saturating_add(self.cached_bytes)
+                    .saturating_add(a.tcache_bytes);
+                levels.push((GapKind::CachedBlocks, cached));
                 levels.push((GapKind::SizeClassRounding, a.allocated));
                 levels.push((GapKind::Fragmentation, a.active));
                 levels.push((
@@ -442,13 +457,15 @@ mod tests {
         Reconciliation::from_parts(&memledger::snapshot(), Ok(allocator), process, None)
     }
 
-    /// The gaps up to jemalloc's `allocated`: the tags, and the rounding of the ledger's bytes and
-    /// tags up to `allocated` (the ledger is this test process's own).
-    fn assert_lower_gaps(r: &Reconciliation, allocated: u64) {
+    /// The gaps up to jemalloc's `allocated`: the tags, the cached blocks (the ledger's caches and
+    /// jemalloc's thread caches), and the rounding of the rest up to `allocated` (the ledger is
+    /// this test process's own).
+    fn assert_lower_gaps(r: &Reconciliation, allocated: u64, tcache: u64) {
         assert_eq!(r.gap(GapKind::Tags), Some(r.tag_bytes));
+        assert_eq!(r.gap(GapKind::CachedBlocks), Some(r.cached_bytes + tcache));
         assert_eq!(
             r.gap(GapKind::SizeClassRounding),
-            Some(allocated - r.ledger_bytes - r.tag_bytes)
+            Some(allocated - r.ledger_bytes - r.tag_bytes - r.cached_bytes - tcache)
         );
     }
 
@@ -461,10 +478,11 @@ mod tests {
             resident: 70_000_000,
             mapped: 90_000_000,
             retained: 10_000_000,
+            tcache_bytes: 1_000_000,
         };
         let r = reconcile(a, 100_000_000, 20_000_000);
         assert_eq!(r.remainder(), 0);
-        assert_lower_gaps(&r, 50_000_000);
+        assert_lower_gaps(&r, 50_000_000, 1_000_000);
         assert_eq!(r.gap(GapKind::Fragmentation), Some(10_000_000));
         assert_eq!(r.gap(GapKind::AllocatorMetadata), Some(5_000_000));
         assert_eq!(r.gap(GapKind::DirtyPages), Some(5_000_000));
@@ -482,9 +500,10 @@ mod tests {
             resident: 61_000_000,
             mapped: 90_000_000,
             retained: 0,
+            tcache_bytes: 0,
         };
         let r = reconcile(a, 100_000_000, 20_000_000);
-        assert_lower_gaps(&r, 50_000_000);
+        assert_lower_gaps(&r, 50_000_000, 0);
         assert_eq!(r.gap(GapKind::Fragmentation), Some(10_000_000));
         assert_eq!(r.gap(GapKind::AllocatorMetadata), Some(5_000_000));
         assert_eq!(r.gap(GapKind::DirtyPages), Some(0));

@@ -62,6 +62,11 @@ pub(crate) mod usage {
         0
     }
 
+    /// Bytes of freed blocks cached for the arenas: none.
+    pub(crate) fn cached_bytes(_for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
+        0
+    }
+
     /// jemalloc's index of every arena made so far: none.
     pub(crate) fn indexes() -> Vec<u32> {
         Vec::new()

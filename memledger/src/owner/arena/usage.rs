@@ -20,6 +20,14 @@ pub(crate) fn live_blocks(for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
     live.max(0) as u64
 }
 
+/// Bytes of freed blocks held in the front caches of the tables `for_each_table` walks and in the
+/// transfer caches.
+pub(crate) fn cached_bytes(for_each_table: impl FnOnce(EachTable<'_>)) -> u64 {
+    let mut bytes = super::thread::transfer_bytes() as u64;
+    for_each_table(&mut |table| bytes += table.front().held_bytes() as u64);
+    bytes
+}
+
 /// What the arenas hold and cost, for the reconciliation and the tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArenaUsage {
