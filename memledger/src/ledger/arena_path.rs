@@ -215,6 +215,22 @@ impl<A: GlobalAlloc> Ledger<A> {
     #[inline(never)]
     unsafe fn arena_dealloc_cold(ptr: *mut u8, layout: Layout, owner: ScopeId, row: usize) {
         book_cold(&Jemalloc, owner, Op::Dealloc(layout.size() as u64));
+        // The block goes where the hot path sends it: one free in each refill of the thread's
+        // budget sent to jemalloc instead would drain the front cache's stack by one each time.
+        let class = arena_class(layout.size(), layout.align());
+        if is_bin(class) {
+            // SAFETY:
+            // - a live arena block of the arena in `row`, of a size in `class` (a bin), which the
+            //   caller frees.
+            if unsafe { state::front().push(row, class, bin_size(class), ptr) } {
+                return;
+            }
+            // SAFETY:
+            // - as above.
+            return unsafe {
+                free_past_a_full_cache(ptr, row, layout.size(), layout.align(), class)
+            };
+        }
         // SAFETY:
         // - the caller's guarantee.
         unsafe {

@@ -374,6 +374,10 @@ const BATCH_NONE: u8 = 2;
 /// Most blocks one refill takes.
 const REFILL_MAX: usize = 64;
 
+/// Per bin, the regions of one of jemalloc's slabs of its class (`arenas.bin.<i>.nregs`), read
+/// with the batch call's information base; 0 for a class jemalloc keeps in no slab.
+static SLAB_REGIONS: [AtomicU16; class::ROW_BINS] = [const { AtomicU16::new(0) }; class::ROW_BINS];
+
 /// Allocates a block of class `bin` in the arena of `slot` for a thread whose front cache's stack of
 /// that arena and class is empty, and fills the stack with more of them in the same call
 /// (`experimental.batch_alloc`, with the thread's explicit cache for the arena): one call into
@@ -388,11 +392,18 @@ pub(crate) fn allocate_batch(
     max_tcaches: usize,
 ) -> *mut u8 {
     let size = bin_size(bin);
+    let state = BATCH_STATE.load(Ordering::Acquire);
+    if state == BATCH_NONE || (state != BATCH_READY && !look_up_batch_alloc()) {
+        return allocate(Some(table), slot, size, false, max_tcaches);
+    }
+    // Fewer than a slab's regions: a batch of a whole slab or more takes fresh slabs only, never
+    // the free regions of the arena's partly used ones (jemalloc's `arena_fill_small_fresh`).
+    let regions = usize::from(SLAB_REGIONS[bin % SLAB_REGIONS.len()].load(Ordering::Relaxed));
     let want = transfer::batch(size)
         .min(REFILL_MAX)
-        .min(table.room_for(size) + 1);
-    let state = BATCH_STATE.load(Ordering::Acquire);
-    if want <= 1 || state == BATCH_NONE || (state != BATCH_READY && !look_up_batch_alloc()) {
+        .min(table.room_for(size) + 1)
+        .min(regions.saturating_sub(1));
+    if want <= 1 {
         return allocate(Some(table), slot, size, false, max_tcaches);
     }
     let mut ptrs = [ptr::null_mut::<c_void>(); REFILL_MAX];
@@ -457,8 +468,60 @@ fn look_up_batch_alloc() -> bool {
     }
     BATCH_MIB[0].store(mib[0], Ordering::Relaxed);
     BATCH_MIB[1].store(mib[1], Ordering::Relaxed);
+    read_slab_regions();
     BATCH_STATE.store(BATCH_READY, Ordering::Release);
     true
+}
+
+/// Fills [`SLAB_REGIONS`] from `arenas.nbins` and `arenas.bin.<i>.nregs`, with no allocation (this
+/// runs inside an allocation). jemalloc's bin `i` is the front cache's bin `i + 1` (both number the
+/// small classes in size order from the smallest; `classes_are_jemallocs` checked the sizes).
+fn read_slab_regions() {
+    let mut nbins: c_uint = 0;
+    let mut len = core::mem::size_of::<c_uint>();
+    let mut mib = [0usize; 4];
+    let mut mib_len = mib.len();
+    // SAFETY:
+    // - "arenas.nbins" is an `unsigned`; the names are NUL-terminated, `mib` has room for
+    //   `mib_len` components.
+    let failed = unsafe {
+        ffi::mallctl(
+            c"arenas.nbins".as_ptr().cast::<c_char>(),
+            ptr::addr_of_mut!(nbins).cast::<c_void>(),
+            &mut len,
+            ptr::null_mut(),
+            0,
+        ) != 0
+            || ffi::mallctlnametomib(
+                c"arenas.bin.0.nregs".as_ptr().cast::<c_char>(),
+                mib.as_mut_ptr(),
+                &mut mib_len,
+            ) != 0
+    };
+    if failed || mib_len != 4 {
+        return;
+    }
+    let bins = class::BINS.min(nbins as usize + 1);
+    for (bin, entry) in SLAB_REGIONS.iter().enumerate().take(bins).skip(1) {
+        mib[2] = bin - 1;
+        let mut regions: u32 = 0;
+        let mut len = core::mem::size_of::<u32>();
+        // SAFETY:
+        // - "arenas.bin.<i>.nregs" is a `uint32_t`, for `i` below `arenas.nbins`.
+        let failed = unsafe {
+            ffi::mallctlbymib(
+                mib.as_ptr(),
+                mib_len,
+                ptr::addr_of_mut!(regions).cast::<c_void>(),
+                &mut len,
+                ptr::null_mut(),
+                0,
+            )
+        } != 0;
+        if !failed {
+            entry.store(regions.min(u32::from(u16::MAX)) as u16, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The alignment flag jemalloc needs for a block of `size` bytes at `align`: none where every
