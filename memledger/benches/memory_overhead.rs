@@ -5,7 +5,8 @@
 //! small boxes, all kept alive. It runs once per allocator, each in a child process of this
 //! binary: bare jemalloc (`bare`), the ledger with a trailer on every block
 //! (`Ledger<TrailerOnly<Jemalloc>>`, `ledger`), the default `Ledger::new(Jemalloc)` (`arenas`,
-//! where the `arenas` feature is on, on 64-bit Linux) and `slack` (a placement, below). Each child
+//! where the `arenas` feature is on, on 64-bit Linux), the same with
+//! `with_arena_decay(0)` (`decay0`) and `slack` (a placement, below). Each child
 //! reports jemalloc's own statistics; the parent prints them side by side.
 //!
 //! The trailer ledger asks jemalloc for 2 bytes more than each block's size (its trailer). Rust's
@@ -26,6 +27,9 @@
 //! A third workload, `mix`, is string-heavy: 300 000 `String`s grown word by word to 20 to 200
 //! bytes, 50 000 `Vec<u64>` pushed to 1 to 1 000 elements, and 500 000 `Box<[u64; 2]>`, all kept
 //! alive: doubling capacities and 16-byte boxes, which all sit on a size class.
+//!
+//! Each child also reads its RSS every 100 ms while the workload runs: `rss_mean` and `rss_max`
+//! are the mean and the largest of those readings (`rss` is the reading at the end).
 //!
 //! `MEMLEDGER_OVERHEAD_IDLE_S=11` keeps each child running (allocating a little) for 11 s after
 //! its workload before it measures: longer than jemalloc's decay time, as a service goes on after
@@ -66,6 +70,7 @@ const BARE: u8 = 1;
 const LEDGER: u8 = 2;
 const SLACK: u8 = 3;
 const ARENAS: u8 = 4;
+const DECAY0: u8 = 5;
 
 /// Bare jemalloc, a ledger over it or the slack placement, chosen once per process by
 /// [`MODE_VAR`].
@@ -80,6 +85,10 @@ struct Switch {
     slack: SlackTag,
     #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     arenas: Ledger<Jemalloc>,
+    /// The default ledger with `with_arena_decay(0)`: scope arenas that give freed pages back at
+    /// once.
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
+    decay0: Ledger<Jemalloc>,
 }
 
 /// Requests the sizes a tag placed in size-class slack would: `size` when jemalloc's class for it
@@ -125,6 +134,8 @@ static GLOBAL: Switch = Switch {
     slack: SlackTag,
     #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
     arenas: Ledger::new(Jemalloc),
+    #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
+    decay0: Ledger::new(Jemalloc).with_arena_decay(0),
 };
 
 impl Switch {
@@ -155,6 +166,7 @@ impl Switch {
                 b"ledger" => LEDGER,
                 b"slack" => SLACK,
                 b"arenas" => ARENAS,
+                b"decay0" => DECAY0,
                 _ => BARE,
             }
         };
@@ -170,13 +182,15 @@ impl Switch {
             SLACK => &self.slack,
             #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
             ARENAS => &self.arenas,
+            #[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
+            DECAY0 => &self.decay0,
             _ => &Jemalloc,
         }
     }
 }
 
 // SAFETY:
-// - every call is forwarded to one of four allocators, and which one never changes after the
+// - every call is forwarded to one of five allocators, and which one never changes after the
 //   first call (see `Switch`), so each block is freed and resized by the allocator that made it.
 unsafe impl GlobalAlloc for Switch {
     #[inline]
@@ -417,6 +431,7 @@ fn child(ledger: bool) -> ExitCode {
     let workload = std::env::var(WORKLOAD_VAR).unwrap_or_else(|_| "index".to_string());
     let handoff_workload = workload == "handoff";
     let mut mix = None;
+    let rss_over_the_run = RssSampler::start();
     let (index, kept) = if handoff_workload {
         (None, handoff())
     } else if workload == "mix" {
@@ -430,6 +445,7 @@ fn child(ledger: bool) -> ExitCode {
         (Some(build_index()), Vec::new())
     };
     black_box((&index, &kept, &mix));
+    let (rss_mean, rss_max) = rss_over_the_run.stop();
     let idle_s: u64 = std::env::var(IDLE_VAR)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -471,6 +487,8 @@ fn child(ledger: bool) -> ExitCode {
         Ok(rss) => line.push(format!("rss={rss}")),
         Err(err) => eprintln!("reading the RSS failed: {err}"),
     }
+    line.push(format!("rss_mean={rss_mean}"));
+    line.push(format!("rss_max={rss_max}"));
     if ledger {
         // Taken after jemalloc's figures, so that the snapshot's own memory is not in them.
         let snap = memledger::snapshot();
@@ -548,6 +566,7 @@ fn driver(workload: &str) -> ExitCode {
         target_pointer_width = "64"
     )) {
         modes.insert(2, "arenas");
+        modes.push("decay0");
     }
     let mut figures = Vec::new();
     for mode in &modes {
@@ -611,6 +630,8 @@ fn driver(workload: &str) -> ExitCode {
         "resident",
         "mapped",
         "rss",
+        "rss_mean",
+        "rss_max",
     ] {
         let figure = |figures: &HashMap<String, u64>| match label {
             "dirty" => dirty(figures),
@@ -630,11 +651,13 @@ fn driver(workload: &str) -> ExitCode {
         "(ledger: Ledger<TrailerOnly<Jemalloc>>, every block with a 2-byte trailer; arenas: the default Ledger<Jemalloc>, blocks of up to 16 KiB \
          and larger full ones in their scope's arena; slack: what jemalloc holds when \
          a tag goes in the size class's spare bytes where there are 2, and 2 bytes are added only \
-         where there are not, booking nothing)"
+         where there are not, booking nothing; decay0: the default with \
+         Ledger::with_arena_decay(0))"
     );
     println!(
         "(dirty = resident - active - metadata: purged on a timer, so it varies between runs; \
-         rss: the process's resident set, /proc/self/statm)"
+         rss: the process's resident set, /proc/self/statm, at the end of the workload; \
+         rss_mean, rss_max: the same read every 100 ms while the workload ran)"
     );
     let ledger = &figures[1];
     let requested = get(ledger, "ledger_total_live");
@@ -701,8 +724,11 @@ fn main() -> ExitCode {
         Ok("ledger") => child(true),
         Ok("slack") => child(false),
         Ok("arenas") => child(true),
+        Ok("decay0") => child(true),
         Ok(other) => {
-            eprintln!("{MODE_VAR} must be `bare`, `ledger`, `arenas` or `slack`, not `{other}`");
+            eprintln!(
+                "{MODE_VAR} must be `bare`, `ledger`, `arenas`, `decay0` or `slack`, not `{other}`"
+            );
             ExitCode::FAILURE
         }
         Err(err) => {
@@ -713,6 +739,41 @@ fn main() -> ExitCode {
 }
 
 /// The process's resident set: the second field of `/proc/self/statm`, in pages.
+/// Reads the process's RSS every 100 ms on a thread of its own while the workload runs, for its
+/// mean and its maximum over the run (the reading at the end is taken separately).
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut sum, mut count, mut max) = (0u64, 0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(rss) = rss_bytes() {
+                        sum += rss;
+                        count += 1;
+                        max = max.max(rss);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                (sum / count.max(1), max)
+            })
+        };
+        RssSampler { stop, thread }
+    }
+
+    /// The mean and the maximum of the readings.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the RSS sampler finished")
+    }
+}
+
 fn rss_bytes() -> std::io::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
     let pages: u64 = statm

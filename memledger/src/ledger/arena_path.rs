@@ -118,7 +118,7 @@ impl<A: GlobalAlloc> Ledger<A> {
     fn arena_alloc_miss(&self, layout: Layout, zero: bool) -> *mut u8 {
         let size = layout.size();
         let (cell, scope) = state::current();
-        if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
+        if let Some(slot) = arena::arena_of(scope, self.arena_limits.into()) {
             let block = self.allocate_cached(slot, size, layout.align(), zero);
             if !block.is_null() {
                 cell.count_alloc();
@@ -140,7 +140,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         let scope = state::current_scope();
         // A block to sample takes the trailer path, whose cold path records it.
         if !shared::slot(scope).strict() && !sample_due(&Jemalloc, scope, size as u64) {
-            if let Some(slot) = arena::arena_of(scope, usize::from(self.arena_limits.max_arenas)) {
+            if let Some(slot) = arena::arena_of(scope, self.arena_limits.into()) {
                 let block = self.allocate_cached(slot, size, layout.align(), zero);
                 if !block.is_null() {
                     book_cold(&Jemalloc, scope, Op::Alloc(size as u64));
@@ -427,7 +427,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         if growth > 0 && sample_due(&Jemalloc, owner, growth) {
             return ptr::null_mut();
         }
-        let Some(slot) = arena::arena_of(owner, usize::from(self.arena_limits.max_arenas)) else {
+        let Some(slot) = arena::arena_of(owner, self.arena_limits.into()) else {
             return ptr::null_mut();
         };
         let block = self.allocate_in(slot, new_size, false);

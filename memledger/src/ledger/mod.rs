@@ -87,6 +87,19 @@ pub(crate) struct ArenaLimits {
     pub(crate) max_arenas: u8,
     /// At most this many explicit jemalloc caches per thread.
     pub(crate) thread_caches: u8,
+    /// The `dirty_decay_ms` of each arena it makes, or -1 for jemalloc's own setting.
+    pub(crate) dirty_decay_ms: i32,
+}
+
+/// What making an arena needs of the ledger's limits.
+#[cfg(all(feature = "arenas", target_os = "linux", target_pointer_width = "64"))]
+impl From<ArenaLimits> for arena::NewArena {
+    fn from(limits: ArenaLimits) -> Self {
+        arena::NewArena {
+            max_arenas: usize::from(limits.max_arenas),
+            dirty_decay_ms: limits.dirty_decay_ms,
+        }
+    }
 }
 
 impl<A: Default> Default for Ledger<A> {
@@ -105,6 +118,7 @@ impl<A> Ledger<A> {
             arena_limits: ArenaLimits {
                 max_arenas: 64,
                 thread_caches: 8,
+                dirty_decay_ms: -1,
             },
         }
     }
@@ -119,6 +133,26 @@ impl<A> Ledger<A> {
         } else {
             255
         } as u8;
+        self
+    }
+
+    /// Gives each scope arena made from now on a `dirty_decay_ms` of `ms` (`arena.<i>.dirty_decay_ms`
+    /// and `muzzy_decay_ms`): how long jemalloc keeps the pages an arena freed before it gives them
+    /// back to the kernel. By default the arenas keep jemalloc's own setting (10 s unless
+    /// `MALLOC_CONF` says otherwise). A scope arena's freed pages serve that scope only, where bare
+    /// jemalloc's serve every allocation, so a short decay trades time for memory: `0` gives pages
+    /// back as soon as they are free. Negative values keep jemalloc's setting. `BENCHMARKS.md`
+    /// ("Memory handed between threads") has the measured trade. Only a ledger over jemalloc with
+    /// the `arenas` feature on Linux makes arenas; elsewhere this changes nothing.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static GLOBAL: memledger::Ledger<memledger::Jemalloc> =
+    ///     memledger::Ledger::new(memledger::Jemalloc).with_arena_decay(0);
+    /// # fn main() {}
+    /// ```
+    pub const fn with_arena_decay(mut self, ms: i32) -> Self {
+        self.arena_limits.dirty_decay_ms = if ms < 0 { -1 } else { ms };
         self
     }
 

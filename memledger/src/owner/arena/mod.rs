@@ -189,10 +189,10 @@ fn decay_idle_arenas() {
     decay(ALL_ARENAS);
 }
 
-/// Advances the decay of jemalloc's arena `index` ("arena.<i>.decay"), building its name on the
-/// stack: nothing is allocated.
-fn decay(index: u32) {
-    let mut name = [0u8; 32];
+/// `arena.<index><suffix>`, NUL-terminated, built on the stack: nothing is allocated (these run
+/// inside allocations). `suffix` is at most 24 bytes.
+fn arena_ctl_name(index: u32, suffix: &[u8]) -> [u8; 48] {
+    let mut name = [0u8; 48];
     let prefix = b"arena.";
     name[..prefix.len()].copy_from_slice(prefix);
     let mut len = prefix.len();
@@ -211,12 +211,40 @@ fn decay(index: u32) {
         name[len] = digit;
         len += 1;
     }
-    let suffix = b".decay";
+    let suffix = &suffix[..suffix.len().min(24)];
     name[len..len + suffix.len()].copy_from_slice(suffix);
+    name
+}
+
+/// Sets the dirty and muzzy decay times of jemalloc's arena `index` to `ms`. A failure leaves the
+/// arena with jemalloc's setting.
+fn set_decay(index: u32, ms: i32) {
+    for suffix in [&b".dirty_decay_ms"[..], &b".muzzy_decay_ms"[..]] {
+        let name = arena_ctl_name(index, suffix);
+        let mut ms = ms as isize;
+        // SAFETY:
+        // - "arena.<i>.dirty_decay_ms" and "arena.<i>.muzzy_decay_ms" take an `ssize_t`; `name`
+        //   is NUL-terminated and names an arena just made.
+        let _ = unsafe {
+            ffi::mallctl(
+                name.as_ptr().cast::<c_char>(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::addr_of_mut!(ms).cast::<c_void>(),
+                core::mem::size_of::<isize>(),
+            )
+        };
+    }
+}
+
+/// Advances the decay of jemalloc's arena `index` ("arena.<i>.decay"), building its name on the
+/// stack: nothing is allocated.
+fn decay(index: u32) {
+    let name = arena_ctl_name(index, b".decay");
     // A failure leaves the arena as it was: there is nothing to report.
     // SAFETY:
     // - "arena.<i>.decay" takes and returns nothing: null pointers and a zero length;
-    // - `name` is NUL-terminated (at most 6 + 10 + 6 bytes of 32 are written) and names an arena
+    // - `name` is NUL-terminated (at most 6 + 10 + 24 bytes of 48 are written) and names an arena
     //   that exists (arenas are never destroyed) or all of them.
     let _ = unsafe {
         ffi::mallctl(
@@ -261,11 +289,20 @@ pub(crate) fn row_of(scope: ScopeId) -> usize {
     usize::from(SCOPE_ARENA[usize::from(scope) % MAX_SCOPES].load(Ordering::Relaxed))
 }
 
-/// The slot of `scope`'s arena, making the arena if `max` allows; `None` if it has none.
+/// What a ledger asks of the arenas it makes.
+#[derive(Clone, Copy)]
+pub(crate) struct NewArena {
+    /// At most this many arenas.
+    pub(crate) max_arenas: usize,
+    /// Each arena's `dirty_decay_ms` and `muzzy_decay_ms`, or negative for jemalloc's setting.
+    pub(crate) dirty_decay_ms: i32,
+}
+
+/// The slot of `scope`'s arena, making the arena if `new.max_arenas` allows; `None` if it has none.
 #[inline(always)]
-pub(crate) fn arena_of(scope: ScopeId, max: usize) -> Option<usize> {
+pub(crate) fn arena_of(scope: ScopeId, new: NewArena) -> Option<usize> {
     match SCOPE_ARENA[usize::from(scope) % MAX_SCOPES].load(Ordering::Acquire) {
-        0 => make_arena(scope, max),
+        0 => make_arena(scope, new),
         NO_ARENA => None,
         slot => Some(usize::from(slot) - 1),
     }
@@ -274,7 +311,8 @@ pub(crate) fn arena_of(scope: ScopeId, max: usize) -> Option<usize> {
 /// Makes `scope`'s arena, or marks it as having none.
 #[cold]
 #[inline(never)]
-fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
+fn make_arena(scope: ScopeId, new: NewArena) -> Option<usize> {
+    let max = new.max_arenas;
     let entry = &SCOPE_ARENA[usize::from(scope) % MAX_SCOPES];
     if CREATING
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -320,6 +358,9 @@ fn make_arena(scope: ScopeId, max: usize) -> Option<usize> {
     if failed || index as usize >= INDEX_SLOT.len() {
         entry.store(NO_ARENA, Ordering::Release);
         return None;
+    }
+    if new.dirty_decay_ms >= 0 {
+        set_decay(index, new.dirty_decay_ms);
     }
     INDEX_SLOT[index as usize].store(slot as u8 + 1, Ordering::Release);
     ARENA_INDEX[slot].store(index, Ordering::Relaxed);
