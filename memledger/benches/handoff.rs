@@ -11,7 +11,11 @@
 //!
 //! - `handoff/1to1/<variant>`: one producer, one consumer;
 //! - `handoff/1to3/<variant>`: one producer, three consumers (the batches dealt in turn);
-//! - `handoff/3to1/<variant>`: three producers, one consumer.
+//! - `handoff/3to1/<variant>`: three producers, one consumer;
+//! - `handoff/tokio/<variant>`: a service's shape on a tokio runtime of two worker threads: four
+//!   producer tasks build documents in the scope (a synchronous `in_scope` around each batch, as a
+//!   handler does between its awaits) and send them through tokio channels to two consumer tasks,
+//!   which drop them; the runtime moves the tasks between its workers.
 //!
 //! Variants: `jemalloc` (bare), `trailer_only` (`Ledger<TrailerOnly<Jemalloc>>`) and `default`
 //! (`Ledger<Jemalloc>`: scope arenas where the feature is on). Reported: time per document.
@@ -119,6 +123,7 @@ enum Shape {
     OneToOne,
     OneToThree,
     ThreeToOne,
+    Tokio,
 }
 
 impl Shape {
@@ -127,6 +132,7 @@ impl Shape {
             Shape::OneToOne => "1to1",
             Shape::OneToThree => "1to3",
             Shape::ThreeToOne => "3to1",
+            Shape::Tokio => "tokio",
         }
     }
 
@@ -135,23 +141,24 @@ impl Shape {
             "1to1" => Shape::OneToOne,
             "1to3" => Shape::OneToThree,
             "3to1" => Shape::ThreeToOne,
-            _ => panic!("a shape is 1to1, 1to3 or 3to1, not {name:?}"),
+            "tokio" => Shape::Tokio,
+            _ => panic!("a shape is 1to1, 1to3, 3to1 or tokio, not {name:?}"),
         }
     }
 
     fn producers(self) -> usize {
-        if matches!(self, Shape::ThreeToOne) {
-            3
-        } else {
-            1
+        match self {
+            Shape::ThreeToOne => 3,
+            Shape::Tokio => 4,
+            _ => 1,
         }
     }
 
     fn consumers(self) -> usize {
-        if matches!(self, Shape::OneToThree) {
-            3
-        } else {
-            1
+        match self {
+            Shape::OneToThree => 3,
+            Shape::Tokio => 2,
+            _ => 1,
         }
     }
 }
@@ -159,6 +166,9 @@ impl Shape {
 /// Builds `documents` batches' worth of documents (rounded up to whole batches per producer),
 /// hands them over and frees them; returns the time from the first build to the last free.
 fn run<A: GlobalAlloc + Sync>(allocator: &'static A, shape: Shape, documents: u64) -> Duration {
+    if let Shape::Tokio = shape {
+        return run_tokio(allocator, documents);
+    }
     let producers = shape.producers();
     let consumers = shape.consumers();
     let batches = documents.div_ceil((BATCH * producers) as u64) as usize;
@@ -193,6 +203,59 @@ fn run<A: GlobalAlloc + Sync>(allocator: &'static A, shape: Shape, documents: u6
     started.elapsed()
 }
 
+/// [`run`] for [`Shape::Tokio`]: producer and consumer tasks on a runtime of two workers. The
+/// runtime is made before the clock starts and dropped after it stops.
+fn run_tokio<A: GlobalAlloc + Sync>(allocator: &'static A, documents: u64) -> Duration {
+    let shape = Shape::Tokio;
+    let batches = documents.div_ceil((BATCH * shape.producers()) as u64) as usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a runtime");
+    let started = Instant::now();
+    runtime.block_on(async {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shape.consumers())
+            .map(|_| tokio::sync::mpsc::channel::<Batch>(QUEUE))
+            .unzip();
+        let consumers: Vec<_> = receivers
+            .into_iter()
+            .map(|mut receiver| {
+                tokio::spawn(async move {
+                    while let Some(batch) = receiver.recv().await {
+                        for document in batch {
+                            free(allocator, document);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..shape.producers())
+            .map(|producer| {
+                let senders = senders.clone();
+                tokio::spawn(async move {
+                    let mut state = 0x9e37_79b9_7f4a_7c15 ^ (producer as u64 + 1);
+                    for b in 0..batches {
+                        let batch = memledger::in_scope("producer", || {
+                            (0..BATCH).map(|_| build(allocator, &mut state)).collect()
+                        });
+                        senders[b % senders.len()]
+                            .send(batch)
+                            .await
+                            .expect("the consumers outlive the producers");
+                    }
+                })
+            })
+            .collect();
+        drop(senders);
+        for task in producers.into_iter().chain(consumers) {
+            task.await.expect("a task finished");
+        }
+    });
+    let elapsed = started.elapsed();
+    drop(runtime);
+    elapsed
+}
+
 fn bench_variant<A: GlobalAlloc + Sync>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
@@ -207,7 +270,12 @@ fn bench_variant<A: GlobalAlloc + Sync>(
 fn handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("handoff");
     group.throughput(Throughput::Elements(1));
-    for shape in [Shape::OneToOne, Shape::OneToThree, Shape::ThreeToOne] {
+    for shape in [
+        Shape::OneToOne,
+        Shape::OneToThree,
+        Shape::ThreeToOne,
+        Shape::Tokio,
+    ] {
         bench_variant(&mut group, "jemalloc", &JEMALLOC, shape);
         bench_variant(&mut group, "trailer_only", &LEDGER_JEMALLOC, shape);
         bench_variant(&mut group, "default", &support::LEDGER_ARENAS, shape);
