@@ -579,6 +579,61 @@ mod tests {
         unsafe { front.push(row, bin, size, block) }
     }
 
+    /// A front cache flushed with hand-over gives its stacks to the transfer cache in whole
+    /// batches and keeps the rest; another table takes a batch whole: its first block handed out,
+    /// the others on its stack, counted in its room, and the bound given back.
+    #[test]
+    fn stacks_cross_to_another_table_in_whole_batches() {
+        // A row no arena of this test process has (its unit tests make none).
+        let row = ROWS - 2;
+        let bin = arena_class(64, 8);
+        let n = batch(64);
+        let giver = Box::<ThreadArenas>::default();
+        let taker = Box::<ThreadArenas>::default();
+        giver.init();
+        taker.init();
+        // Two batches and three blocks more.
+        let blocks: Vec<*mut u8> = (0..2 * n + 3).map(|_| block(64)).collect();
+        for &b in &blocks {
+            assert!(push(giver.front(), row, bin, 64, b));
+        }
+        assert_eq!(transfer_bytes(), 0);
+        giver.front.flush(ROWS, |_| ffi::MALLOCX_TCACHE_NONE, true);
+        // The two batches went over; the three left stay on the giver's stack.
+        assert_eq!(transfer_bytes(), 2 * n * 64);
+        assert_eq!(giver.front().held_bytes(), 3 * 64);
+        let mut taken = Vec::new();
+        for _ in 0..2 {
+            let first = taker.take_batch(row, bin);
+            assert!(!first.is_null());
+            taken.push(first);
+            assert_eq!(taker.front().held_bytes(), (n - 1) * 64);
+            for _ in 0..n - 1 {
+                let b = taker.front().pop(row, bin, 64);
+                assert!(!b.is_null());
+                taken.push(b);
+            }
+            assert!(taker.front().pop(row, bin, 64).is_null());
+        }
+        assert_eq!(transfer_bytes(), 0);
+        // Nothing more to take: the taker's stack is empty and the transfer cache too.
+        assert!(taker.take_batch(row, bin).is_null());
+        assert_eq!(taker.front().live(), 2 * n as i64);
+        for _ in 0..3 {
+            taken.push(giver.front().pop(row, bin, 64));
+        }
+        // Every block came back exactly once.
+        let mut all = blocks.clone();
+        all.sort();
+        taken.sort();
+        assert_eq!(taken, all);
+        for b in all {
+            // SAFETY:
+            // - each block came from `block` and is freed once, here.
+            unsafe { ffi::sdallocx(b.cast(), 64, 0) };
+        }
+    }
+
     #[test]
     fn the_front_cache_is_a_bounded_stack_per_arena_and_class() {
         let table = Box::<ThreadArenas>::default();
