@@ -91,7 +91,10 @@ impl<A: GlobalAlloc> Ledger<A> {
     fn allocate_cached(&self, slot: usize, size: usize, align: usize, zero: bool) -> *mut u8 {
         let bin = arena_class(size, align);
         if is_bin(bin) {
-            if let Some(table) = thread_arenas() {
+            // The table's stacks only while they are this thread's front cache: an exiting thread
+            // leaves its front cache (`leave_front`) before it gives its table up, and blocks put
+            // on its stacks then would pass to the slab's next thread.
+            if let Some(table) = thread_arenas().filter(|t| ptr::eq(t.front(), state::front())) {
                 let mut block = table.take_batch(slot + 1, bin);
                 if block.is_null() {
                     let thread_caches = usize::from(self.arena_limits.thread_caches);

@@ -447,13 +447,18 @@ pub(crate) fn allocate_batch(
     if want <= 1 {
         return allocate(Some(table), slot, size, false, max_tcaches);
     }
+    // Without a thread cache the batch call makes one `mallocx` per block, each taking the bin's
+    // lock: one block is enough then.
+    let tcache = tcache_flag(Some(table), slot, max_tcaches, true);
+    if tcache == ffi::MALLOCX_TCACHE_NONE {
+        return allocate(Some(table), slot, size, false, max_tcaches);
+    }
     let mut ptrs = [ptr::null_mut::<c_void>(); REFILL_MAX];
     let mut packet = BatchPacket {
         ptrs: ptrs.as_mut_ptr(),
         num: want,
         size,
-        flags: ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize)
-            | tcache_flag(Some(table), slot, max_tcaches, true),
+        flags: ffi::MALLOCX_ARENA(ARENA_INDEX[slot].load(Ordering::Relaxed) as usize) | tcache,
     };
     let mib = [
         BATCH_MIB[0].load(Ordering::Relaxed),

@@ -66,6 +66,10 @@ pub(super) fn transfer_bytes() -> usize {
 /// thread cache). Called at most once a second, on the decay the books drive, so that a batch no
 /// thread takes is held for a second or two at most; and by [`crate::arenas::trim`].
 pub(crate) fn drain_transfers(rows: usize) {
+    // Nothing held: no slot to look at.
+    if TRANSFER_HELD.held() == 0 {
+        return;
+    }
     for row in 1..rows.min(ROWS) {
         for bin in 1..BINS {
             let size = bin_size(bin);

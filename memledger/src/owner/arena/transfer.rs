@@ -51,7 +51,9 @@ pub(crate) const fn batch(class_size: usize) -> usize {
 }
 
 /// One (arena, class)'s transfer cache: up to [`SLOTS`] batches of that class's [`batch`] blocks,
-/// each linked through the blocks' first 8 bytes and ended by a null link.
+/// each linked through the blocks' first 8 bytes and ended by a null link. One cache line, so that
+/// neighbouring classes' caches share none.
+#[repr(align(64))]
 pub(crate) struct Transfer {
     slots: [AtomicPtr<u8>; SLOTS],
 }
