@@ -40,7 +40,7 @@ const ROWS: usize = 256;
 /// Bytes the front cache of one thread may hold.
 pub const FRONT_BYTES: usize = 128 * 1024;
 
-/// Bytes all transfer caches may hold together ([`transfer`](super::transfer)): past it, the
+/// Bytes all transfer caches may hold together (one per scope arena and size class): past it, the
 /// blocks a full front cache gives up go to jemalloc.
 pub const TRANSFER_BYTES: usize = 1024 * 1024;
 
