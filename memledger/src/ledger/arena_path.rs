@@ -182,16 +182,11 @@ impl<A: GlobalAlloc> Ledger<A> {
             return unsafe { Self::arena_dealloc_cold(ptr, layout, owner, row) };
         }
         let class = arena_class(size, layout.align());
-        if class != 0 && class != BIG {
+        if is_bin(class) {
             // SAFETY:
-            // - a live arena block of the arena in `row`, of a size in `class` (neither 0 nor
-            //   `BIG`), which the caller frees.
-            if unsafe { front.push(row, class, bin_size(class), ptr) } {
-                return;
-            }
-            // SAFETY:
-            // - as above.
-            return unsafe { free_past_a_full_cache(ptr, row, size, layout.align(), class) };
+            // - a live arena block of the arena in `row`, of a size in `class` (a bin), which the
+            //   caller frees; `front` is this thread's.
+            return unsafe { free_to_front(front, ptr, row, layout, class) };
         }
         // SAFETY:
         // - in the region: an arena block of the arena in `row`, allocated or resized for
@@ -224,15 +219,8 @@ impl<A: GlobalAlloc> Ledger<A> {
         if is_bin(class) {
             // SAFETY:
             // - a live arena block of the arena in `row`, of a size in `class` (a bin), which the
-            //   caller frees.
-            if unsafe { state::front().push(row, class, bin_size(class), ptr) } {
-                return;
-            }
-            // SAFETY:
-            // - as above.
-            return unsafe {
-                free_past_a_full_cache(ptr, row, layout.size(), layout.align(), class)
-            };
+            //   caller frees; `state::front` is this thread's.
+            return unsafe { free_to_front(state::front(), ptr, row, layout, class) };
         }
         // SAFETY:
         // - the caller's guarantee.
@@ -367,9 +355,7 @@ impl<A: GlobalAlloc> Ledger<A> {
         //   and no longer used.
         unsafe {
             ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
-            if !front.push(row, old_bin, bin_size(old_bin), ptr) {
-                free_past_a_full_cache(ptr, row, layout.size(), layout.align(), old_bin);
-            }
+            free_to_front(front, ptr, row, layout, old_bin);
         }
         block
     }
@@ -448,6 +434,32 @@ impl<A: GlobalAlloc> Ledger<A> {
         on_realloc(&Jemalloc, owner, layout.size(), new_size);
         block
     }
+}
+
+/// Frees the arena block `ptr` of `layout` onto the thread's front cache `front`, or past it when
+/// it is full ([`free_past_a_full_cache`]).
+///
+/// # Safety
+///
+/// - `ptr` is a live arena block of the arena in `row`, allocated or last resized for `layout`,
+///   in `class` (a bin, neither 0 nor `BIG`), which the caller frees;
+/// - `front` is the calling thread's front cache (or the cold one).
+#[inline(always)]
+unsafe fn free_to_front(
+    front: &arena::Front,
+    ptr: *mut u8,
+    row: usize,
+    layout: Layout,
+    class: usize,
+) {
+    // SAFETY:
+    // - the caller's guarantee.
+    if unsafe { front.push(row, class, bin_size(class), ptr) } {
+        return;
+    }
+    // SAFETY:
+    // - as above.
+    unsafe { free_past_a_full_cache(ptr, row, layout.size(), layout.align(), class) }
 }
 
 /// [`Ledger::arena_dealloc`] when the front cache is full: the thread's caches are looked up
