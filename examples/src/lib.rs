@@ -7,7 +7,9 @@
 //! - `record`: a run recorded to JSON Lines and turned into a page;
 //! - `tracing_spans`: spans that book to scopes;
 //! - `end_to_end` (with `end_to_end_bare` and `end_to_end_trailer`): serde_json, rayon and flate2
-//!   over the default ledger, against bare jemalloc and the ledger with a trailer on every block.
+//!   over the default ledger, against bare jemalloc and the ledger with a trailer on every block;
+//! - `server_load` (with `server_load_bare` and `server_load_trailer`): an axum server on tokio's
+//!   multi-thread runtime under the load of client threads, compared the same way.
 //!
 //! Run one from the workspace root with `cargo run --release --example <name>`.
 
@@ -23,6 +25,95 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// Runs the example binary `exe` and returns the `key=value` figures it printed.
+fn figures(exe: &std::path::Path) -> Vec<(String, u64)> {
+    let output = std::process::Command::new(exe)
+        .output()
+        .expect("the example runs");
+    assert!(output.status.success(), "{} failed", exe.display());
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Compares this example's build (the default ledger) with `<name>_bare` (bare jemalloc) and, if
+/// it was built, `<name>_trailer` (a trailer on every block): `runs` alternating runs of each,
+/// then the median of `wall_ms`, `peak_rss_kib` and `rss_kib` per build and their ratios to bare
+/// jemalloc's. The figures named in `same` must agree between the builds (the same work done).
+pub fn compare_builds(name: &str, runs: usize, same: &[&str]) {
+    let me = std::env::current_exe().expect("this binary");
+    let build = |variant: &str| {
+        me.with_file_name(format!(
+            "{name}_{variant}{}",
+            std::env::consts::EXE_SUFFIX
+        ))
+    };
+    let bare = build("bare");
+    assert!(
+        bare.exists(),
+        "build it first: cargo build --release --example {name}_bare"
+    );
+    let trailer = Some(build("trailer")).filter(|t| t.exists());
+    let (mut ledger_runs, mut bare_runs, mut trailer_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ledger_runs.push(figures(&me));
+        bare_runs.push(figures(&bare));
+        if let Some(trailer) = &trailer {
+            trailer_runs.push(figures(trailer));
+        }
+    }
+    let pick = |runs: &[Vec<(String, u64)>], key: &str| -> u64 {
+        median(
+            runs.iter()
+                .map(|r| r.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v))
+                .collect(),
+        )
+    };
+    for key in same {
+        assert_eq!(
+            pick(&ledger_runs, key),
+            pick(&bare_runs, key),
+            "both builds must do the same work ({key})"
+        );
+    }
+    println!("median of {runs} alternating runs each");
+    for key in ["wall_ms", "peak_rss_kib", "rss_kib"] {
+        let (l, b) = (pick(&ledger_runs, key), pick(&bare_runs, key));
+        print!(
+            "{key:<13} bare {b:>8}  ledger {l:>8} ({:.3}x)",
+            l as f64 / b as f64
+        );
+        if !trailer_runs.is_empty() {
+            let t = pick(&trailer_runs, key);
+            print!("  trailer only {t:>8} ({:.3}x)", t as f64 / b as f64);
+        }
+        println!();
+    }
+}
+
+/// The process's peak and current resident set, in KiB (`VmHWM` and `VmRSS` of
+/// `/proc/self/status`; 0 where they cannot be read).
+pub fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// The workspace README's examples, compiled and run as doc tests.

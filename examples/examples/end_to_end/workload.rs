@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-use memledger_examples::Rng;
+use memledger_examples::{rss_kib, Rng};
 use rayon::prelude::*;
 
 const DOCUMENTS: usize = 200_000;
@@ -92,19 +92,6 @@ fn compress(index: &HashMap<String, Vec<u32>>) -> usize {
             })
         })
         .sum()
-}
-
-/// The process's peak and current resident set, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 pub fn run() {
