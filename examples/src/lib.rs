@@ -49,8 +49,8 @@ fn median(mut values: Vec<u64>) -> u64 {
 
 /// Compares this example's build (the default ledger) with `<name>_bare` (bare jemalloc) and, if
 /// it was built, `<name>_trailer` (a trailer on every block): `runs` alternating runs of each,
-/// then the median of `wall_ms`, `peak_rss_kib` and `rss_kib` per build and their ratios to bare
-/// jemalloc's. The figures named in `same` must agree between the builds (the same work done).
+/// then the median of `wall_ms`, `peak_rss_kib`, `rss_kib`, `rss_mean_kib` and `rss_max_kib` per
+/// build and their ratios to bare jemalloc's. The figures named in `same` must agree between the builds (the same work done).
 pub fn compare_builds(name: &str, runs: usize, same: &[&str]) {
     let me = std::env::current_exe().expect("this binary");
     let build = |variant: &str| {
@@ -88,7 +88,13 @@ pub fn compare_builds(name: &str, runs: usize, same: &[&str]) {
         );
     }
     println!("median of {runs} alternating runs each");
-    for key in ["wall_ms", "peak_rss_kib", "rss_kib"] {
+    for key in [
+        "wall_ms",
+        "peak_rss_kib",
+        "rss_kib",
+        "rss_mean_kib",
+        "rss_max_kib",
+    ] {
         let (l, b) = (pick(&ledger_runs, key), pick(&bare_runs, key));
         print!(
             "{key:<13} bare {b:>8}  ledger {l:>8} ({:.3}x)",
@@ -114,6 +120,41 @@ pub fn rss_kib() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The RSS read every 100 ms on a thread of its own while a workload runs: its mean and maximum
+/// over the run, in KiB (`VmRSS`, as [`rss_kib`] reads it).
+pub struct RssOverRun {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl RssOverRun {
+    /// Starts the readings.
+    pub fn start() -> RssOverRun {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut sum, mut count, mut max) = (0u64, 0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rss = rss_kib().1;
+                    sum += rss;
+                    count += 1;
+                    max = max.max(rss);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                (sum / count.max(1), max)
+            })
+        };
+        RssOverRun { stop, thread }
+    }
+
+    /// Stops the readings; returns their mean and maximum, in KiB.
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the RSS readings finished")
+    }
 }
 
 /// The workspace README's examples, compiled and run as doc tests.

@@ -8,14 +8,15 @@
 //! 4. `compress`: rayon's pool serializes the index in chunks and compresses each with flate2;
 //! 5. the corpus is freed on rayon's threads (blocks of one thread's scope freed by others).
 //!
-//! Prints one line: wall time in milliseconds, the process's peak RSS and its RSS at the end, in
-//! KiB, and the compressed size (the same in both builds, a check that the work is the same).
+//! Prints one line: wall time in milliseconds, the process's peak RSS, its RSS at the end and the
+//! mean and maximum of its RSS read every 100 ms over the run, in KiB, and the compressed size (the
+//! same in every build, a check that the work is the same).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-use memledger_examples::{rss_kib, Rng};
+use memledger_examples::{rss_kib, Rng, RssOverRun};
 use rayon::prelude::*;
 
 const DOCUMENTS: usize = 200_000;
@@ -96,6 +97,7 @@ fn compress(index: &HashMap<String, Vec<u32>>) -> usize {
 
 pub fn run() {
     let start = Instant::now();
+    let over_the_run = RssOverRun::start();
     let corpus = memledger::in_scope("corpus", corpus);
     let parsed = parse(&corpus);
     let index = memledger::in_scope("index", || index(parsed));
@@ -103,9 +105,11 @@ pub fn run() {
     // Freed on rayon's threads, in pieces.
     corpus.into_par_iter().with_min_len(1024).for_each(drop);
     let wall = start.elapsed();
+    let (rss_mean, rss_max) = over_the_run.stop();
     let (peak, rss) = rss_kib();
     println!(
-        "wall_ms={} peak_rss_kib={peak} rss_kib={rss} compressed={compressed} tokens={}",
+        "wall_ms={} peak_rss_kib={peak} rss_kib={rss} rss_mean_kib={rss_mean} \
+         rss_max_kib={rss_max} compressed={compressed} tokens={}",
         wall.as_millis(),
         index.len()
     );

@@ -13,9 +13,10 @@
 //! indexed on tokio's workers, which also free the parsed documents: memory crosses threads both
 //! ways, as in a service.
 //!
-//! Prints one line: wall time in milliseconds, the process's peak RSS and its RSS at the end (the
-//! index still held), in KiB, and the distinct words and postings indexed (the same in every
-//! build, a check that the work is the same).
+//! Prints one line: wall time in milliseconds, the process's peak RSS, its RSS at the end (the
+//! index still held) and the mean and maximum of its RSS read every 100 ms over the run, in KiB,
+//! and the distinct words and postings indexed (the same in every build, a check that the work is
+//! the same).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,7 +28,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use memledger_examples::{rss_kib, Rng};
+use memledger_examples::{rss_kib, Rng, RssOverRun};
 
 /// Client threads, each on a connection of its own.
 const CLIENTS: usize = 4;
@@ -129,6 +130,7 @@ fn client(addr: SocketAddr, me: usize) {
 
 pub fn run() {
     let start = Instant::now();
+    let over_the_run = RssOverRun::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -155,9 +157,11 @@ pub fn run() {
         let index = index.lock().expect("the index's lock");
         (index.len(), index.values().map(Vec::len).sum::<usize>())
     };
+    let (rss_mean, rss_max) = over_the_run.stop();
     let (peak, rss) = rss_kib();
     println!(
-        "wall_ms={} peak_rss_kib={peak} rss_kib={rss} words={words} postings={postings}",
+        "wall_ms={} peak_rss_kib={peak} rss_kib={rss} rss_mean_kib={rss_mean} \
+         rss_max_kib={rss_max} words={words} postings={postings}",
         wall.as_millis()
     );
     runtime.shutdown_background();
