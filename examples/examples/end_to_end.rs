@@ -18,19 +18,10 @@ static GLOBAL: memledger::Ledger<tikv_jemallocator::Jemalloc> =
 mod workload;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("--compare") {
-        workload::run();
-        let snap = memledger::snapshot();
-        for scope in ["corpus", "parse", "index", "compress"] {
-            let s = snap.scope(scope).expect("the workload's scopes");
-            println!(
-                "{scope:<9} allocations {:>9}  peak {:>10}  live {:>10}",
-                s.allocations, s.peak_bytes, s.live_bytes
-            );
-        }
-        return;
-    }
-    let runs: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
-    memledger_examples::compare_builds("end_to_end", runs, &["compressed"]);
+    memledger_examples::run_or_compare(
+        "end_to_end",
+        workload::run,
+        &["corpus", "parse", "index", "compress"],
+        &["compressed"],
+    );
 }

@@ -27,6 +27,27 @@ impl Rng {
     }
 }
 
+/// The `main` of a workload example over the default ledger: with `--compare [runs]` (5 by
+/// default) it compares the builds ([`compare_builds`]); otherwise it runs `workload` and prints
+/// each scope of `scopes` as the books have it.
+pub fn run_or_compare(name: &str, workload: fn(), scopes: &[&str], same: &[&str]) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--compare") {
+        let runs: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
+        compare_builds(name, runs, same);
+        return;
+    }
+    workload();
+    let snap = memledger::snapshot();
+    for &scope in scopes {
+        let s = snap.scope(scope).expect("the workload's scopes");
+        println!(
+            "{scope:<9} allocations {:>9}  peak {:>10}  live {:>10}",
+            s.allocations, s.peak_bytes, s.live_bytes
+        );
+    }
+}
+
 /// Runs the example binary `exe` and returns the `key=value` figures it printed.
 fn figures(exe: &std::path::Path) -> Vec<(String, u64)> {
     let output = std::process::Command::new(exe)
@@ -54,10 +75,7 @@ fn median(mut values: Vec<u64>) -> u64 {
 pub fn compare_builds(name: &str, runs: usize, same: &[&str]) {
     let me = std::env::current_exe().expect("this binary");
     let build = |variant: &str| {
-        me.with_file_name(format!(
-            "{name}_{variant}{}",
-            std::env::consts::EXE_SUFFIX
-        ))
+        me.with_file_name(format!("{name}_{variant}{}", std::env::consts::EXE_SUFFIX))
     };
     let bare = build("bare");
     assert!(
